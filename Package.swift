@@ -1,0 +1,37 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "flowmap",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "flowmap", targets: ["flowmap"]),
+        .library(name: "FlowCore", targets: ["FlowCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // System library: libpcap (Debian: libpcap-dev).
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        // PURE: wire decoding, flow table, DNS names, renderers. No C module, no I/O.
+        .target(name: "FlowCore", swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // ADAPTER: libpcap offline reading.
+        .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"]),
+        // ADAPTER: SQLite store through GRDB.
+        .target(name: "FlowStore", dependencies: ["FlowCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        // ArgumentParser commands.
+        .target(name: "FlowmapCLI", dependencies: [
+            "FlowCore", "FlowCapture", "FlowStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
+        .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),
+        .testTarget(name: "FlowmapCLITests", dependencies: ["FlowmapCLI", "FlowCore", "FlowCapture", "FlowStore"]),
+    ]
+)

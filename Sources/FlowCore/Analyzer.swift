@@ -1,0 +1,258 @@
+/// Totals for one analysis run.
+public struct AnalysisStats: Sendable, Equatable {
+    /// Packets handed to the analyzer.
+    public var packetsRead: UInt64 = 0
+    /// Packets that carried IP and were counted to a flow.
+    public var packetsDecoded: UInt64 = 0
+    /// Well-formed frames with no IP (ARP, STP, LCP…).
+    public var nonIPFrames: UInt64 = 0
+    /// Packets whose capture was cut short by the snap length (still counted by IP length).
+    public var snaplenTruncated: UInt64 = 0
+    public var bytesRead: UInt64 = 0
+    public var firstTimestamp: Double?
+    public var lastTimestamp: Double?
+    public var anomalies = AnomalyCounters()
+    public init() {}
+}
+
+/// Drives one packet through link, IP, transport and tunnel decoding into the flow table.
+///
+/// The adapter lends each packet's bytes for the duration of `process`; nothing escapes.
+public final class PacketAnalyzer {
+    public let table: FlowTable
+    public private(set) var stats = AnalysisStats()
+    public var maxTunnelDepth = 4
+    private var packetIndex: UInt64 = 0
+    private var ip = IPView()
+    private var tp = TransportView()
+    private var fragments: [FragmentKey: FragmentEntry] = [:]
+    private var fragmentSweepAt = 0.0
+
+    struct FragmentKey: Hashable {
+        var src: IPAddress
+        var dst: IPAddress
+        var id: UInt32
+        var proto: UInt8
+    }
+    struct FragmentEntry {
+        var flow: Flow
+        var lastSeen: Double
+    }
+
+    public init(table: FlowTable) {
+        self.table = table
+    }
+
+    /// Analyzes one packet. `wireLength` is the original length on the wire (pcap's len).
+    public func process(linkType: LinkType, timestamp t: Double, wireLength: Int, bytes b: UnsafeRawBufferPointer) {
+        packetIndex &+= 1
+        stats.packetsRead &+= 1
+        stats.bytesRead &+= UInt64(wireLength)
+        if stats.firstTimestamp == nil { stats.firstTimestamp = t }
+        stats.lastTimestamp = t
+        if b.count < wireLength { stats.snaplenTruncated &+= 1 }
+        table.advance(to: t)
+        switch LinkDecoder.decode(linkType, b) {
+        case .ip(let off):
+            if processIP(b, at: off, wireEnd: max(wireLength, b.count), t: t, depth: 0, parent: nil) {
+                stats.packetsDecoded &+= 1
+            }
+        case .nonIP:
+            stats.nonIPFrames &+= 1
+        case .anomaly(let a):
+            stats.anomalies.record(a)
+        }
+        if t >= fragmentSweepAt { sweepFragments(t) }
+    }
+
+    /// Emits every flow still open (end of input).
+    public func finish() {
+        table.flush()
+        fragments.removeAll()
+    }
+
+    public func recordAnomaly(_ a: Anomaly) { stats.anomalies.record(a) }
+
+    /// Returns true if the packet was counted to a flow.
+    private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
+                           parent: String?) -> Bool {
+        if let a = IPDecoder.decode(b, at: off, wireEnd: wireEnd, into: &ip) {
+            stats.anomalies.record(a)
+            return false
+        }
+        // Non-first fragments carry no ports: count them to the flow their first fragment opened.
+        if ip.isFragment && ip.fragmentOffset != 0 {
+            let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
+            guard var e = fragments[k] else {
+                stats.anomalies.record(.fragmentWithoutFirst)
+                return false
+            }
+            table.fragment(e.flow, t: t, src: ip.src, ipBytes: ip.ipBytes)
+            e.lastSeen = t
+            if ip.moreFragments { fragments[k] = e } else { fragments.removeValue(forKey: k) }
+            return true
+        }
+        if let a = IPDecoder.transport(b, ip: ip, into: &tp) {
+            stats.anomalies.record(a)
+            if a != .udpLengthMismatch { return false }
+        }
+        let proto = ip.proto.rawValue
+        // GRE and IP-in-IP: the inner packets are the flows; the tunnel gets a uid of its own.
+        if proto == 47 || proto == 4 || proto == 41 {
+            if depth >= maxTunnelDepth {
+                stats.anomalies.record(.tunnelDepthExceeded)
+            } else if !ip.isFragment, let inner = tunnelPayload(b, proto: proto) {
+                let tunnelUID = self.tunnelUID(ip.src, ip.dst, proto)
+                let innerEnd = min(wireEnd, ip.l4Offset + ip.l4Length)
+                switch inner {
+                case .ip(let o):
+                    return processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: tunnelUID)
+                case .nonIP:
+                    return true
+                case .anomaly(let a):
+                    stats.anomalies.record(a)
+                    return false
+                }
+            }
+        }
+        let src = ip.src, dst = ip.dst, ipView = ip, tpView = tp
+        let flow = table.packet(t: t, ip: ipView, tp: tpView, packetIndex: packetIndex, parent: parent)
+        if ipView.isFragment && ipView.moreFragments {
+            fragments[FragmentKey(src: src, dst: dst, id: ipView.fragmentID, proto: proto)] =
+                FragmentEntry(flow: flow, lastSeen: t)
+        }
+        guard tpView.hasHeader, !ipView.isFragment else { return true }
+        if proto == 17 {
+            let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
+            // DNS answers name the addresses that later flows go to.
+            if tpView.sport == 53 || tpView.sport == 5353 {
+                learnDNS(b, from: tpView.payloadOffset, to: payloadEnd, client: dst, t: t,
+                         multicast: tpView.sport == 5353)
+            }
+            // UDP tunnels: the outer flow stays, and the inner packet becomes a flow of its own.
+            if depth < maxTunnelDepth {
+                if let inner = udpTunnelPayload(b, tp: tpView, end: payloadEnd) {
+                    let innerEnd = min(wireEnd, tpView.payloadOffset + tpView.payloadLength)
+                    switch inner {
+                    case .ip(let o):
+                        _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: flow.uid)
+                    case .nonIP: break
+                    case .anomaly(let a): stats.anomalies.record(a)
+                    }
+                }
+            }
+        } else if proto == 6 && tpView.sport == 53 && tpView.payloadLength > 2 {
+            let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
+            learnDNS(b, from: tpView.payloadOffset + 2, to: payloadEnd, client: dst, t: t, multicast: false)
+        }
+        return true
+    }
+
+    private func learnDNS(_ b: UnsafeRawBufferPointer, from o: Int, to end: Int, client: IPAddress, t: Double,
+                          multicast: Bool) {
+        guard end > o else { return }
+        guard let answers = DNSParser.answers(b, from: o, to: end) else {
+            stats.anomalies.record(.malformedDNS)
+            return
+        }
+        for a in answers {
+            table.names.learn(DNSObservation(client: multicast || client.isBroadcastOrMulticast ? nil : client,
+                                             name: a.name, chain: a.chain, address: a.address, ttl: a.ttl, ts: t))
+        }
+    }
+
+    /// GRE (RFC 2784/2890, and ERSPAN) and IP-in-IP payloads.
+    private func tunnelPayload(_ b: UnsafeRawBufferPointer, proto: UInt8) -> LinkResult? {
+        let o = ip.l4Offset
+        if proto == 4 || proto == 41 { return .ip(offset: o) }
+        guard b.count >= o + 4 else {
+            stats.anomalies.record(.truncatedTunnelHeader)
+            return nil
+        }
+        let flags = b.u16be(o)
+        let version = flags & 0x7
+        let ptype = b.u16be(o + 2)
+        var hlen = 4
+        if flags & 0x8000 != 0 { hlen += 4 }  // checksum + reserved
+        if flags & 0x2000 != 0 { hlen += 4 }  // key
+        if flags & 0x1000 != 0 { hlen += 4 }  // sequence number
+        if version == 1 && flags & 0x0080 != 0 { hlen += 4 }  // enhanced GRE acknowledgment
+        guard b.count >= o + hlen else {
+            stats.anomalies.record(.truncatedTunnelHeader)
+            return nil
+        }
+        let p = o + hlen
+        switch ptype {
+        case 0x0800, 0x86DD: return LinkDecoder.etherType(ptype, b, at: p)
+        case 0x6558: return LinkDecoder.ethernet(b, at: p)
+        case 0x88BE:  // ERSPAN type II: 8-byte header, then Ethernet
+            return flags & 0x1000 != 0 ? LinkDecoder.ethernet(b, at: p + 8) : LinkDecoder.ethernet(b, at: p)
+        case 0x22EB:  // ERSPAN type III: 12 bytes, plus 8 with the O flag
+            guard b.count >= p + 12 else { return .anomaly(.truncatedTunnelHeader) }
+            let optional = b.u8(p + 11) & 0x01 != 0 ? 8 : 0
+            return LinkDecoder.ethernet(b, at: p + 12 + optional)
+        case 0x880B:  // PPP inside enhanced GRE (PPTP)
+            guard b.count >= p + 2 else { return .anomaly(.truncatedTunnelHeader) }
+            return LinkDecoder.ppp(b, at: p)
+        default: return nil
+        }
+    }
+
+    /// VXLAN (udp/4789), Geneve (udp/6081) and Teredo (udp/3544) payloads.
+    private func udpTunnelPayload(_ b: UnsafeRawBufferPointer, tp: TransportView, end: Int) -> LinkResult? {
+        let p = tp.payloadOffset
+        if tp.dport == 4789 || tp.sport == 4789 {
+            guard end >= p + 8 + 14 else { return nil }
+            guard b.u8(p) & 0x08 != 0 else { return nil }  // the I flag: a valid VNI
+            return LinkDecoder.ethernet(b, at: p + 8)
+        }
+        if tp.dport == 6081 || tp.sport == 6081 {
+            guard end >= p + 8 else { return nil }
+            guard b.u8(p) >> 6 == 0 else { return nil }
+            let optLen = Int(b.u8(p) & 0x3F) * 4
+            let ptype = b.u16be(p + 2)
+            let q = p + 8 + optLen
+            guard end > q else { return .anomaly(.truncatedTunnelHeader) }
+            if ptype == 0x6558 { return LinkDecoder.ethernet(b, at: q) }
+            if ptype == 0x0800 || ptype == 0x86DD { return .ip(offset: q) }
+            return nil
+        }
+        if tp.dport == 3544 || tp.sport == 3544 {
+            return teredo(b, from: p, end: end)
+        }
+        return nil
+    }
+
+    /// Teredo (RFC 4380): optional authentication and origin-indication headers, then IPv6.
+    private func teredo(_ b: UnsafeRawBufferPointer, from p0: Int, end: Int) -> LinkResult? {
+        var p = p0
+        for _ in 0..<2 {
+            guard end >= p + 2 else { return nil }
+            let tag = b.u16be(p)
+            if tag == 0x0001 {  // authentication
+                guard end >= p + 4 else { return nil }
+                let idLen = Int(b.u8(p + 2)), auLen = Int(b.u8(p + 3))
+                p += 4 + idLen + auLen + 9
+            } else if tag == 0x0000 {  // origin indication
+                p += 8
+            } else { break }
+        }
+        guard end >= p + 40, b.u8(p) >> 4 == 6 else { return nil }
+        let payload = Int(b.u16be(p + 4))
+        guard p + 40 + payload <= end || payload == 0 else { return nil }
+        return .ip(offset: p)
+    }
+
+    private func tunnelUID(_ a: IPAddress, _ b: IPAddress, _ proto: UInt8) -> String {
+        let (x, y) = a < b ? (a, b) : (b, a)
+        return FlowUID.format(FlowUID.mix(x.hi, x.lo, y.hi, y.lo, UInt64(proto)),
+                              FlowUID.mix(y.lo, x.lo, 0x7475_6E6E_656C))
+    }
+
+    private func sweepFragments(_ t: Double) {
+        fragmentSweepAt = t + 30
+        guard !fragments.isEmpty else { return }
+        // Zeek's frag_timeout is 5 minutes.
+        fragments = fragments.filter { t - $0.value.lastSeen < 300 && !$0.value.flow.removed }
+    }
+}

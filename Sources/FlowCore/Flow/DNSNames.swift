@@ -1,0 +1,156 @@
+/// One address learned from a DNS answer.
+public struct DNSObservation: Sendable, Equatable {
+    /// The client that asked (the answer's destination); nil for multicast DNS.
+    public var client: IPAddress?
+    /// The name the client asked for (first name of the CNAME chain).
+    public var name: String
+    /// The CNAME chain from the asked name to the final owner, when there was one.
+    public var chain: [String]
+    public var address: IPAddress
+    public var ttl: UInt32
+    public var ts: Double
+}
+
+/// Which DNS names resolved to which addresses, per client and globally.
+///
+/// A flow's responder gets the name that its own client asked for before the flow started
+/// (the first name of a CNAME chain, not the CDN's target); otherwise any name seen for the
+/// address. Several names for one address are all kept.
+public final class DNSNameTable {
+    struct ClientKey: Hashable {
+        var client: IPAddress
+        var address: IPAddress
+    }
+    struct Binding {
+        var names: [String]
+        var learnedAt: Double
+        var expiresAt: Double
+    }
+    private var perClient: [ClientKey: Binding] = [:]
+    private var global: [IPAddress: [String]] = [:]
+    /// Every observation, in packet order, for the store.
+    public private(set) var observations: [DNSObservation] = []
+    public var keepObservations = true
+
+    public init() {}
+
+    public var isEmpty: Bool { global.isEmpty }
+
+    func learn(_ o: DNSObservation) {
+        if keepObservations { observations.append(o) }
+        if let c = o.client {
+            let k = ClientKey(client: c, address: o.address)
+            var b = perClient[k] ?? Binding(names: [], learnedAt: o.ts, expiresAt: o.ts + Double(o.ttl))
+            if !b.names.contains(o.name) { b.names.append(o.name) }
+            b.expiresAt = max(b.expiresAt, o.ts + Double(o.ttl))
+            perClient[k] = b
+        }
+        var names = global[o.address] ?? []
+        if !names.contains(o.name) {
+            names.append(o.name)
+            names.sort()
+            global[o.address] = names
+        }
+    }
+
+    /// The name `client` resolved for `address` at or before `t`.
+    public func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> String? {
+        guard !perClient.isEmpty, let b = perClient[ClientKey(client: client, address: address)],
+              b.learnedAt <= t else { return nil }
+        return b.names.first
+    }
+
+    /// Every name seen for `address`, sorted.
+    public func allNames(for address: IPAddress) -> [String] {
+        if global.isEmpty { return [] }
+        return global[address] ?? []
+    }
+}
+
+/// A DNS message parser for responses (RFC 1035): A, AAAA and CNAME answers.
+public enum DNSParser {
+    /// Parses a DNS response in `b[o..<end]`; returns the (name, address, ttl, chain) answers, or
+    /// nil if the message is malformed. Queries and empty responses return [].
+    public static func answers(_ b: UnsafeRawBufferPointer, from o: Int, to end0: Int)
+        -> [(name: String, chain: [String], address: IPAddress, ttl: UInt32)]? {
+        let end = min(end0, b.count)
+        guard end - o >= 12 else { return nil }
+        let flags = b.u16be(o + 2)
+        guard flags & 0x8000 != 0 else { return [] }  // a query
+        let qd = Int(b.u16be(o + 4)), an = Int(b.u16be(o + 6))
+        if an == 0 { return [] }
+        var p = o + 12
+        for _ in 0..<qd {
+            guard let (_, next) = name(b, msg: o, at: p, end: end), next + 4 <= end else { return nil }
+            p = next + 4
+        }
+        var cname: [String: String] = [:]  // owner → target (lower-cased)
+        var addrs: [(String, IPAddress, UInt32)] = []
+        for _ in 0..<an {
+            guard let (owner, next) = name(b, msg: o, at: p, end: end), next + 10 <= end else { return nil }
+            let type = b.u16be(next), ttl = b.u32be(next + 4), rdlen = Int(b.u16be(next + 8))
+            let rd = next + 10
+            guard rd + rdlen <= end else { return nil }
+            switch type {
+            case 1 where rdlen == 4:
+                addrs.append((owner, IPAddress(v4: b.u32be(rd)), ttl))
+            case 28 where rdlen == 16:
+                addrs.append((owner, IPAddress(v6hi: b.u64be(rd), v6lo: b.u64be(rd + 8)), ttl))
+            case 5:
+                if let (target, _) = name(b, msg: o, at: rd, end: rd + rdlen) { cname[owner] = target }
+            default:
+                break
+            }
+            p = rd + rdlen
+        }
+        // Walk each address's owner back up the CNAME chain to the asked name.
+        var reverse: [String: String] = [:]
+        for (k, v) in cname { reverse[v] = k }
+        return addrs.map { owner, addr, ttl in
+            var chain = [owner]
+            var cur = owner
+            var hops = 0
+            while let up = reverse[cur], hops < 16, !chain.contains(up) {
+                chain.insert(up, at: 0)
+                cur = up
+                hops += 1
+            }
+            return (chain.first ?? owner, chain.count > 1 ? chain : [], addr, ttl)
+        }
+    }
+
+    /// Reads a possibly compressed name; returns it lower-cased and the offset after it.
+    static func name(_ b: UnsafeRawBufferPointer, msg: Int, at start: Int, end: Int) -> (String, Int)? {
+        var labels: [UInt8] = []
+        var p = start
+        var after = -1
+        var jumps = 0
+        while true {
+            guard p < end, p < b.count else { return nil }
+            let len = Int(b.u8(p))
+            if len == 0 {
+                if after < 0 { after = p + 1 }
+                break
+            }
+            if len & 0xC0 == 0xC0 {
+                guard p + 1 < end else { return nil }
+                let ptr = msg + (Int(len & 0x3F) << 8 | Int(b.u8(p + 1)))
+                if after < 0 { after = p + 2 }
+                jumps += 1
+                guard jumps < 32, ptr < p else { return nil }
+                p = ptr
+                continue
+            }
+            guard len & 0xC0 == 0, p + 1 + len <= b.count else { return nil }
+            if !labels.isEmpty { labels.append(UInt8(ascii: ".")) }
+            for i in 0..<len {
+                var c = b.u8(p + 1 + i)
+                if c >= 65 && c <= 90 { c |= 0x20 }
+                labels.append(c)
+            }
+            guard labels.count <= 255 else { return nil }
+            p += 1 + len
+        }
+        return (String(decoding: labels, as: UTF8.self), after)
+    }
+}

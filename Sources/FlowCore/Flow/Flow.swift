@@ -1,0 +1,139 @@
+/// Inactivity timeouts and TCP timers, in seconds of packet time. Defaults are Zeek's
+/// (init-bare.zeek): tcp_inactivity_timeout 5 min; udp, icmp and unknown_ip 1 min;
+/// tcp_attempt_delay, tcp_close_delay, tcp_reset_delay and tcp_SYN_timeout 5 s;
+/// tcp_session_timer 6 s; tcp_connection_linger 5 s.
+public struct Timeouts: Sendable, Equatable {
+    public var tcpInactivity: Double = 300
+    public var udpInactivity: Double = 60
+    public var icmpInactivity: Double = 60
+    public var otherInactivity: Double = 60
+    public var tcpAttemptDelay: Double = 5
+    public var tcpCloseDelay: Double = 5
+    public var tcpResetDelay: Double = 5
+    public var tcpSYNTimeout: Double = 5
+    public var tcpSessionTimer: Double = 6
+    public var tcpConnectionLinger: Double = 5
+    public init() {}
+}
+
+/// Per-flow state. A class: one allocation per flow (never per packet), referenced from the
+/// table and from the timer heap.
+final class Flow {
+    let key: FlowKey
+    let serial: UInt64
+    let uidA: UInt64
+    let uidB: UInt64
+    var origH: IPAddress
+    var origP: UInt16
+    var respH: IPAddress
+    var respP: UInt16
+    let start: Double
+    var last: Double
+    var origPkts: UInt64 = 0
+    var respPkts: UInt64 = 0
+    var origIPBytes: UInt64 = 0
+    var respIPBytes: UInt64 = 0
+    var origPayload: UInt64 = 0
+    var respPayload: UInt64 = 0
+    var history: [UInt8] = []
+    var histSeen: UInt32 = 0
+    var flipped = false
+    var origSent = false
+    var respSent = false
+    var orig = TCPEndpoint()
+    var resp = TCPEndpoint()
+    /// Zeek's TCP adapter `is_active`: cleared once the connection finished or was reset.
+    var isActive = true
+    var attemptAt = Double.infinity
+    var deleteAt = Double.infinity
+    var resetAt = Double.infinity
+    var expireAt = Double.infinity
+    var scheduledAt = Double.infinity
+    var timerToken: UInt32 = 0
+    var removed = false
+    var tunnelParents: [String] = []
+    var respName: String?
+    private var cachedUID: String?
+
+    init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
+         start: Double, packetIndex: UInt64) {
+        self.key = key
+        self.serial = serial
+        self.origH = origH; self.origP = origP; self.respH = respH; self.respP = respP
+        self.start = start
+        self.last = start
+        let tsBits = start.bitPattern
+        let ports = UInt64(origP) << 32 | UInt64(respP) << 8 | UInt64(key.proto.rawValue)
+        uidA = FlowUID.mix(origH.hi, origH.lo, respH.hi, respH.lo, ports, tsBits)
+        uidB = FlowUID.mix(tsBits, packetIndex, ports, origH.lo ^ respH.lo)
+    }
+
+    var uid: String {
+        if let u = cachedUID { return u }
+        let u = FlowUID.format(uidA, uidB)
+        cachedUID = u
+        return u
+    }
+
+    /// Zeek's Connection::CheckHistory: records `code` once per mask and direction.
+    /// Returns true if the mask had already been seen.
+    @inline(__always)
+    func checkHistory(_ mask0: UInt32, _ code: UInt8, isOrig: Bool) -> Bool {
+        let mask = isOrig ? mask0 : mask0 << 16
+        if histSeen & mask != 0 { return true }
+        histSeen |= mask
+        history.append(isOrig ? code : code | 0x20)
+        return false
+    }
+
+    @inline(__always)
+    func addHistory(_ code: UInt8, isOrig: Bool) {
+        history.append(isOrig ? code : code | 0x20)
+    }
+
+    /// Swaps originator and responder (Zeek's Connection::FlipRoles).
+    func flipRoles() {
+        swap(&origH, &respH)
+        swap(&origP, &respP)
+        swap(&orig, &resp)
+        swap(&origPkts, &respPkts)
+        swap(&origIPBytes, &respIPBytes)
+        swap(&origPayload, &respPayload)
+        swap(&origSent, &respSent)
+        histSeen = (histSeen >> 16) | (histSeen << 16)
+        history.append(UInt8(ascii: "^"))
+        flipped.toggle()
+    }
+}
+
+/// History masks (Zeek's HIST_* bits); the responder's are shifted left by 16.
+enum Hist {
+    static let syn: UInt32 = 0x1
+    static let fin: UInt32 = 0x2
+    static let rst: UInt32 = 0x4
+    static let finRst: UInt32 = 0x8
+    static let data: UInt32 = 0x10
+    static let ack: UInt32 = 0x20
+    static let multiFlag: UInt32 = 0x40
+}
+
+/// Ports that Zeek's default analyzers register as `likely_server_ports`; they decide the
+/// originator of a flow whose first packet is not a pure SYN (and of UDP flows).
+public enum LikelyServerPorts {
+    public static let tcp: Set<UInt16> = [
+        21, 22, 23, 25, 53, 79, 80, 81, 88, 110, 113, 135, 139, 143, 179, 389, 443, 445, 502, 513, 514,
+        563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1433, 1434, 1883, 2811, 3128, 3268,
+        3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8443, 8888, 20000,
+    ]
+    public static let udp: Set<UInt16> = [
+        53, 67, 69, 88, 123, 137, 138, 161, 162, 443, 514, 1812, 1813, 2123, 2152, 3544, 4789, 5060,
+        5072, 5353, 5355, 6081, 20000,
+    ]
+    static let tcpBits: [Bool] = bits(tcp)
+    static let udpBits: [Bool] = bits(udp)
+    private static func bits(_ s: Set<UInt16>) -> [Bool] {
+        var b = [Bool](repeating: false, count: 65536)
+        for p in s { b[Int(p)] = true }
+        return b
+    }
+}

@@ -1,0 +1,118 @@
+/// Where a flow was observed.
+public enum SourceKind: String, Sendable, Codable, CaseIterable {
+    case pcap
+    case conntrack
+    case liveCapture = "live"
+}
+
+/// Who owns one local end of a flow (filled by the live agent from /proc; nil from captures).
+public struct ProcessAttribution: Sendable, Equatable, Codable {
+    public var pid: Int?
+    public var comm: String?
+    public var exe: String?
+    public var cmdline: String?
+    public var user: String?
+    public var uid: Int?
+    public var cgroup: String?
+    public var container: String?
+    public var unit: String?
+    public init(pid: Int? = nil, comm: String? = nil, exe: String? = nil, cmdline: String? = nil, user: String? = nil,
+                uid: Int? = nil, cgroup: String? = nil, container: String? = nil, unit: String? = nil) {
+        self.pid = pid; self.comm = comm; self.exe = exe; self.cmdline = cmdline; self.user = user
+        self.uid = uid; self.cgroup = cgroup; self.container = container; self.unit = unit
+    }
+}
+
+/// One finished (or flushed) bidirectional flow, as logged: Zeek's conn.log row plus our names.
+public struct FlowRecord: Sendable, Equatable {
+    /// First packet time, seconds since the Unix epoch (UTC).
+    public var ts: Double
+    public var uid: String
+    public var origH: IPAddress
+    public var origP: UInt16
+    public var respH: IPAddress
+    public var respP: UInt16
+    public var ipProto: IPProtocol
+    /// Last minus first packet time (trailing packets after both sides closed excluded).
+    public var duration: Double
+    public var origBytes: UInt64
+    public var respBytes: UInt64
+    public var connState: String
+    public var missedBytes: UInt64
+    public var history: String
+    public var origPkts: UInt64
+    public var origIPBytes: UInt64
+    public var respPkts: UInt64
+    public var respIPBytes: UInt64
+    /// uids of the enclosing tunnel flows, sorted.
+    public var tunnelParents: [String]
+    /// True when a heuristic chose the originator (Zeek's `^`).
+    public var flipped: Bool
+    /// The DNS name the originator resolved for the responder (first name of the chain).
+    public var respName: String?
+    /// Every name seen for the responder when more than one was (sorted); empty otherwise.
+    public var respNames: [String]
+    public var origProcess: ProcessAttribution?
+    public var respProcess: ProcessAttribution?
+
+    public init(ts: Double, uid: String, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
+                ipProto: IPProtocol, duration: Double, origBytes: UInt64, respBytes: UInt64, connState: String,
+                missedBytes: UInt64, history: String, origPkts: UInt64, origIPBytes: UInt64, respPkts: UInt64,
+                respIPBytes: UInt64, tunnelParents: [String], flipped: Bool, respName: String?, respNames: [String],
+                origProcess: ProcessAttribution? = nil, respProcess: ProcessAttribution? = nil) {
+        self.ts = ts; self.uid = uid; self.origH = origH; self.origP = origP; self.respH = respH; self.respP = respP
+        self.ipProto = ipProto; self.duration = duration; self.origBytes = origBytes; self.respBytes = respBytes
+        self.connState = connState; self.missedBytes = missedBytes; self.history = history
+        self.origPkts = origPkts; self.origIPBytes = origIPBytes; self.respPkts = respPkts
+        self.respIPBytes = respIPBytes; self.tunnelParents = tunnelParents; self.flipped = flipped
+        self.respName = respName; self.respNames = respNames
+        self.origProcess = origProcess; self.respProcess = respProcess
+    }
+
+    /// Zeek's proto column.
+    public var proto: String { ipProto.zeekName }
+
+    /// Zeek logs duration and byte counts only when the duration is positive.
+    public var hasDuration: Bool { duration > 0 }
+
+    /// Canonical sort order for output: first packet time, then uid.
+    public static func outputOrder(_ a: FlowRecord, _ b: FlowRecord) -> Bool {
+        if a.ts != b.ts { return a.ts < b.ts }
+        return a.uid < b.uid
+    }
+}
+
+/// Content-derived identifiers, stable across runs (never Swift's seeded `hashValue`).
+public enum FlowUID {
+    private static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// 64-bit FNV-1a over words, finished with a SplitMix64 avalanche.
+    @inline(__always)
+    public static func mix(_ words: UInt64...) -> UInt64 { mixWords(words) }
+
+    public static func mixWords(_ words: [UInt64]) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for w in words {
+            var x = w
+            for _ in 0..<8 {
+                h ^= x & 0xFF
+                h = h &* 0x100_0000_01B3
+                x >>= 8
+            }
+        }
+        h ^= h >> 30; h = h &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 27; h = h &* 0x94D0_49BB_1331_11EB
+        h ^= h >> 31
+        return h
+    }
+
+    /// A Zeek-style uid: "C" then base62 digits of two 64-bit hashes (18 characters).
+    public static func format(prefix: UInt8 = UInt8(ascii: "C"), _ a: UInt64, _ b: UInt64) -> String {
+        var out: [UInt8] = [prefix]
+        var x = a
+        for _ in 0..<9 { out.append(alphabet[Int(x % 62)]); x /= 62 }
+        x = b
+        for _ in 0..<8 { out.append(alphabet[Int(x % 62)]); x /= 62 }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,204 @@
+/// Output formats for flows. Each renderer turns records into text; the caller writes it.
+public enum FlowFormat: String, CaseIterable, Sendable {
+    case table, json, csv, zeek
+}
+
+/// Zeek conn.log (TSV) writer: header lines, one row per flow, a #close line.
+public struct ZeekConnLogWriter {
+    public static let fields = [
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+        "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
+        "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
+    ]
+    public static let types = [
+        "time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count", "count",
+        "string", "bool", "bool", "count", "string", "count", "count", "count", "count", "set[string]", "count",
+    ]
+
+    /// The header; `openTime` is the first packet's time (kept deterministic, unlike Zeek's wall clock).
+    public static func header(openTime: Double?) -> String {
+        var s = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
+        s += "#open\t\(Fmt.zeekStamp(openTime ?? 0))\n"
+        s += "#fields\t" + fields.joined(separator: "\t") + "\n"
+        s += "#types\t" + types.joined(separator: "\t") + "\n"
+        return s
+    }
+
+    public static func footer(closeTime: Double?) -> String {
+        "#close\t\(Fmt.zeekStamp(closeTime ?? 0))\n"
+    }
+
+    /// Escapes a string value the way Zeek's ASCII writer does (\xNN for separators and
+    /// non-printable bytes).
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            if b < 0x20 || b == 0x7F || b == 0x5C || b >= 0x80 {
+                let h = String(b, radix: 16)
+                out += "\\x" + (h.count == 1 ? "0" + h : h)
+            } else {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            }
+        }
+        return out.isEmpty ? "(empty)" : out
+    }
+
+    public static func row(_ r: FlowRecord) -> String {
+        var c: [String] = []
+        c.reserveCapacity(22)
+        c.append(Fmt.fixed(r.ts))
+        c.append(r.uid)
+        c.append(r.origH.description)
+        c.append(String(r.origP))
+        c.append(r.respH.description)
+        c.append(String(r.respP))
+        c.append(r.proto)
+        c.append("-")  // service: no protocol detection
+        if r.hasDuration {
+            c.append(Fmt.fixed(r.duration))
+            c.append(String(r.origBytes))
+            c.append(String(r.respBytes))
+        } else {
+            c.append("-"); c.append("-"); c.append("-")
+        }
+        c.append(r.connState)
+        c.append("-"); c.append("-")  // local_orig/local_resp: Site::local_nets is not configured
+        c.append(String(r.missedBytes))
+        c.append(r.history.isEmpty ? "-" : escape(r.history))
+        c.append(String(r.origPkts))
+        c.append(String(r.origIPBytes))
+        c.append(String(r.respPkts))
+        c.append(String(r.respIPBytes))
+        c.append(r.tunnelParents.isEmpty ? "-" : r.tunnelParents.joined(separator: ","))
+        c.append(String(r.ipProto.rawValue))
+        return c.joined(separator: "\t") + "\n"
+    }
+}
+
+/// JSON Lines: one object per flow, keys in a fixed order.
+public enum JSONLines {
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    static func process(_ p: ProcessAttribution) -> String {
+        var parts: [String] = []
+        if let v = p.pid { parts.append("\"pid\":\(v)") }
+        if let v = p.comm { parts.append("\"comm\":\(quote(v))") }
+        if let v = p.exe { parts.append("\"exe\":\(quote(v))") }
+        if let v = p.cmdline { parts.append("\"cmdline\":\(quote(v))") }
+        if let v = p.user { parts.append("\"user\":\(quote(v))") }
+        if let v = p.uid { parts.append("\"uid\":\(v)") }
+        if let v = p.cgroup { parts.append("\"cgroup\":\(quote(v))") }
+        if let v = p.container { parts.append("\"container\":\(quote(v))") }
+        if let v = p.unit { parts.append("\"unit\":\(quote(v))") }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    public static func line(_ r: FlowRecord) -> String {
+        var s = "{\"ts\":\(Fmt.fixed(r.ts)),\"uid\":\(quote(r.uid))"
+        s += ",\"orig_h\":\(quote(r.origH.description)),\"orig_p\":\(r.origP)"
+        s += ",\"resp_h\":\(quote(r.respH.description)),\"resp_p\":\(r.respP)"
+        s += ",\"proto\":\(quote(r.proto)),\"ip_proto\":\(r.ipProto.rawValue)"
+        s += ",\"duration\":\(Fmt.fixed(r.duration))"
+        s += ",\"orig_pkts\":\(r.origPkts),\"orig_bytes\":\(r.origBytes),\"orig_ip_bytes\":\(r.origIPBytes)"
+        s += ",\"resp_pkts\":\(r.respPkts),\"resp_bytes\":\(r.respBytes),\"resp_ip_bytes\":\(r.respIPBytes)"
+        s += ",\"conn_state\":\(quote(r.connState)),\"history\":\(quote(r.history))"
+        s += ",\"missed_bytes\":\(r.missedBytes),\"flipped\":\(r.flipped)"
+        s += ",\"tunnel_parents\":[" + r.tunnelParents.map(quote).joined(separator: ",") + "]"
+        s += ",\"resp_name\":" + (r.respName.map(quote) ?? "null")
+        if !r.respNames.isEmpty { s += ",\"resp_names\":[" + r.respNames.map(quote).joined(separator: ",") + "]" }
+        if let p = r.origProcess { s += ",\"orig_process\":" + process(p) }
+        if let p = r.respProcess { s += ",\"resp_process\":" + process(p) }
+        return s + "}\n"
+    }
+}
+
+/// RFC 4180 CSV with a header row; column names match the JSON keys.
+public enum CSVWriter {
+    public static let columns = [
+        "ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "ip_proto", "duration", "orig_pkts",
+        "orig_bytes", "orig_ip_bytes", "resp_pkts", "resp_bytes", "resp_ip_bytes", "conn_state", "history",
+        "missed_bytes", "flipped", "tunnel_parents", "resp_name", "resp_names",
+    ]
+    public static var header: String { columns.joined(separator: ",") + "\n" }
+
+    static func field(_ s: String) -> String {
+        if s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+            return "\"" + s.replacingAll("\"", with: "\"\"") + "\""
+        }
+        return s
+    }
+
+    public static func row(_ r: FlowRecord) -> String {
+        let cols: [String] = [
+            Fmt.fixed(r.ts), r.uid, r.origH.description, String(r.origP), r.respH.description, String(r.respP),
+            r.proto, String(r.ipProto.rawValue), Fmt.fixed(r.duration), String(r.origPkts), String(r.origBytes),
+            String(r.origIPBytes), String(r.respPkts), String(r.respBytes), String(r.respIPBytes), r.connState,
+            r.history, String(r.missedBytes), r.flipped ? "true" : "false", r.tunnelParents.joined(separator: ";"),
+            r.respName ?? "", r.respNames.joined(separator: ";"),
+        ]
+        return cols.map(field).joined(separator: ",") + "\n"
+    }
+}
+
+/// An aligned table for people: UTC times, endpoints, state, packets and bytes each way.
+public enum TableWriter {
+    public static func render(_ records: [FlowRecord]) -> String {
+        let head = ["TIME (UTC)", "PROTO", "ORIGINATOR", "RESPONDER", "STATE", "HISTORY", "PKTS >", "PKTS <",
+                    "IP BYTES >", "IP BYTES <", "DURATION", "RESPONDER NAME"]
+        var rows: [[String]] = [head]
+        for r in records {
+            rows.append([
+                Fmt.iso8601(r.ts), r.proto == "unknown_transport" ? "ip/\(r.ipProto.rawValue)" : r.proto,
+                endpoint(r.origH, r.origP), endpoint(r.respH, r.respP), r.connState,
+                r.history.isEmpty ? "-" : r.history, String(r.origPkts), String(r.respPkts),
+                String(r.origIPBytes), String(r.respIPBytes), Fmt.fixed(r.duration, digits: 3),
+                r.respName ?? "-",
+            ])
+        }
+        var widths = [Int](repeating: 0, count: head.count)
+        for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
+        let rightAligned: Set<Int> = [6, 7, 8, 9, 10]
+        var out = ""
+        for row in rows {
+            var line = ""
+            for (i, c) in row.enumerated() {
+                let padding = String(repeating: " ", count: widths[i] - c.count)
+                let cell = rightAligned.contains(i) ? padding + c : (i == row.count - 1 ? c : c + padding)
+                line += (i == 0 ? "" : "  ") + cell
+            }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    static func endpoint(_ a: IPAddress, _ p: UInt16) -> String {
+        a.isV6 ? "[\(a)]:\(p)" : "\(a):\(p)"
+    }
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for ch in self { if ch == target { out += replacement } else { out.append(ch) } }
+        return out
+    }
+}

@@ -1,0 +1,75 @@
+import FlowCapture
+import FlowCore
+
+/// The outcome of reading one or more captures through one flow table.
+struct CaptureRun {
+    var stats: AnalysisStats
+    /// One line per capture that ended early (the flows before the cut were kept).
+    var warnings: [String]
+    var flows: Int
+    var names: DNSNameTable
+}
+
+/// Opens every capture first (so a bad path fails before any output), then reads them in
+/// order through one analyzer, emitting flows as they expire.
+enum CaptureRunner {
+    static func open(_ paths: [String]) throws(UserError) -> [PcapReader] {
+        var readers: [PcapReader] = []
+        for p in paths {
+            do {
+                let r = try PcapReader(path: p)
+                guard r.linkType.isSupported else {
+                    throw UserError(message: "\(p): unsupported link type \(r.linkType.rawValue) (\(r.linkType))")
+                }
+                readers.append(r)
+            } catch let e as CaptureError {
+                throw UserError(message: e.description)
+            } catch let e as UserError {
+                throw e
+            } catch {
+                throw UserError(message: "\(p): \(error)")
+            }
+        }
+        return readers
+    }
+
+    static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
+                    onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
+        let names = DNSNameTable()
+        names.keepObservations = keepNames
+        var emitted = 0
+        var firstPacket: Double?
+        let table = FlowTable(timeouts: timeouts, names: names) { r in
+            emitted += 1
+            onFlow(r, firstPacket)
+        }
+        let analyzer = PacketAnalyzer(table: table)
+        var warnings: [String] = []
+        for r in readers {
+            let progress = Progress(label: r.path == "-" ? "<stdin>" : r.path, total: r.fileSize, enabled: !quiet)
+            let lt = r.linkType
+            var n: UInt64 = 0
+            let outcome = r.forEachPacket { ts, wire, bytes in
+                if firstPacket == nil { firstPacket = ts }
+                analyzer.process(linkType: lt, timestamp: ts, wireLength: wire, bytes: bytes)
+                n &+= 1
+                if n & 0xFFFF == 0 { progress.update(position: r.position, packets: n) }
+            }
+            progress.finish()
+            if case .cutShort(let reason) = outcome {
+                warnings.append("\(r.path == "-" ? "<stdin>" : r.path): capture cut short after \(n) packets (\(reason)); keeping the flows read so far")
+            }
+        }
+        analyzer.finish()
+        return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: emitted, names: names)
+    }
+
+    static func statsText(_ s: AnalysisStats, flows: Int) -> String {
+        var out = "packets_read\t\(s.packetsRead)\npackets_decoded\t\(s.packetsDecoded)\n"
+        out += "non_ip_frames\t\(s.nonIPFrames)\nsnaplen_truncated\t\(s.snaplenTruncated)\nflows\t\(flows)\n"
+        for a in Anomaly.allCases {
+            out += "anomaly.\(a.name)\t\(s.anomalies[a])\n"
+        }
+        return out
+    }
+}

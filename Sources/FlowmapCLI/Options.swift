@@ -1,0 +1,67 @@
+import ArgumentParser
+import FlowCore
+
+/// Where flows come from: capture files, or a store written by `ingest` (or the agent).
+struct SourceOptions: ParsableArguments {
+    @Argument(help: ArgumentHelp("Capture files (pcap or pcapng); '-' reads standard input.", valueName: "capture"))
+    var captures: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Read flows from this flowmap SQLite store instead of captures.", valueName: "file"))
+    var db: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --db: only flows that started at or after T (epoch seconds or RFC 3339 UTC).", valueName: "T"))
+    var since: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --db: only flows that started before T.", valueName: "T"))
+    var until: String?
+
+    func validate() throws {
+        if captures.isEmpty && db == nil {
+            throw ValidationError("Give capture files or --db FILE.")
+        }
+        if !captures.isEmpty && db != nil {
+            throw ValidationError("Give either capture files or --db FILE, not both.")
+        }
+        if (since != nil || until != nil) && db == nil {
+            throw ValidationError("--since and --until filter a store; use them with --db.")
+        }
+        if let s = since, Fmt.parseTime(s) == nil { throw ValidationError("--since: '\(s)' is not a time (epoch seconds or RFC 3339).") }
+        if let u = until, Fmt.parseTime(u) == nil { throw ValidationError("--until: '\(u)' is not a time (epoch seconds or RFC 3339).") }
+    }
+
+    var sinceTime: Double? { since.flatMap(Fmt.parseTime) }
+    var untilTime: Double? { until.flatMap(Fmt.parseTime) }
+}
+
+/// Flow-table settings shared by every command that reads captures.
+struct AnalysisOptions: ParsableArguments {
+    @Option(name: .customLong("tcp-timeout"), help: "TCP inactivity timeout in seconds (Zeek's default: 300).")
+    var tcpTimeout: Double = 300
+
+    @Option(name: .customLong("udp-timeout"), help: "UDP inactivity timeout in seconds (default: 60).")
+    var udpTimeout: Double = 60
+
+    @Option(name: .customLong("icmp-timeout"), help: "ICMP inactivity timeout in seconds (default: 60).")
+    var icmpTimeout: Double = 60
+
+    @Option(name: .customLong("other-timeout"), help: "Inactivity timeout for other IP protocols (default: 60).")
+    var otherTimeout: Double = 60
+
+    @Flag(name: .shortAndLong, help: "No progress bar.")
+    var quiet = false
+
+    func validate() throws {
+        for (name, v) in [("tcp", tcpTimeout), ("udp", udpTimeout), ("icmp", icmpTimeout), ("other", otherTimeout)] {
+            if !(v > 0) || !v.isFinite { throw ValidationError("--\(name)-timeout must be a positive number of seconds.") }
+        }
+    }
+
+    var timeouts: Timeouts {
+        var t = Timeouts()
+        t.tcpInactivity = tcpTimeout
+        t.udpInactivity = udpTimeout
+        t.icmpInactivity = icmpTimeout
+        t.otherInactivity = otherTimeout
+        return t
+    }
+}

@@ -1,0 +1,3 @@
+import FlowmapCLI
+
+Flowmap.main()
