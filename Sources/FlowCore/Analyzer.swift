@@ -87,7 +87,7 @@ public final class PacketAnalyzer {
                 stats.anomalies.record(.fragmentWithoutFirst)
                 return false
             }
-            table.fragment(e.flow, t: t, src: ip.src, ipBytes: ip.ipBytes)
+            table.fragment(e.flow, t: t, src: ip.src, payloadBytes: ip.l4Length)
             e.lastSeen = t
             if ip.moreFragments { fragments[k] = e } else { fragments.removeValue(forKey: k) }
             return true
@@ -218,13 +218,15 @@ public final class PacketAnalyzer {
             return nil
         }
         if tp.dport == 3544 || tp.sport == 3544 {
-            return teredo(b, from: p, end: end)
+            return teredo(b, from: p, end: end, strict: false)
         }
-        return nil
+        // Teredo relays use arbitrary ports: recognise the encapsulation by content, as Zeek's
+        // protocol detection does (an exact-length IPv6 packet to or from a Teredo address).
+        return teredo(b, from: p, end: end, strict: true)
     }
 
     /// Teredo (RFC 4380): optional authentication and origin-indication headers, then IPv6.
-    private func teredo(_ b: UnsafeRawBufferPointer, from p0: Int, end: Int) -> LinkResult? {
+    private func teredo(_ b: UnsafeRawBufferPointer, from p0: Int, end: Int, strict: Bool) -> LinkResult? {
         var p = p0
         for _ in 0..<2 {
             guard end >= p + 2 else { return nil }
@@ -240,6 +242,15 @@ public final class PacketAnalyzer {
         guard end >= p + 40, b.u8(p) >> 4 == 6 else { return nil }
         let payload = Int(b.u16be(p + 4))
         guard p + 40 + payload <= end || payload == 0 else { return nil }
+        if strict {
+            guard p + 40 + payload == end else { return nil }
+            // 2001:0::/32 is the Teredo prefix; fe80::/64 carries router solicitations and bubbles.
+            let srcTop = b.u32be(p + 8), dstTop = b.u32be(p + 24)
+            let teredoOrLinkLocal = { (top: UInt32) in top == 0x2001_0000 || top == 0xFE80_0000 }
+            guard teredoOrLinkLocal(srcTop) || teredoOrLinkLocal(dstTop) else { return nil }
+        }
+        // A bubble (no next header, no payload) only keeps NAT state open: not a flow.
+        if b.u8(p + 6) == 59 && payload == 0 { return .nonIP }
         return .ip(offset: p)
     }
 

@@ -13,6 +13,8 @@ public struct Timeouts: Sendable, Equatable {
     public var tcpSYNTimeout: Double = 5
     public var tcpSessionTimer: Double = 6
     public var tcpConnectionLinger: Double = 5
+    /// Zeek's dns_session_timeout: the DNS analyzer shortens UDP DNS flows' inactivity timeout.
+    public var dnsInactivity: Double = 10
     public init() {}
 }
 
@@ -53,6 +55,8 @@ final class Flow {
     var removed = false
     var tunnelParents: [String] = []
     var respName: String?
+    /// A UDP flow to a DNS port (53, 137, 5353, 5355): Zeek's DNS analyzer times it out sooner.
+    var isDNS = false
     private var cachedUID: String?
 
     init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,

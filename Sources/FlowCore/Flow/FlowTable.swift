@@ -106,11 +106,12 @@ public final class FlowTable {
         return f
     }
 
-    /// Counts a non-first fragment to the flow its first fragment opened.
-    func fragment(_ f: Flow, t: Double, src: IPAddress, ipBytes: Int) {
+    /// Counts a non-first fragment to the flow its first fragment opened. As Zeek counts the
+    /// reassembled datagram, the datagram is one packet (counted with its first fragment) and
+    /// each later fragment adds its payload bytes.
+    func fragment(_ f: Flow, t: Double, src: IPAddress, payloadBytes: Int) {
         guard !f.removed else { return }
-        let isOrig = f.origH == src
-        count(f, isOrig: isOrig, ipBytes: ipBytes)
+        if f.origH == src { f.origIPBytes &+= UInt64(payloadBytes) } else { f.respIPBytes &+= UInt64(payloadBytes) }
         if f.key.proto.rawValue != 6 || !(f.orig.didClose && f.resp.didClose) { f.last = max(f.last, t) }
         schedule(f)
     }
@@ -140,7 +141,11 @@ public final class FlowTable {
             let fl = tp.tcpFlags
             // Zeek's TCPAnalyzer::WantConnection: a flow that starts without a pure SYN is a
             // partial connection; guess the responder from the ports.
-            if fl & TCPFlag.syn == 0 || fl & TCPFlag.ack != 0 {
+            if fl & TCPFlag.syn != 0 && fl & TCPFlag.ack != 0 {
+                // A SYN-ACK comes from the responder (current Zeek flips these even when both
+                // ports look like server ports).
+                flip = true
+            } else if fl & TCPFlag.syn == 0 {
                 if LikelyServerPorts.tcpBits[Int(sport)] {
                     if LikelyServerPorts.tcpBits[Int(dport)] {
                         flip = fl & TCPFlag.syn == 0 && sport < dport
@@ -157,6 +162,12 @@ public final class FlowTable {
             break
         }
         if flip { f.flipRoles() }
+        if ip.proto.rawValue == 17 {
+            switch f.respP {
+            case 53, 137, 5353, 5355: f.isDNS = true
+            default: break
+            }
+        }
         f.respName = names.nameAsked(by: f.origH, for: f.respH, before: t)
         flows[key] = f
         return f
@@ -409,7 +420,7 @@ public final class FlowTable {
         switch f.key.proto.rawValue {
         case 6:
             return min(min(f.attemptAt, f.deleteAt), min(min(f.resetAt, f.expireAt), f.last + timeouts.tcpInactivity))
-        case 17: return f.last + timeouts.udpInactivity
+        case 17: return f.last + (f.isDNS ? timeouts.dnsInactivity : timeouts.udpInactivity)
         case 1, 58: return f.last + timeouts.icmpInactivity
         default: return f.last + timeouts.otherInactivity
         }

@@ -1,0 +1,56 @@
+import XCTest
+@testable import FlowCore
+
+final class DNSTests: XCTestCase {
+    /// A response for www.example.com: CNAME → cdn.example.net, A 93.184.216.34 (TTL 300).
+    func response(id: UInt16 = 1) -> [UInt8] {
+        var m: [UInt8] = PB.be16(Int(id)) + [0x81, 0x80] + PB.be16(1) + PB.be16(2) + PB.be16(0) + PB.be16(0)
+        let qname: [UInt8] = [3] + Array("www".utf8) + [7] + Array("example".utf8) + [3] + Array("com".utf8) + [0]
+        m += qname + PB.be16(1) + PB.be16(1)
+        // answer 1: pointer to qname (offset 12), CNAME
+        let target: [UInt8] = [3] + Array("cdn".utf8) + [7] + Array("example".utf8) + [3] + Array("net".utf8) + [0]
+        m += [0xC0, 12] + PB.be16(5) + PB.be16(1) + PB.be32(60) + PB.be16(target.count) + target
+        let targetOffset = 12 + qname.count + 4 + 12
+        // answer 2: pointer to the CNAME target, A record
+        m += [0xC0, UInt8(targetOffset)] + PB.be16(1) + PB.be16(1) + PB.be32(300) + PB.be16(4) + [93, 184, 216, 34]
+        return m
+    }
+
+    func testParsesCNAMEChainToAskedName() throws {
+        let msg = response()
+        let answers = try XCTUnwrap(msg.withUnsafeBytes { DNSParser.answers($0, from: 0, to: $0.count) })
+        XCTAssertEqual(answers.count, 1)
+        XCTAssertEqual(answers[0].name, "www.example.com")
+        XCTAssertEqual(answers[0].chain, ["www.example.com", "cdn.example.net"])
+        XCTAssertEqual(answers[0].address, IPAddress("93.184.216.34"))
+        XCTAssertEqual(answers[0].ttl, 300)
+    }
+
+    func testEveryPrefixOfAResponseIsSafe() {
+        let msg = response()
+        for n in 0..<msg.count {
+            let p = Array(msg.prefix(n))
+            _ = p.withUnsafeBytes { DNSParser.answers($0, from: 0, to: $0.count) }
+        }
+        // A compression loop is rejected, not followed forever.
+        var loop = response()
+        loop[12] = 0xC0; loop[13] = 12
+        XCTAssertNil(loop.withUnsafeBytes { DNSParser.answers($0, from: 0, to: $0.count) })
+    }
+
+    func testResponderGetsTheNameItsClientAsked() throws {
+        let h = Harness()
+        let client = "10.1.1.5", resolver = "10.1.1.1", other = "10.1.1.9"
+        h.feed(PB.ether(PB.ipv4(src: resolver, dst: client, proto: 17, PB.udp(sport: 53, dport: 5555, payload: response()))), at: 1)
+        let syn = PB.tcp(sport: 40000, dport: 443, seq: 1, ack: 0, flags: TCPFlag.syn)
+        h.feed(PB.ether(PB.ipv4(src: client, dst: "93.184.216.34", proto: 6, syn)), at: 2)
+        h.feed(PB.ether(PB.ipv4(src: other, dst: "93.184.216.34", proto: 6, syn)), at: 3)
+        let recs = h.finish()
+        let mine = try XCTUnwrap(recs.first { $0.origH == IPAddress(client) && $0.respP == 443 })
+        XCTAssertEqual(mine.respName, "www.example.com")
+        // Another client that never asked still gets the name seen for the address.
+        let theirs = try XCTUnwrap(recs.first { $0.origH == IPAddress(other) })
+        XCTAssertEqual(theirs.respName, "www.example.com")
+        XCTAssertEqual(h.table.names.observations.count, 1)
+    }
+}

@@ -1,0 +1,176 @@
+import XCTest
+@testable import FlowCore
+
+final class FlowTableTests: XCTestCase {
+    let c = "10.0.0.1", s = "10.0.0.2"
+
+    func tcp(_ src: String, _ dst: String, _ sp: Int, _ dp: Int, seq: UInt32, ack: UInt32, _ flags: UInt8,
+             payload: Int = 0) -> [UInt8] {
+        PB.ether(PB.ipv4(src: src, dst: dst, proto: 6, PB.tcp(sport: sp, dport: dp, seq: seq, ack: ack, flags: flags, payload: payload)))
+    }
+
+    func handshakeAndClose(_ h: Harness, t0: Double, cport: Int = 40000) {
+        let S = TCPFlag.syn, A = TCPFlag.ack, F = TCPFlag.fin, P = TCPFlag.psh
+        h.feed(tcp(c, s, cport, 80, seq: 100, ack: 0, S), at: t0)
+        h.feed(tcp(s, c, 80, cport, seq: 500, ack: 101, S | A), at: t0 + 0.01)
+        h.feed(tcp(c, s, cport, 80, seq: 101, ack: 501, A), at: t0 + 0.02)
+        h.feed(tcp(c, s, cport, 80, seq: 101, ack: 501, A | P, payload: 10), at: t0 + 0.03)
+        h.feed(tcp(s, c, 80, cport, seq: 501, ack: 111, A | P, payload: 20), at: t0 + 0.04)
+        h.feed(tcp(c, s, cport, 80, seq: 111, ack: 521, A | F), at: t0 + 0.05)
+        h.feed(tcp(s, c, 80, cport, seq: 521, ack: 112, A | F), at: t0 + 0.06)
+        h.feed(tcp(c, s, cport, 80, seq: 112, ack: 522, A), at: t0 + 0.07)
+    }
+
+    func testCompleteTCPConnection() throws {
+        let h = Harness()
+        handshakeAndClose(h, t0: 100)
+        let r = try XCTUnwrap(h.finish().first)
+        XCTAssertEqual(r.connState, "SF")
+        XCTAssertEqual(r.history, "ShADdFf")  // the server never sent a pure ACK
+        XCTAssertEqual(r.origH, IPAddress(c))
+        XCTAssertEqual(r.respP, 80)
+        XCTAssertEqual(r.origPkts, 5)
+        XCTAssertEqual(r.respPkts, 3)
+        XCTAssertEqual(r.origIPBytes, 5 * 40 + 10)
+        XCTAssertEqual(r.respIPBytes, 3 * 40 + 20)
+        XCTAssertEqual(r.origBytes, 10)
+        XCTAssertEqual(r.respBytes, 20)
+        XCTAssertFalse(r.flipped)
+        // The final ACK after both FINs does not extend the duration (Zeek's rule).
+        XCTAssertEqual(r.duration, 0.06, accuracy: 1e-9)
+    }
+
+    func testRejectedAndReusedTuple() {
+        let h = Harness()
+        h.feed(tcp(c, s, 40001, 110, seq: 1, ack: 0, TCPFlag.syn), at: 10)
+        h.feed(tcp(s, c, 110, 40001, seq: 0, ack: 2, TCPFlag.rst | TCPFlag.ack), at: 10.05)
+        // The same 5-tuple, a new SYN three seconds later: a new flow.
+        h.feed(tcp(c, s, 40001, 110, seq: 9000, ack: 0, TCPFlag.syn), at: 13)
+        h.feed(tcp(s, c, 110, 40001, seq: 0, ack: 9001, TCPFlag.rst | TCPFlag.ack), at: 13.05)
+        let recs = h.finish()
+        XCTAssertEqual(recs.count, 2)
+        XCTAssertEqual(recs.map(\.connState), ["REJ", "REJ"])
+        XCTAssertEqual(recs.map(\.history), ["Sr", "Sr"])
+        XCTAssertNotEqual(recs[0].uid, recs[1].uid)
+    }
+
+    func testUnansweredAttemptExpiresAfterFiveSeconds() {
+        let h = Harness()
+        h.feed(tcp(c, s, 40002, 22, seq: 1, ack: 0, TCPFlag.syn), at: 0)
+        h.feed(tcp(c, s, 40002, 22, seq: 1, ack: 0, TCPFlag.syn), at: 3)  // retransmitted SYN: same flow
+        XCTAssertTrue(h.emitted.isEmpty)
+        // Later traffic without a SYN opens a new, partial flow.
+        h.feed(tcp(c, s, 40002, 22, seq: 2, ack: 77, TCPFlag.ack, payload: 5), at: 20)
+        XCTAssertEqual(h.emitted.count, 1)
+        XCTAssertEqual(h.emitted[0].connState, "S0")
+        XCTAssertEqual(h.emitted[0].origPkts, 2)
+        XCTAssertEqual(h.emitted[0].history, "S")
+        let recs = h.finish()
+        XCTAssertEqual(recs.count, 2)
+        XCTAssertEqual(recs[1].connState, "OTH")
+        XCTAssertEqual(recs[1].history, "D")
+    }
+
+    func testMidstreamFlipUsesServerPort() throws {
+        let h = Harness()
+        // First packet seen goes server → client: the flow is flipped (history starts with ^).
+        h.feed(tcp(s, c, 80, 40003, seq: 10, ack: 20, TCPFlag.ack, payload: 100), at: 1)
+        h.feed(tcp(c, s, 40003, 80, seq: 20, ack: 110, TCPFlag.ack), at: 1.1)
+        let r = try XCTUnwrap(h.finish().first)
+        XCTAssertTrue(r.flipped)
+        XCTAssertEqual(r.origH, IPAddress(c))
+        XCTAssertEqual(r.respP, 80)
+        XCTAssertEqual(r.history, "^dA")
+        XCTAssertEqual(r.respPkts, 1)
+        XCTAssertEqual(r.origPkts, 1)
+    }
+
+    func testInactivityTimeoutsSplitFlows() {
+        var t = Timeouts()
+        t.udpInactivity = 30
+        let h = Harness(timeouts: t)
+        let u = PB.ether(PB.ipv4(src: c, dst: s, proto: 17, PB.udp(sport: 5000, dport: 9000, payload: [1, 2])))
+        h.feed(u, at: 0)
+        h.feed(u, at: 29)
+        h.feed(u, at: 60)  // 31 s idle: a new flow
+        let recs = h.finish()
+        XCTAssertEqual(recs.map(\.origPkts), [2, 1])
+        XCTAssertEqual(recs.map(\.connState), ["S0", "S0"])
+        XCTAssertEqual(recs[0].origBytes, 4)
+    }
+
+    func testTableMemoryIsBoundedByActiveFlows() {
+        let h = Harness()
+        for i in 0..<2000 {
+            let u = PB.ether(PB.ipv4(src: c, dst: s, proto: 17, PB.udp(sport: 1000 + i, dport: 9000, payload: [1])))
+            h.feed(u, at: Double(i))  // one new flow a second, each idle after
+        }
+        XCTAssertLessThanOrEqual(h.table.activeFlows, 62)
+        XCTAssertGreaterThan(h.emitted.count, 1900)
+    }
+
+    func testICMPEchoIsOneFlowAndUDPServerFlip() throws {
+        let h = Harness()
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 1, PB.icmp(type: 8, code: 0, payload: 56))), at: 1)
+        h.feed(PB.ether(PB.ipv4(src: s, dst: c, proto: 1, PB.icmp(type: 0, code: 0, payload: 56))), at: 1.001)
+        // A DNS answer seen without its query: the server port decides the direction.
+        h.feed(PB.ether(PB.ipv4(src: s, dst: c, proto: 17, PB.udp(sport: 53, dport: 33333, payload: [0, 1, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]))), at: 2)
+        let recs = h.finish().sorted(by: FlowRecord.outputOrder)
+        XCTAssertEqual(recs.count, 2)
+        XCTAssertEqual(recs[0].proto, "icmp")
+        XCTAssertEqual(recs[0].origP, 8)
+        XCTAssertEqual(recs[0].respP, 0)
+        XCTAssertEqual(recs[0].origPkts, 1)
+        XCTAssertEqual(recs[0].respPkts, 1)
+        XCTAssertEqual(recs[0].origBytes, 56)
+        XCTAssertEqual(recs[1].connState, "SHR")
+        XCTAssertEqual(recs[1].history, "^d")
+        XCTAssertEqual(recs[1].origH, IPAddress(c))
+    }
+
+    func testFragmentsCountAsOneDatagram() throws {
+        let h = Harness()
+        let payload = [UInt8](repeating: 7, count: 32)
+        let udp = PB.udp(sport: 4000, dport: 5000, payload: payload)  // 40 bytes of transport
+        let first = Array(udp.prefix(24)), rest = Array(udp.dropFirst(24))
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 17, first, id: 77, moreFragments: true)), at: 1)
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 17, rest, id: 77, fragOffset: 24)), at: 1.001)
+        let r = try XCTUnwrap(h.finish().first)
+        XCTAssertEqual(r.origPkts, 1)
+        XCTAssertEqual(r.origIPBytes, 20 + 40)  // the reassembled datagram
+        XCTAssertEqual(r.respP, 5000)
+    }
+
+    func testConnStateFunction() {
+        XCTAssertEqual(FlowTable.tcpConnState(.reset, .inactive, origSize: 0, respSize: 0, history: Array("SR".utf8)), "RSTOS0")
+        XCTAssertEqual(FlowTable.tcpConnState(.reset, .inactive, origSize: 0, respSize: 0, history: Array("R".utf8)), "OTH")
+        XCTAssertEqual(FlowTable.tcpConnState(.established, .reset, origSize: 5, respSize: 5, history: []), "RSTR")
+        XCTAssertEqual(FlowTable.tcpConnState(.partial, .reset, origSize: 0, respSize: 0, history: []), "RSTRH")
+        XCTAssertEqual(FlowTable.tcpConnState(.closed, .established, origSize: 0, respSize: 0, history: []), "S2")
+        XCTAssertEqual(FlowTable.tcpConnState(.established, .closed, origSize: 0, respSize: 0, history: []), "S3")
+        XCTAssertEqual(FlowTable.tcpConnState(.closed, .inactive, origSize: 0, respSize: 0, history: []), "SH")
+        XCTAssertEqual(FlowTable.tcpConnState(.inactive, .closed, origSize: 0, respSize: 0, history: []), "SHR")
+        XCTAssertEqual(FlowTable.tcpConnState(.synSent, .inactive, origSize: 0, respSize: 0, history: []), "S0")
+        XCTAssertEqual(FlowTable.tcpConnState(.established, .established, origSize: 0, respSize: 0, history: []), "S1")
+        XCTAssertEqual(FlowTable.tcpConnState(.reset, .established, origSize: 1, respSize: 0, history: []), "RSTO")
+    }
+
+    func testTunnelledFlowsNameTheirParents() throws {
+        let h = Harness()
+        // VXLAN: outer UDP to 4789, 8-byte header with the I flag, inner Ethernet + IPv4 ICMP.
+        let inner = PB.ether(PB.ipv4(src: "192.168.0.1", dst: "192.168.0.2", proto: 1, PB.icmp(type: 8, code: 0)))
+        let vx = [0x08, 0, 0, 0, 0, 0, 1, 0] + inner
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 17, PB.udp(sport: 40000, dport: 4789, payload: vx))), at: 1)
+        // GRE carrying IPv4 UDP.
+        let greInner = PB.ipv4(src: "172.16.0.1", dst: "172.16.0.2", proto: 17, PB.udp(sport: 1, dport: 2, payload: [1]))
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 47, [0, 0, 0x08, 0x00] + greInner)), at: 2)
+        let recs = h.finish().sorted(by: FlowRecord.outputOrder)
+        XCTAssertEqual(recs.count, 3)  // outer VXLAN UDP, inner ICMP, inner (GRE) UDP; no GRE row
+        let outer = try XCTUnwrap(recs.first { $0.respP == 4789 })
+        let icmp = try XCTUnwrap(recs.first { $0.proto == "icmp" })
+        XCTAssertEqual(icmp.tunnelParents, [outer.uid])
+        let greUDP = try XCTUnwrap(recs.first { $0.origH == IPAddress("172.16.0.1") })
+        XCTAssertEqual(greUDP.tunnelParents.count, 1)
+        XCTAssertFalse(recs.contains { $0.ipProto.rawValue == 47 })
+    }
+}
