@@ -25,7 +25,7 @@ public final class PacketAnalyzer {
     private var packetIndex: UInt64 = 0
     private var ip = IPView()
     private var tp = TransportView()
-    private var fragments: [FragmentKey: FragmentEntry] = [:]
+    private var reassembly: [FragmentKey: Reassembly] = [:]
     private var fragmentSweepAt = 0.0
 
     struct FragmentKey: Hashable {
@@ -34,9 +34,53 @@ public final class PacketAnalyzer {
         var id: UInt32
         var proto: UInt8
     }
-    struct FragmentEntry {
-        var flow: Flow
+
+    /// One IP datagram being reassembled (RFC 791, RFC 8200 §4.5). Only fragmented packets,
+    /// which are rare, are copied; the datagram is analyzed once complete, counting once, as
+    /// Zeek does.
+    struct Reassembly {
+        var header: [UInt8] = []
+        var isV6 = false
+        var data: [UInt8] = []
+        var ranges: [(Int, Int)] = []
+        var total: Int?
+        var firstSeen: Double
         var lastSeen: Double
+        var depth: Int
+        var parent: String?
+
+        mutating func add(_ b: UnsafeRawBufferPointer, from o: Int, count: Int, at offset: Int) {
+            let end = offset + count
+            if data.count < end { data.append(contentsOf: repeatElement(0, count: end - data.count)) }
+            let avail = max(0, min(count, b.count - o))
+            for i in 0..<avail { data[offset + i] = b[o + i] }
+            ranges.append((offset, offset + avail))
+        }
+
+        var isComplete: Bool {
+            guard let total, !header.isEmpty else { return false }
+            var covered = 0
+            for (a, z) in ranges.sorted(by: { $0.0 < $1.0 }) {
+                if a > covered { return false }
+                covered = max(covered, z)
+            }
+            return covered >= total
+        }
+
+        /// The reassembled datagram: the first fragment's header, patched, and the payload.
+        func datagram() -> [UInt8] {
+            guard let total else { return [] }
+            var out = header
+            if isV6 {
+                out[4] = UInt8((total >> 8) & 0xFF); out[5] = UInt8(total & 0xFF)
+            } else {
+                let len = header.count + total
+                out[2] = UInt8((len >> 8) & 0xFF); out[3] = UInt8(len & 0xFF)
+                out[6] = 0; out[7] = 0
+            }
+            out += data.prefix(total)
+            return out
+        }
     }
 
     public init(table: FlowTable) {
@@ -67,8 +111,9 @@ public final class PacketAnalyzer {
 
     /// Emits every flow still open (end of input).
     public func finish() {
+        for _ in reassembly { stats.anomalies.record(.incompleteFragmentedDatagram) }
+        reassembly.removeAll()
         table.flush()
-        fragments.removeAll()
     }
 
     public func recordAnomaly(_ a: Anomaly) { stats.anomalies.record(a) }
@@ -80,17 +125,9 @@ public final class PacketAnalyzer {
             stats.anomalies.record(a)
             return false
         }
-        // Non-first fragments carry no ports: count them to the flow their first fragment opened.
-        if ip.isFragment && ip.fragmentOffset != 0 {
-            let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
-            guard var e = fragments[k] else {
-                stats.anomalies.record(.fragmentWithoutFirst)
-                return false
-            }
-            table.fragment(e.flow, t: t, src: ip.src, payloadBytes: ip.l4Length)
-            e.lastSeen = t
-            if ip.moreFragments { fragments[k] = e } else { fragments.removeValue(forKey: k) }
-            return true
+        // Fragments are held until the datagram is complete, then analyzed as one packet.
+        if ip.isFragment {
+            return fragment(b, at: off, t: t, depth: depth, parent: parent)
         }
         if let a = IPDecoder.transport(b, ip: ip, into: &tp) {
             stats.anomalies.record(a)
@@ -115,13 +152,9 @@ public final class PacketAnalyzer {
                 }
             }
         }
-        let src = ip.src, dst = ip.dst, ipView = ip, tpView = tp
+        let dst = ip.dst, ipView = ip, tpView = tp
         let flow = table.packet(t: t, ip: ipView, tp: tpView, packetIndex: packetIndex, parent: parent)
-        if ipView.isFragment && ipView.moreFragments {
-            fragments[FragmentKey(src: src, dst: dst, id: ipView.fragmentID, proto: proto)] =
-                FragmentEntry(flow: flow, lastSeen: t)
-        }
-        guard tpView.hasHeader, !ipView.isFragment else { return true }
+        guard tpView.hasHeader else { return true }
         if proto == 17 {
             let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
             // DNS answers name the addresses that later flows go to.
@@ -217,12 +250,41 @@ public final class PacketAnalyzer {
             if ptype == 0x0800 || ptype == 0x86DD { return .ip(offset: q) }
             return nil
         }
+        if tp.dport == 2152 || tp.sport == 2152 {
+            return gtpU(b, from: p, end: end)
+        }
         if tp.dport == 3544 || tp.sport == 3544 {
             return teredo(b, from: p, end: end, strict: false)
         }
         // Teredo relays use arbitrary ports: recognise the encapsulation by content, as Zeek's
         // protocol detection does (an exact-length IPv6 packet to or from a Teredo address).
         return teredo(b, from: p, end: end, strict: true)
+    }
+
+    /// GTP-U (3GPP TS 29.281): a G-PDU carries the user's IP packet after an 8-byte header,
+    /// optional sequence/N-PDU fields and a chain of extension headers.
+    private func gtpU(_ b: UnsafeRawBufferPointer, from p: Int, end: Int) -> LinkResult? {
+        guard end >= p + 8 else { return nil }
+        let flags = b.u8(p)
+        guard flags >> 5 == 1, flags & 0x10 != 0, b.u8(p + 1) == 0xFF else { return nil }
+        var q = p + 8
+        if flags & 0x07 != 0 {
+            guard end >= q + 4 else { return .anomaly(.truncatedTunnelHeader) }
+            var next = b.u8(q + 3)
+            q += 4
+            var hops = 0
+            while next != 0 && hops < 16 {
+                guard end > q else { return .anomaly(.truncatedTunnelHeader) }
+                let len = Int(b.u8(q)) * 4
+                guard len > 0, end >= q + len else { return .anomaly(.truncatedTunnelHeader) }
+                next = b.u8(q + len - 1)
+                q += len
+                hops += 1
+            }
+        }
+        guard end > q else { return .anomaly(.truncatedTunnelHeader) }
+        let v = b.u8(q) >> 4
+        return v == 4 || v == 6 ? .ip(offset: q) : nil
     }
 
     /// Teredo (RFC 4380): optional authentication and origin-indication headers, then IPv6.
@@ -260,10 +322,49 @@ public final class PacketAnalyzer {
                               FlowUID.mix(y.lo, x.lo, 0x7475_6E6E_656C))
     }
 
+    /// Adds one fragment; analyzes the datagram when it is complete.
+    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: String?) -> Bool {
+        let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
+        var r = reassembly[k] ?? Reassembly(firstSeen: t, lastSeen: t, depth: depth, parent: parent)
+        r.lastSeen = t
+        let isV6 = b.u8(off) >> 4 == 6
+        if ip.fragmentOffset == 0 && r.header.isEmpty {
+            if isV6 {
+                // A plain 40-byte header whose next header is the fragment's payload protocol.
+                guard b.count >= off + 40 else { return false }
+                r.header = Array(UnsafeRawBufferPointer(rebasing: b[off..<(off + 40)]))
+                r.header[6] = ip.proto.rawValue
+                r.isV6 = true
+            } else {
+                r.header = Array(UnsafeRawBufferPointer(rebasing: b[off..<ip.l4Offset]))
+            }
+        }
+        if ip.fragmentOffset + ip.l4Length > 65535 {
+            stats.anomalies.record(.fragmentTooLarge)
+            reassembly.removeValue(forKey: k)
+            return false
+        }
+        r.add(b, from: ip.l4Offset, count: ip.l4Length, at: ip.fragmentOffset)
+        if !ip.moreFragments { r.total = ip.fragmentOffset + ip.l4Length }
+        if b.count < ip.l4Offset + ip.l4Length { stats.anomalies.record(.snaplenTruncated) }
+        guard r.isComplete else {
+            reassembly[k] = r
+            return true
+        }
+        reassembly.removeValue(forKey: k)
+        let datagram = r.datagram()
+        return datagram.withUnsafeBytes { d in
+            processIP(d, at: 0, wireEnd: d.count, t: t, depth: r.depth, parent: r.parent)
+        }
+    }
+
     private func sweepFragments(_ t: Double) {
         fragmentSweepAt = t + 30
-        guard !fragments.isEmpty else { return }
-        // Zeek's frag_timeout is 5 minutes.
-        fragments = fragments.filter { t - $0.value.lastSeen < 300 && !$0.value.flow.removed }
+        guard !reassembly.isEmpty else { return }
+        // Zeek's frag_timeout is 5 minutes; an incomplete datagram is then dropped, uncounted.
+        for (k, r) in reassembly where t - r.lastSeen >= 300 {
+            reassembly.removeValue(forKey: k)
+            stats.anomalies.record(.incompleteFragmentedDatagram)
+        }
     }
 }

@@ -106,16 +106,6 @@ public final class FlowTable {
         return f
     }
 
-    /// Counts a non-first fragment to the flow its first fragment opened. As Zeek counts the
-    /// reassembled datagram, the datagram is one packet (counted with its first fragment) and
-    /// each later fragment adds its payload bytes.
-    func fragment(_ f: Flow, t: Double, src: IPAddress, payloadBytes: Int) {
-        guard !f.removed else { return }
-        if f.origH == src { f.origIPBytes &+= UInt64(payloadBytes) } else { f.respIPBytes &+= UInt64(payloadBytes) }
-        if f.key.proto.rawValue != 6 || !(f.orig.didClose && f.resp.didClose) { f.last = max(f.last, t) }
-        schedule(f)
-    }
-
     @inline(__always)
     private func count(_ f: Flow, isOrig: Bool, ipBytes: Int) {
         if isOrig {

@@ -12,7 +12,8 @@ public enum Anomaly: Int, CaseIterable, Sendable, Comparable {
     case badIPHeaderLength
     case ipLengthExceedsFrame
     case truncatedIPv6ExtensionHeader
-    case fragmentWithoutFirst
+    case incompleteFragmentedDatagram
+    case fragmentTooLarge
     case truncatedTCPHeader
     case badTCPHeaderLength
     case truncatedUDPHeader
@@ -40,7 +41,8 @@ public enum Anomaly: Int, CaseIterable, Sendable, Comparable {
         case .badIPHeaderLength: return "bad_IP_header_len"
         case .ipLengthExceedsFrame: return "internally_truncated_header"
         case .truncatedIPv6ExtensionHeader: return "truncated_ipv6_ext_header"
-        case .fragmentWithoutFirst: return "fragment_without_first"
+        case .incompleteFragmentedDatagram: return "incomplete_fragmented_datagram"
+        case .fragmentTooLarge: return "fragment_size_inconsistency"
         case .truncatedTCPHeader: return "truncated_TCP_header"
         case .badTCPHeaderLength: return "bad_TCP_header_len"
         case .truncatedUDPHeader: return "truncated_UDP_header"
