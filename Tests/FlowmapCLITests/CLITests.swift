@@ -1,0 +1,112 @@
+import FlowCore
+import FlowStore
+import Foundation
+import XCTest
+
+/// End-to-end behaviour of the `flowmap` binary: errors, truncated input, stdin, the store.
+final class CLITests: XCTestCase {
+    let wikipedia = Repo.fixtures.appendingPathComponent("zeek-parity/wikipedia.pcap").path
+
+    func tempDir() throws -> URL {
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: u) }
+        return u
+    }
+
+    func assertOneLineError(_ r: RunResult, mentions: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 2, r.stderr, file: file, line: line)
+        XCTAssertFalse(r.crashed, file: file, line: line)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "expected one line, got: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "\(r.stderr) should mention \(mentions)", file: file, line: line)
+        XCTAssertTrue(r.stdout.isEmpty, file: file, line: line)
+    }
+
+    func testBadInputsGiveOneLineAndExitTwo() throws {
+        assertOneLineError(try runFlowmap(["flows", "/nonexistent/x.pcap"]), mentions: "/nonexistent/x.pcap: no such file")
+        let text = Repo.fixtures.appendingPathComponent("captures/not-a-capture.txt").path
+        assertOneLineError(try runFlowmap(["flows", text]), mentions: "not-a-capture.txt: not a pcap or pcapng capture")
+        // A bad path among good ones fails before any output.
+        assertOneLineError(try runFlowmap(["flows", wikipedia, "/nonexistent/y.pcap"]), mentions: "y.pcap")
+        assertOneLineError(try runFlowmap(["flows", "--db", "/nonexistent/dir/flows.db"]), mentions: "/nonexistent/dir/flows.db")
+        assertOneLineError(try runFlowmap(["ingest", wikipedia, "--db", "/nonexistent/dir/flows.db"]), mentions: "flows.db")
+        let dir = try tempDir()
+        let notDB = dir.appendingPathComponent("junk.db")
+        try Data(repeating: 0x41, count: 4096).write(to: notDB)
+        assertOneLineError(try runFlowmap(["flows", "--db", notDB.path]), mentions: "junk.db: not a flowmap database")
+        // Usage errors keep ArgumentParser's code.
+        let usage = try runFlowmap(["flows"])
+        XCTAssertEqual(usage.status, 64)
+        XCTAssertEqual(try runFlowmap(["flows", "--format", "xml", wikipedia]).status, 64)
+        XCTAssertEqual(try runFlowmap(["flows", "--db", "x.db", "--since", "yesterday"]).status, 64)
+    }
+
+    func testTruncatedCaptureKeepsFlowsAndWarns() throws {
+        let cut = Repo.fixtures.appendingPathComponent("captures/ftp-ipv4-truncated.pcap").path
+        let r = try runFlowmap(["flows", "--format", "json", "-q", cut])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("warning"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("capture cut short after 13 packets"), r.stderr)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1)
+        XCTAssertTrue(lines[0].contains("\"orig_pkts\":8"), String(lines[0]))
+    }
+
+    func testStandardInputAndStats() throws {
+        let r = try runFlowmap(["flows", "--format", "zeek", "--stats", "-q", "-"], stdin: URL(fileURLWithPath: wikipedia))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }.count, 34)
+        XCTAssertTrue(r.stderr.contains("packets_read\t136"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("non_ip_frames\t"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("anomaly.truncated_IP\t0"), r.stderr)
+    }
+
+    func testIngestIsIdempotentAndReadsBack() throws {
+        let dir = try tempDir()
+        let db = dir.appendingPathComponent("flows.db").path
+        let first = try runFlowmap(["ingest", wikipedia, "--db", db, "-q"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stderr.contains("34 flows (34 new)"), first.stderr)
+        let again = try runFlowmap(["ingest", wikipedia, "--db", db, "-q"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("already ingested"), again.stderr)
+        // A copy under another name has the same SHA-256: still no duplicates.
+        let copy = dir.appendingPathComponent("copy.pcap")
+        try FileManager.default.copyItem(atPath: wikipedia, toPath: copy.path)
+        XCTAssertEqual(try runFlowmap(["ingest", copy.path, "--db", db, "-q"]).status, 0)
+
+        let store = try FlowStore(path: db)
+        XCTAssertEqual(try store.flowCount(), 34)
+        XCTAssertEqual(try store.sources().count, 1)
+        XCTAssertEqual(try store.appliedMigrations(), ["v1"])
+        XCTAssertGreaterThan(try store.nameCount(), 0)
+        let src = try XCTUnwrap(store.sources().first)
+        XCTAssertEqual(src.packets, 136)
+        XCTAssertEqual(src.sha256?.count, 64)
+
+        // What the store gives back is what the capture gave.
+        let (records, _) = try analyze([wikipedia])
+        let stored = try store.flows()
+        XCTAssertEqual(stored, records.sorted(by: FlowRecord.outputOrder))
+        let fromDB = try runFlowmap(["flows", "--db", db, "--format", "json"])
+        XCTAssertEqual(fromDB.status, 0)
+        XCTAssertEqual(fromDB.stdout, stored.map(JSONLines.line).joined())
+
+        // Time windows: --since is inclusive, --until exclusive.
+        let t0 = stored[10].ts
+        let later = try store.flows(since: t0)
+        XCTAssertTrue(later.allSatisfy { $0.ts >= t0 })
+        XCTAssertEqual(later.count + (try store.flows(until: t0)).count, 34)
+        let cli = try runFlowmap(["flows", "--db", db, "--format", "csv", "--since", Fmt.iso8601(t0)])
+        XCTAssertEqual(cli.stdout.split(separator: "\n").count - 1, try store.flows(since: Fmt.parseTime(Fmt.iso8601(t0))).count)
+    }
+
+    func testTimeoutsAreSettable() throws {
+        let trace = Repo.fixtures.appendingPathComponent("zeek-parity/teredo.pcap").path
+        let normal = try runFlowmap(["flows", "--format", "json", "-q", trace])
+        let short = try runFlowmap(["flows", "--format", "json", "-q", "--udp-timeout", "1", trace])
+        XCTAssertGreaterThan(short.stdout.split(separator: "\n").count, normal.stdout.split(separator: "\n").count)
+        XCTAssertEqual(try runFlowmap(["flows", "--udp-timeout", "-5", trace]).status, 64)
+    }
+}
