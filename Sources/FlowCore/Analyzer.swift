@@ -47,7 +47,7 @@ public final class PacketAnalyzer {
         var firstSeen: Double
         var lastSeen: Double
         var depth: Int
-        var parent: String?
+        var parent: FlowID?
 
         mutating func add(_ b: UnsafeRawBufferPointer, from o: Int, count: Int, at offset: Int) {
             let end = offset + count
@@ -120,7 +120,7 @@ public final class PacketAnalyzer {
 
     /// Returns true if the packet was counted to a flow.
     private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
-                           parent: String?) -> Bool {
+                           parent: FlowID?) -> Bool {
         if let a = IPDecoder.decode(b, at: off, wireEnd: wireEnd, into: &ip) {
             stats.anomalies.record(a)
             return false
@@ -139,7 +139,7 @@ public final class PacketAnalyzer {
             if depth >= maxTunnelDepth {
                 stats.anomalies.record(.tunnelDepthExceeded)
             } else if !ip.isFragment, let inner = tunnelPayload(b, proto: proto) {
-                let tunnelUID = self.tunnelUID(ip.src, ip.dst, proto)
+                let tunnelUID = self.tunnelID(ip.src, ip.dst, proto)
                 let innerEnd = min(wireEnd, ip.l4Offset + ip.l4Length)
                 switch inner {
                 case .ip(let o):
@@ -168,7 +168,7 @@ public final class PacketAnalyzer {
                     let innerEnd = min(wireEnd, tpView.payloadOffset + tpView.payloadLength)
                     switch inner {
                     case .ip(let o):
-                        _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: flow.uid)
+                        _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: flow)
                     case .nonIP: break
                     case .anomaly(let a): stats.anomalies.record(a)
                     }
@@ -316,14 +316,13 @@ public final class PacketAnalyzer {
         return .ip(offset: p)
     }
 
-    private func tunnelUID(_ a: IPAddress, _ b: IPAddress, _ proto: UInt8) -> String {
+    private func tunnelID(_ a: IPAddress, _ b: IPAddress, _ proto: UInt8) -> FlowID {
         let (x, y) = a < b ? (a, b) : (b, a)
-        return FlowUID.format(FlowUID.mix(x.hi, x.lo, y.hi, y.lo, UInt64(proto)),
-                              FlowUID.mix(y.lo, x.lo, 0x7475_6E6E_656C))
+        return FlowID(a: FlowUID.mix(x.hi, x.lo, y.hi, y.lo, UInt64(proto)), b: FlowUID.mix(y.lo, x.lo, 0x7475_6E6E_656C))
     }
 
     /// Adds one fragment; analyzes the datagram when it is complete.
-    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: String?) -> Bool {
+    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: FlowID?) -> Bool {
         let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
         var r = reassembly[k] ?? Reassembly(firstSeen: t, lastSeen: t, depth: depth, parent: parent)
         r.lastSeen = t

@@ -1,23 +1,26 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FlowCore
 
 /// Buffered writes to standard output/error (no Foundation, no per-line syscalls).
 enum Terminal {
-    nonisolated(unsafe) static var outBuffer: [UInt8] = {
-        var b = [UInt8]()
-        b.reserveCapacity(1 << 16)
-        return b
-    }()
+    nonisolated(unsafe) static var writer = ByteWriter(capacity: 1 << 17)
 
     static func out(_ s: String) {
-        outBuffer.append(contentsOf: s.utf8)
-        if outBuffer.count >= 1 << 16 { flush() }
+        writer.text(s)
+        if writer.bytes.count >= 1 << 16 { flush() }
+    }
+
+    /// Lets a renderer append straight into the output buffer.
+    static func out(_ render: (inout ByteWriter) -> Void) {
+        render(&writer)
+        if writer.bytes.count >= 1 << 16 { flush() }
     }
 
     static func flush() {
-        guard !outBuffer.isEmpty else { return }
-        outBuffer.withUnsafeBytes { p in
+        guard !writer.bytes.isEmpty else { return }
+        writer.bytes.withUnsafeBytes { p in
             var off = 0
             while off < p.count {
                 let n = write(1, p.baseAddress! + off, p.count - off)
@@ -28,7 +31,7 @@ enum Terminal {
                 off += n
             }
         }
-        outBuffer.removeAll(keepingCapacity: true)
+        writer.bytes.removeAll(keepingCapacity: true)
     }
 
     static func stderr(_ s: String) {

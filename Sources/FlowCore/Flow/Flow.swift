@@ -18,18 +18,54 @@ public struct Timeouts: Sendable, Equatable {
     public init() {}
 }
 
-/// Per-flow state. A class: one allocation per flow (never per packet), referenced from the
-/// table and from the timer heap.
-final class Flow {
-    let key: FlowKey
-    let serial: UInt64
-    let uidA: UInt64
-    let uidB: UInt64
+/// A flow's identity: two 64-bit hashes of its content, printed Zeek-style ("C" + base62).
+public struct FlowID: Hashable, Sendable {
+    public var a: UInt64
+    public var b: UInt64
+    public init(a: UInt64, b: UInt64) { self.a = a; self.b = b }
+    public var text: String { FlowUID.format(a, b) }
+}
+
+/// Up to 32 history letters, inline (no allocation per flow).
+struct HistoryLetters {
+    var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+    var count: UInt8 = 0
+
+    @inline(__always)
+    mutating func append(_ c: UInt8) {
+        guard count < 32 else { return }
+        let shift = UInt64(count % 8) * 8
+        switch count / 8 {
+        case 0: w0 |= UInt64(c) << shift
+        case 1: w1 |= UInt64(c) << shift
+        case 2: w2 |= UInt64(c) << shift
+        default: w3 |= UInt64(c) << shift
+        }
+        count += 1
+    }
+
+    var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(count))
+        for i in 0..<Int(count) {
+            let w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3
+            out.append(UInt8(truncatingIfNeeded: w >> (UInt64(i % 8) * 8)))
+        }
+        return out
+    }
+}
+
+/// Per-flow state: plain values only, stored inline in the table's slot array, so that the
+/// per-packet path does no reference counting and no allocation.
+struct FlowState {
+    var key: FlowKey
+    var serial: UInt64
+    var id: FlowID
     var origH: IPAddress
-    var origP: UInt16
     var respH: IPAddress
+    var origP: UInt16
     var respP: UInt16
-    let start: Double
+    var start: Double
     var last: Double
     var origPkts: UInt64 = 0
     var respPkts: UInt64 = 0
@@ -37,27 +73,28 @@ final class Flow {
     var respIPBytes: UInt64 = 0
     var origPayload: UInt64 = 0
     var respPayload: UInt64 = 0
-    var history: [UInt8] = []
+    var history = HistoryLetters()
     var histSeen: UInt32 = 0
     var flipped = false
     var origSent = false
     var respSent = false
-    var orig = TCPEndpoint()
-    var resp = TCPEndpoint()
     /// Zeek's TCP adapter `is_active`: cleared once the connection finished or was reset.
     var isActive = true
+    /// A UDP flow to a DNS port (53, 137, 5353, 5355): Zeek's DNS analyzer times it out sooner.
+    var isDNS = false
+    var orig = TCPEndpoint()
+    var resp = TCPEndpoint()
     var attemptAt = Double.infinity
     var deleteAt = Double.infinity
     var resetAt = Double.infinity
     var expireAt = Double.infinity
     var scheduledAt = Double.infinity
     var timerToken: UInt32 = 0
+    /// Index into the table's responder names, or -1.
+    var respName: Int32 = -1
+    /// Index into the table's tunnel-parent lists, or -1.
+    var parents: Int32 = -1
     var removed = false
-    var tunnelParents: [String] = []
-    var respName: String?
-    /// A UDP flow to a DNS port (53, 137, 5353, 5355): Zeek's DNS analyzer times it out sooner.
-    var isDNS = false
-    private var cachedUID: String?
 
     init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
          start: Double, packetIndex: UInt64) {
@@ -68,21 +105,14 @@ final class Flow {
         self.last = start
         let tsBits = start.bitPattern
         let ports = UInt64(origP) << 32 | UInt64(respP) << 8 | UInt64(key.proto.rawValue)
-        uidA = FlowUID.mix(origH.hi, origH.lo, respH.hi, respH.lo, ports, tsBits)
-        uidB = FlowUID.mix(tsBits, packetIndex, ports, origH.lo ^ respH.lo)
-    }
-
-    var uid: String {
-        if let u = cachedUID { return u }
-        let u = FlowUID.format(uidA, uidB)
-        cachedUID = u
-        return u
+        id = FlowID(a: FlowUID.mix(origH.hi, origH.lo, respH.hi, respH.lo, ports, tsBits),
+                    b: FlowUID.mix(tsBits, packetIndex, ports, origH.lo ^ respH.lo))
     }
 
     /// Zeek's Connection::CheckHistory: records `code` once per mask and direction.
     /// Returns true if the mask had already been seen.
     @inline(__always)
-    func checkHistory(_ mask0: UInt32, _ code: UInt8, isOrig: Bool) -> Bool {
+    mutating func checkHistory(_ mask0: UInt32, _ code: UInt8, isOrig: Bool) -> Bool {
         let mask = isOrig ? mask0 : mask0 << 16
         if histSeen & mask != 0 { return true }
         histSeen |= mask
@@ -91,12 +121,12 @@ final class Flow {
     }
 
     @inline(__always)
-    func addHistory(_ code: UInt8, isOrig: Bool) {
+    mutating func addHistory(_ code: UInt8, isOrig: Bool) {
         history.append(isOrig ? code : code | 0x20)
     }
 
     /// Swaps originator and responder (Zeek's Connection::FlipRoles).
-    func flipRoles() {
+    mutating func flipRoles() {
         swap(&origH, &respH)
         swap(&origP, &respP)
         swap(&orig, &resp)

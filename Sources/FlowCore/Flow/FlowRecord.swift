@@ -88,18 +88,48 @@ public enum FlowUID {
 
     /// 64-bit FNV-1a over words, finished with a SplitMix64 avalanche.
     @inline(__always)
-    public static func mix(_ words: UInt64...) -> UInt64 { mixWords(words) }
+    public static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
+        var h = basis
+        step(&h, a); step(&h, b); step(&h, c)
+        return finish(h)
+    }
 
-    public static func mixWords(_ words: [UInt64]) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for w in words {
-            var x = w
-            for _ in 0..<8 {
-                h ^= x & 0xFF
-                h = h &* 0x100_0000_01B3
-                x >>= 8
-            }
+    @inline(__always)
+    public static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> UInt64 {
+        var h = basis
+        step(&h, a); step(&h, b); step(&h, c); step(&h, d)
+        return finish(h)
+    }
+
+    @inline(__always)
+    public static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64, _ e: UInt64) -> UInt64 {
+        var h = basis
+        step(&h, a); step(&h, b); step(&h, c); step(&h, d); step(&h, e)
+        return finish(h)
+    }
+
+    @inline(__always)
+    public static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64, _ e: UInt64, _ f: UInt64) -> UInt64 {
+        var h = basis
+        step(&h, a); step(&h, b); step(&h, c); step(&h, d); step(&h, e); step(&h, f)
+        return finish(h)
+    }
+
+    private static let basis: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    @inline(__always)
+    private static func step(_ h: inout UInt64, _ w: UInt64) {
+        var x = w
+        for _ in 0..<8 {
+            h ^= x & 0xFF
+            h = h &* 0x100_0000_01B3
+            x >>= 8
         }
+    }
+
+    @inline(__always)
+    private static func finish(_ h0: UInt64) -> UInt64 {
+        var h = h0
         h ^= h >> 30; h = h &* 0xBF58_476D_1CE4_E5B9
         h ^= h >> 27; h = h &* 0x94D0_49BB_1331_11EB
         h ^= h >> 31
@@ -108,11 +138,13 @@ public enum FlowUID {
 
     /// A Zeek-style uid: "C" then base62 digits of two 64-bit hashes (18 characters).
     public static func format(prefix: UInt8 = UInt8(ascii: "C"), _ a: UInt64, _ b: UInt64) -> String {
-        var out: [UInt8] = [prefix]
-        var x = a
-        for _ in 0..<9 { out.append(alphabet[Int(x % 62)]); x /= 62 }
-        x = b
-        for _ in 0..<8 { out.append(alphabet[Int(x % 62)]); x /= 62 }
-        return String(decoding: out, as: UTF8.self)
+        String(unsafeUninitializedCapacity: 18) { buf in
+            buf[0] = prefix
+            var x = a
+            for i in 1...9 { buf[i] = alphabet[Int(x % 62)]; x /= 62 }
+            x = b
+            for i in 10...17 { buf[i] = alphabet[Int(x % 62)]; x /= 62 }
+            return 18
+        }
     }
 }

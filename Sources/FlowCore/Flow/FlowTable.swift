@@ -8,9 +8,14 @@ public final class FlowTable {
     public var onFlow: (FlowRecord) -> Void
     /// Names for responders, learned from DNS answers.
     public let names: DNSNameTable
-    private var flows: [FlowKey: Flow] = [:]
+    private var slots = FlowSlots()
     private var heap = TimerHeap()
     private var nextSerial: UInt64 = 0
+    /// Interned responder names and tunnel-parent lists, referenced from flow state by index.
+    private var nameStrings: [String] = []
+    private var nameIndex: [String: Int32] = [:]
+    private var parentLists: [[FlowID]] = []
+    private var freeParentLists: [Int32] = []
     public private(set) var now: Double = -.infinity
     public private(set) var flowsEmitted = 0
 
@@ -19,10 +24,11 @@ public final class FlowTable {
         self.timeouts = timeouts
         self.names = names
         self.onFlow = onFlow
-        flows.reserveCapacity(1024)
     }
 
-    public var activeFlows: Int { flows.count }
+    deinit { slots.deallocate() }
+
+    public var activeFlows: Int { slots.count }
 
     // MARK: Time
 
@@ -30,32 +36,32 @@ public final class FlowTable {
     @inline(__always)
     public func advance(to t: Double) {
         if t > now { now = t }
-        while let top = heap.top, top.time <= t {
-            _ = heap.pop()
-            let f = top.flow
-            if f.removed || f.timerToken != top.token { continue }
-            f.scheduledAt = .infinity
+        guard heap.topTime <= t else { return }
+        while heap.topTime <= t, let top = heap.pop() {
+            let f = slots[top.slot]
+            if f.pointee.removed || f.pointee.serial != top.serial || f.pointee.timerToken != top.token { continue }
+            f.pointee.scheduledAt = .infinity
             if evaluate(f, at: top.time) {
-                remove(f)
+                remove(top.slot)
             } else {
-                schedule(f)
+                schedule(f, slot: top.slot)
             }
         }
     }
 
     /// Emits every remaining flow, in (first packet time, serial) order, and empties the table.
     public func flush() {
-        let rest = flows.values.sorted { a, b in a.start != b.start ? a.start < b.start : a.serial < b.serial }
-        for f in rest { remove(f) }
+        var rest = slots.liveSlots().map { (slots[$0].pointee.start, slots[$0].pointee.serial, $0) }
+        rest.sort { a, b in a.0 != b.0 ? a.0 < b.0 : a.1 < b.1 }
+        for (_, _, s) in rest { remove(s) }
         heap.removeAll()
     }
 
     // MARK: Packets
 
-    /// Counts one packet (or first fragment) of a flow. Returns the flow so tunnels can name
-    /// their parent, and so fragments can be attributed.
+    /// Counts one packet of a flow. Returns the flow's id, so tunnels can name their parent.
     @discardableResult
-    func packet(t: Double, ip: IPView, tp: TransportView, packetIndex: UInt64, parent: String?) -> Flow {
+    func packet(t: Double, ip: IPView, tp: TransportView, packetIndex: UInt64, parent: FlowID?) -> FlowID {
         var sport: UInt16 = 0, dport: UInt16 = 0
         let proto = ip.proto
         let isICMP = proto.rawValue == 1 || proto.rawValue == 58
@@ -69,62 +75,73 @@ public final class FlowTable {
         }
         var keyFlipped = false
         let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, flipped: &keyFlipped)
-        var flow = flows[key]
-        if let f = flow, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
-           isReuse(f, tp: tp) {
-            remove(f)
-            flow = nil
+        let h = FlowSlots.hash(key)
+        var slot = slots.find(key, hash: h)
+        if let s = slot, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
+           isReuse(slots[s], tp: tp) {
+            remove(s)
+            slot = nil
         }
-        let f: Flow
-        if let existing = flow {
-            f = existing
-        } else {
-            f = create(key: key, t: t, ip: ip, tp: tp, sport: sport, dport: dport, packetIndex: packetIndex)
-        }
-        if let parent, !f.tunnelParents.contains(parent) {
-            f.tunnelParents.append(parent)
-        }
-        let isOrig = f.origH == ip.src && f.origP == sport && f.respH == ip.dst && f.respP == dport
+        let s = slot ?? create(key: key, hash: h, t: t, ip: ip, tp: tp, sport: sport, dport: dport,
+                               packetIndex: packetIndex)
+        let f = slots[s]
+        if let parent { addParent(f, parent) }
+        let isOrig = f.pointee.origH == ip.src && f.pointee.origP == sport && f.pointee.respH == ip.dst
+            && f.pointee.respP == dport
         switch proto.rawValue {
         case 6 where tp.hasHeader:
             tcpPacket(f, isOrig: isOrig, t: t, tp: tp)
         case 17 where tp.hasHeader:
-            if isOrig { f.origSent = true; _ = f.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: true) }
-            else { f.respSent = true; _ = f.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: false) }
+            if isOrig { f.pointee.origSent = true } else { f.pointee.respSent = true }
+            _ = f.pointee.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: isOrig)
             addPayload(f, isOrig: isOrig, UInt64(tp.payloadLength))
-            f.last = t
+            f.pointee.last = t
         case 1, 58:
-            if isOrig { f.origSent = true } else { f.respSent = true }
+            if isOrig { f.pointee.origSent = true } else { f.pointee.respSent = true }
             addPayload(f, isOrig: isOrig, UInt64(tp.payloadLength))
-            f.last = t
+            f.pointee.last = t
         default:
-            if isOrig { f.origSent = true } else { f.respSent = true }
-            f.last = t
+            if isOrig { f.pointee.origSent = true } else { f.pointee.respSent = true }
+            f.pointee.last = t
         }
         count(f, isOrig: isOrig, ipBytes: ip.ipBytes)
-        schedule(f)
-        return f
+        schedule(f, slot: s)
+        return f.pointee.id
     }
 
-    @inline(__always)
-    private func count(_ f: Flow, isOrig: Bool, ipBytes: Int) {
-        if isOrig {
-            f.origPkts &+= 1; f.origIPBytes &+= UInt64(ipBytes)
-        } else {
-            f.respPkts &+= 1; f.respIPBytes &+= UInt64(ipBytes)
+    private func addParent(_ f: UnsafeMutablePointer<FlowState>, _ p: FlowID) {
+        if f.pointee.parents < 0 {
+            if let i = freeParentLists.popLast() {
+                parentLists[Int(i)] = [p]
+                f.pointee.parents = i
+            } else {
+                parentLists.append([p])
+                f.pointee.parents = Int32(parentLists.count - 1)
+            }
+        } else if !parentLists[Int(f.pointee.parents)].contains(p) {
+            parentLists[Int(f.pointee.parents)].append(p)
         }
     }
 
     @inline(__always)
-    private func addPayload(_ f: Flow, isOrig: Bool, _ n: UInt64) {
-        if isOrig { f.origPayload &+= n } else { f.respPayload &+= n }
+    private func count(_ f: UnsafeMutablePointer<FlowState>, isOrig: Bool, ipBytes: Int) {
+        if isOrig {
+            f.pointee.origPkts &+= 1; f.pointee.origIPBytes &+= UInt64(ipBytes)
+        } else {
+            f.pointee.respPkts &+= 1; f.pointee.respIPBytes &+= UInt64(ipBytes)
+        }
     }
 
-    private func create(key: FlowKey, t: Double, ip: IPView, tp: TransportView, sport: UInt16, dport: UInt16,
-                        packetIndex: UInt64) -> Flow {
+    @inline(__always)
+    private func addPayload(_ f: UnsafeMutablePointer<FlowState>, isOrig: Bool, _ n: UInt64) {
+        if isOrig { f.pointee.origPayload &+= n } else { f.pointee.respPayload &+= n }
+    }
+
+    private func create(key: FlowKey, hash h: UInt64, t: Double, ip: IPView, tp: TransportView, sport: UInt16,
+                        dport: UInt16, packetIndex: UInt64) -> Int32 {
         nextSerial += 1
-        let f = Flow(key: key, serial: nextSerial, origH: ip.src, origP: sport, respH: ip.dst, respP: dport,
-                     start: t, packetIndex: packetIndex)
+        var f = FlowState(key: key, serial: nextSerial, origH: ip.src, origP: sport, respH: ip.dst, respP: dport,
+                          start: t, packetIndex: packetIndex)
         var flip = false
         switch ip.proto.rawValue {
         case 6 where tp.hasHeader:
@@ -158,32 +175,43 @@ public final class FlowTable {
             default: break
             }
         }
-        f.respName = names.nameAsked(by: f.origH, for: f.respH, before: t)
-        flows[key] = f
-        return f
+        if !names.isEmpty, let n = names.nameAsked(by: f.origH, for: f.respH, before: t) {
+            f.respName = intern(n)
+        }
+        return slots.insert(f, hash: h)
+    }
+
+    private func intern(_ n: String) -> Int32 {
+        if let i = nameIndex[n] { return i }
+        let i = Int32(nameStrings.count)
+        nameStrings.append(n)
+        nameIndex[n] = i
+        return i
     }
 
     // MARK: TCP (Zeek's TCPAnalyzer::DeliverPacket and TCPSessionAdapter state machine)
 
-    private func isReuse(_ f: Flow, tp: TransportView) -> Bool {
+    private func isReuse(_ p: UnsafeMutablePointer<FlowState>, tp: TransportView) -> Bool {
         let fl = tp.tcpFlags
-        var connOrig = f.orig
+        var connOrigStart = p.pointee.orig.startSeq
+        var connOrigState = p.pointee.orig.state
         if fl & TCPFlag.ack != 0 {
-            if f.orig.state != .inactive { return false }  // not a half connection
-            connOrig = f.resp
+            if p.pointee.orig.state != .inactive { return false }  // not a half connection
+            connOrigStart = p.pointee.resp.startSeq
+            connOrigState = p.pointee.resp.state
         }
-        let isClosed = f.orig.didClose || f.resp.didClose
+        let isClosed = p.pointee.orig.didClose || p.pointee.resp.didClose
         if !isClosed {
-            if tp.seq == connOrig.startSeq { return false }
-            if fl & TCPFlag.ack == 0 && connOrig.state == .synAckSent && f.resp.state == .inactive
-                && tp.seq == f.resp.startSeq {
+            if tp.seq == connOrigStart { return false }
+            if fl & TCPFlag.ack == 0 && connOrigState == .synAckSent && p.pointee.resp.state == .inactive
+                && tp.seq == p.pointee.resp.startSeq {
                 return false
             }
         }
         return true
     }
 
-    private func tcpPacket(_ f: Flow, isOrig isOrig0: Bool, t: Double, tp: TransportView) {
+    private func tcpPacket(_ fp: UnsafeMutablePointer<FlowState>, isOrig isOrig0: Bool, t: Double, tp: TransportView) {
         var isOrig = isOrig0
         let fl = tp.tcpFlags
         let syn = fl & TCPFlag.syn != 0, fin = fl & TCPFlag.fin != 0
@@ -193,8 +221,8 @@ public final class FlowTable {
         if rst { segLen -= len }
         let baseSeq = tp.seq, ackSeq = tp.ack
         let seqOnePast = baseSeq &+ UInt32(truncatingIfNeeded: segLen)
-        var ep = isOrig ? f.orig : f.resp
-        var peer = isOrig ? f.resp : f.orig
+        var ep = isOrig ? fp.pointee.orig : fp.pointee.resp
+        var peer = isOrig ? fp.pointee.resp : fp.pointee.orig
 
         // init_endpoint
         switch ep.state {
@@ -220,44 +248,44 @@ public final class FlowTable {
         // update_history
         let bits = (syn ? 1 : 0) + (fin ? 1 : 0) + (rst ? 1 : 0)
         if bits > 1 {
-            if fin && rst { _ = f.checkHistory(Hist.finRst, UInt8(ascii: "I"), isOrig: isOrig) }
-            else { _ = f.checkHistory(Hist.multiFlag, UInt8(ascii: "Q"), isOrig: isOrig) }
+            if fin && rst { _ = fp.pointee.checkHistory(Hist.finRst, UInt8(ascii: "I"), isOrig: isOrig) }
+            else { _ = fp.pointee.checkHistory(Hist.multiFlag, UInt8(ascii: "Q"), isOrig: isOrig) }
         } else if bits == 1 {
             if syn {
                 let code = ack ? UInt8(ascii: "H") : UInt8(ascii: "S")
-                if f.checkHistory(Hist.syn, code, isOrig: isOrig) && relSeq != ep.histLastSYN {
-                    f.addHistory(code, isOrig: isOrig)
+                if fp.pointee.checkHistory(Hist.syn, code, isOrig: isOrig) && relSeq != ep.histLastSYN {
+                    fp.pointee.addHistory(code, isOrig: isOrig)
                 }
                 ep.histLastSYN = relSeq
             }
             if fin {
                 let finSeq = relSeq &+ UInt64(len)
-                if f.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && finSeq != ep.histLastFIN {
-                    f.addHistory(UInt8(ascii: "F"), isOrig: isOrig)
+                if fp.pointee.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && finSeq != ep.histLastFIN {
+                    fp.pointee.addHistory(UInt8(ascii: "F"), isOrig: isOrig)
                 }
                 ep.histLastFIN = finSeq
             }
             if rst {
-                if f.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && relSeq != ep.histLastRST {
-                    f.addHistory(UInt8(ascii: "R"), isOrig: isOrig)
+                if fp.pointee.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && relSeq != ep.histLastRST {
+                    fp.pointee.addHistory(UInt8(ascii: "R"), isOrig: isOrig)
                 }
                 ep.histLastRST = relSeq
             }
         } else {
-            if len > 0 { _ = f.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: isOrig) }
-            else if ack { _ = f.checkHistory(Hist.ack, UInt8(ascii: "A"), isOrig: isOrig) }
+            if len > 0 { _ = fp.pointee.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: isOrig) }
+            else if ack { _ = fp.pointee.checkHistory(Hist.ack, UInt8(ascii: "A"), isOrig: isOrig) }
         }
 
         // update_window: a zero window that matters (Zeek's scaled 'W').
         if tp.window == 0 && !rst && peer.state != .closed && ep.state != .reset {
             ep.zeroWinCount &+= 1
             if ep.zeroWinCount == ep.zeroWinThreshold {
-                f.addHistory(UInt8(ascii: "W"), isOrig: isOrig)
+                fp.pointee.addHistory(UInt8(ascii: "W"), isOrig: isOrig)
                 ep.zeroWinThreshold = ep.zeroWinThreshold &* 10
             }
         }
 
-        if !(ep.didClose && peer.didClose) { f.last = t }
+        if !(ep.didClose && peer.didClose) { fp.pointee.last = t }
         if fin { ep.finCount &+= 1 }
         if rst { ep.rstCount &+= 1 }
 
@@ -291,7 +319,7 @@ public final class FlowTable {
         } else if len > 0 {
             ep.rxmitCount &+= 1
             if ep.rxmitCount == ep.rxmitThreshold {
-                f.addHistory(UInt8(ascii: "T"), isOrig: isOrig)
+                fp.pointee.addHistory(UInt8(ascii: "T"), isOrig: isOrig)
                 ep.rxmitThreshold = ep.rxmitThreshold &* 10
             }
         }
@@ -303,15 +331,15 @@ public final class FlowTable {
             if syn {
                 if isOrig {
                     ep.setState(ack ? .synAckSent : .synSent)
-                    if timeouts.tcpAttemptDelay > 0 { f.attemptAt = min(f.attemptAt, t + timeouts.tcpAttemptDelay) }
+                    if timeouts.tcpAttemptDelay > 0 { fp.pointee.attemptAt = min(fp.pointee.attemptAt, t + timeouts.tcpAttemptDelay) }
                 } else {
                     if !ack && peer.state == .synAckSent && baseSeq == ep.startSeq {
                         // A SYN/SYN-ACK reversal: flip the endpoints and establish.
                         peer.setState(.established)
-                        writeBack(f, isOrig: isOrig, ep, peer)
-                        f.flipRoles()
+                        writeBack(fp, isOrig: isOrig, ep, peer)
+                        fp.pointee.flipRoles()
                         isOrig = true
-                        ep = f.orig; peer = f.resp
+                        ep = fp.pointee.orig; peer = fp.pointee.resp
                     }
                     if peer.state == .synSent { peer.setState(.established) }
                     ep.setState(.established)
@@ -349,7 +377,7 @@ public final class FlowTable {
             }
             if rst {
                 ep.setState(.reset)
-                f.isActive = false  // ConnectionReset
+                fp.pointee.isActive = false  // ConnectionReset
                 doClose = true
             }
         case .established, .partial:
@@ -364,41 +392,42 @@ public final class FlowTable {
             if rst {
                 ep.setState(.reset)
                 doClose = true
-                if peer.state != .reset || peer.prevState != .established { f.isActive = false }
+                if peer.state != .reset || peer.prevState != .established { fp.pointee.isActive = false }
             }
         case .closed:
             if rst && peer.state != .closed {
                 ep.setState(.reset)
                 if !ep.didClose { doClose = true }
-                f.resetAt = min(f.resetAt, t + timeouts.tcpResetDelay)
+                fp.pointee.resetAt = min(fp.pointee.resetAt, t + timeouts.tcpResetDelay)
             }
         case .reset:
             break
         }
 
-        if doClose { connectionClosed(f, &ep, &peer, genEvent: genEvent) }
-        writeBack(f, isOrig: isOrig, ep, peer)
+        if doClose { connectionClosed(fp, &ep, &peer, genEvent: genEvent) }
+        writeBack(fp, isOrig: isOrig, ep, peer)
     }
 
     @inline(__always)
-    private func writeBack(_ f: Flow, isOrig: Bool, _ ep: TCPEndpoint, _ peer: TCPEndpoint) {
-        if isOrig { f.orig = ep; f.resp = peer } else { f.resp = ep; f.orig = peer }
+    private func writeBack(_ f: UnsafeMutablePointer<FlowState>, isOrig: Bool, _ ep: TCPEndpoint, _ peer: TCPEndpoint) {
+        if isOrig { f.pointee.orig = ep; f.pointee.resp = peer } else { f.pointee.resp = ep; f.pointee.orig = peer }
     }
 
-    private func connectionClosed(_ f: Flow, _ ep: inout TCPEndpoint, _ peer: inout TCPEndpoint, genEvent: Bool) {
+    private func connectionClosed(_ fp: UnsafeMutablePointer<FlowState>, _ ep: inout TCPEndpoint, _ peer: inout TCPEndpoint,
+                                  genEvent: Bool) {
         if ep.didClose { return }
         ep.didClose = true
         let closeComplete = ep.state == .reset || peer.didClose || peer.state == .inactive
         if closeComplete {
             if (ep.prevState != .inactive || peer.state != .inactive) && genEvent {
-                f.isActive = false  // ConnectionFinished
+                fp.pointee.isActive = false  // ConnectionFinished
             }
-            f.attemptAt = .infinity
-            f.expireAt = .infinity
-            f.resetAt = .infinity
-            f.deleteAt = f.last + timeouts.tcpCloseDelay
+            fp.pointee.attemptAt = .infinity
+            fp.pointee.expireAt = .infinity
+            fp.pointee.resetAt = .infinity
+            fp.pointee.deleteAt = fp.pointee.last + timeouts.tcpCloseDelay
         } else if ep.prevState != .inactive {
-            f.expireAt = min(f.expireAt, f.last + timeouts.tcpSessionTimer)
+            fp.pointee.expireAt = min(fp.pointee.expireAt, fp.pointee.last + timeouts.tcpSessionTimer)
         }
     }
 
@@ -406,48 +435,50 @@ public final class FlowTable {
 
     /// The earliest time at which something may happen to `f`.
     @inline(__always)
-    private func deadline(_ f: Flow) -> Double {
-        switch f.key.proto.rawValue {
+    private func deadline(_ f: UnsafeMutablePointer<FlowState>) -> Double {
+        switch f.pointee.key.proto.rawValue {
         case 6:
-            return min(min(f.attemptAt, f.deleteAt), min(min(f.resetAt, f.expireAt), f.last + timeouts.tcpInactivity))
-        case 17: return f.last + (f.isDNS ? timeouts.dnsInactivity : timeouts.udpInactivity)
-        case 1, 58: return f.last + timeouts.icmpInactivity
-        default: return f.last + timeouts.otherInactivity
+            return min(min(f.pointee.attemptAt, f.pointee.deleteAt),
+                       min(min(f.pointee.resetAt, f.pointee.expireAt), f.pointee.last + timeouts.tcpInactivity))
+        case 17: return f.pointee.last + (f.pointee.isDNS ? timeouts.dnsInactivity : timeouts.udpInactivity)
+        case 1, 58: return f.pointee.last + timeouts.icmpInactivity
+        default: return f.pointee.last + timeouts.otherInactivity
         }
     }
 
     @inline(__always)
-    private func schedule(_ f: Flow) {
+    private func schedule(_ f: UnsafeMutablePointer<FlowState>, slot: Int32) {
         let d = deadline(f)
         // The heap already holds an entry no later than the deadline: it will re-evaluate then.
-        if d >= f.scheduledAt { return }
-        f.timerToken &+= 1
-        f.scheduledAt = d
-        heap.push(.init(time: d, serial: f.serial, token: f.timerToken, flow: f))
+        if d >= f.pointee.scheduledAt { return }
+        f.pointee.timerToken &+= 1
+        f.pointee.scheduledAt = d
+        heap.push(.init(time: d, serial: f.pointee.serial, slot: slot, token: f.pointee.timerToken))
     }
 
     /// Runs the timers of `f` that are due at `t`. Returns true if the flow is to be removed.
-    private func evaluate(_ f: Flow, at t: Double) -> Bool {
-        if f.key.proto.rawValue != 6 {
-            return deadline(f) <= t
+    private func evaluate(_ fp: UnsafeMutablePointer<FlowState>, at t: Double) -> Bool {
+        if fp.pointee.key.proto.rawValue != 6 {
+            return deadline(fp) <= t
         }
-        if f.attemptAt <= t {
-            f.attemptAt = .infinity
-            if f.isActive && (f.orig.state == .synSent || f.orig.state == .synAckSent) && f.resp.state == .inactive {
-                f.isActive = false
+        if fp.pointee.attemptAt <= t {
+            fp.pointee.attemptAt = .infinity
+            let os = fp.pointee.orig.state
+            if fp.pointee.isActive && (os == .synSent || os == .synAckSent) && fp.pointee.resp.state == .inactive {
+                fp.pointee.isActive = false
                 return true
             }
         }
-        if f.deleteAt <= t { return true }
-        if f.resetAt <= t {
-            f.resetAt = .infinity
-            if f.isActive { return true }
+        if fp.pointee.deleteAt <= t { return true }
+        if fp.pointee.resetAt <= t {
+            fp.pointee.resetAt = .infinity
+            if fp.pointee.isActive { return true }
         }
-        while f.expireAt <= t {
-            let when = f.expireAt
-            if !f.isActive { f.expireAt = .infinity; break }
-            if f.last + timeouts.tcpConnectionLinger < when {
-                let o = f.orig, r = f.resp
+        while fp.pointee.expireAt <= t {
+            let when = fp.pointee.expireAt
+            if !fp.pointee.isActive { fp.pointee.expireAt = .infinity; break }
+            if fp.pointee.last + timeouts.tcpConnectionLinger < when {
+                let o = fp.pointee.orig, r = fp.pointee.resp
                 if o.didClose || r.didClose {
                     if (o.didClose && r.didClose) || o.state == .reset || r.state == .reset
                         || o.state == .inactive || r.state == .inactive {
@@ -456,22 +487,29 @@ public final class FlowTable {
                 }
                 if r.state == .inactive && o.state == .inactive { return true }
             }
-            f.expireAt = when + timeouts.tcpSessionTimer
+            fp.pointee.expireAt = when + timeouts.tcpSessionTimer
         }
-        return f.last + timeouts.tcpInactivity <= t
+        return fp.pointee.last + timeouts.tcpInactivity <= t
     }
 
-    private func remove(_ f: Flow) {
-        guard !f.removed else { return }
-        f.removed = true
-        flows.removeValue(forKey: f.key)
+    private func remove(_ slot: Int32) {
+        let f = slots[slot]
+        guard !f.pointee.removed else { return }
+        f.pointee.removed = true
+        let rec = record(f)
+        if f.pointee.parents >= 0 {
+            parentLists[Int(f.pointee.parents)] = []
+            freeParentLists.append(f.pointee.parents)
+        }
+        slots.remove(slot)
         flowsEmitted += 1
-        onFlow(record(f))
+        onFlow(rec)
     }
 
     // MARK: Records
 
-    func record(_ f: Flow) -> FlowRecord {
+    func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord {
+        let f = fp.pointee
         let proto = f.key.proto
         var origBytes: UInt64 = 0, respBytes: UInt64 = 0
         let state: String
@@ -480,7 +518,7 @@ public final class FlowTable {
             origBytes = f.orig.size(peerState: f.resp.state)
             respBytes = f.resp.size(peerState: f.orig.state)
             state = FlowTable.tcpConnState(f.orig.state, f.resp.state, origSize: origBytes, respSize: respBytes,
-                                           history: f.history)
+                                           history: f.history.bytes)
         case 17:
             origBytes = f.origPayload; respBytes = f.respPayload
             state = f.origSent ? (f.respSent ? "SF" : "S0") : (f.respSent ? "SHR" : "OTH")
@@ -490,17 +528,17 @@ public final class FlowTable {
         default:
             state = "OTH"
         }
-        var respName = f.respName
+        var respName: String? = f.respName >= 0 ? nameStrings[Int(f.respName)] : nil
         var respNames: [String] = []
         let all = names.allNames(for: f.respH)
         if respName == nil { respName = all.first }
         if all.count > 1 { respNames = all }
         return FlowRecord(
-            ts: f.start, uid: f.uid, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
+            ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
             ipProto: proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
-            connState: state, missedBytes: 0, history: String(decoding: f.history, as: UTF8.self),
+            connState: state, missedBytes: 0, history: String(decoding: f.history.bytes, as: UTF8.self),
             origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
-            tunnelParents: f.tunnelParents.sorted(), flipped: f.flipped, respName: respName, respNames: respNames)
+            tunnelParents: f.parents >= 0 ? parentLists[Int(f.parents)].map(\.text).sorted() : [], flipped: f.flipped, respName: respName, respNames: respNames)
     }
 
     /// Zeek's conn_state for TCP (base/protocols/conn/main.zeek), a pure function of both

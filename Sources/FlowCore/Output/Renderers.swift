@@ -31,6 +31,7 @@ public struct ZeekConnLogWriter {
     /// Escapes a string value the way Zeek's ASCII writer does (\xNN for separators and
     /// non-printable bytes).
     static func escape(_ s: String) -> String {
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return s }
         var out = ""
         for b in s.utf8 {
             if b < 0x20 || b == 0x7F || b == 0x5C || b >= 0x80 {
@@ -44,34 +45,48 @@ public struct ZeekConnLogWriter {
     }
 
     public static func row(_ r: FlowRecord) -> String {
-        var c: [String] = []
-        c.reserveCapacity(22)
-        c.append(Fmt.fixed(r.ts))
-        c.append(r.uid)
-        c.append(r.origH.description)
-        c.append(String(r.origP))
-        c.append(r.respH.description)
-        c.append(String(r.respP))
-        c.append(r.proto)
-        c.append("-")  // service: no protocol detection
+        var w = ByteWriter(capacity: 256)
+        write(r, into: &w)
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+
+    /// Appends one conn.log row (with its newline) to `w`.
+    public static func write(_ r: FlowRecord, into w: inout ByteWriter) {
+        w.fixed6(r.ts); w.byte(9)
+        w.text(r.uid); w.byte(9)
+        w.address(r.origH); w.byte(9)
+        w.decimal(UInt64(r.origP)); w.byte(9)
+        w.address(r.respH); w.byte(9)
+        w.decimal(UInt64(r.respP)); w.byte(9)
+        w.text(r.proto); w.byte(9)
+        w.ascii("-\t")  // service: no protocol detection
         if r.hasDuration {
-            c.append(Fmt.fixed(r.duration))
-            c.append(String(r.origBytes))
-            c.append(String(r.respBytes))
+            w.fixed6(r.duration); w.byte(9)
+            w.decimal(r.origBytes); w.byte(9)
+            w.decimal(r.respBytes); w.byte(9)
         } else {
-            c.append("-"); c.append("-"); c.append("-")
+            w.ascii("-\t-\t-\t")
         }
-        c.append(r.connState)
-        c.append("-"); c.append("-")  // local_orig/local_resp: Site::local_nets is not configured
-        c.append(String(r.missedBytes))
-        c.append(r.history.isEmpty ? "-" : escape(r.history))
-        c.append(String(r.origPkts))
-        c.append(String(r.origIPBytes))
-        c.append(String(r.respPkts))
-        c.append(String(r.respIPBytes))
-        c.append(r.tunnelParents.isEmpty ? "-" : r.tunnelParents.joined(separator: ","))
-        c.append(String(r.ipProto.rawValue))
-        return c.joined(separator: "\t") + "\n"
+        w.text(r.connState); w.byte(9)
+        w.ascii("-\t-\t")  // local_orig/local_resp: Site::local_nets is not configured
+        w.decimal(r.missedBytes); w.byte(9)
+        if r.history.isEmpty { w.byte(45) } else { w.text(escape(r.history)) }
+        w.byte(9)
+        w.decimal(r.origPkts); w.byte(9)
+        w.decimal(r.origIPBytes); w.byte(9)
+        w.decimal(r.respPkts); w.byte(9)
+        w.decimal(r.respIPBytes); w.byte(9)
+        if r.tunnelParents.isEmpty {
+            w.byte(45)
+        } else {
+            for (i, p) in r.tunnelParents.enumerated() {
+                if i > 0 { w.byte(44) }
+                w.text(p)
+            }
+        }
+        w.byte(9)
+        w.decimal(UInt64(r.ipProto.rawValue))
+        w.byte(10)
     }
 }
 
