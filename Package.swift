@@ -20,15 +20,24 @@ let package = Package(
             providers: [.apt(["libpcap-dev"])]
         ),
         // PURE: wire decoding, flow table, DNS names, renderers. No C module, no I/O.
-        .target(name: "FlowCore", swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "FlowCore", swiftSettings: [
+            // The per-packet path: bounds are checked by the decoders themselves; exclusivity
+            // is static (no shared mutable state across threads in this module).
+            .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+        ]),
         // ADAPTER: libpcap offline reading.
-        .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"]),
+        .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"], swiftSettings: [
+            .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+        ]),
         // ADAPTER: SQLite store through GRDB.
         .target(name: "FlowStore", dependencies: ["FlowCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // ArgumentParser commands.
         .target(name: "FlowmapCLI", dependencies: [
             "FlowCore", "FlowCapture", "FlowStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: [
+            // The capture loop's closures run on one thread; skip dynamic exclusivity checks there.
+            .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
         ]),
         .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
         .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),

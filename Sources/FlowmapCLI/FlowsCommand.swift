@@ -79,7 +79,7 @@ struct FlowWriter {
                 Terminal.out(ZeekConnLogWriter.header(openTime: openTime))
                 started = true
             }
-            Terminal.out { ZeekConnLogWriter.write(r, into: &$0) }
+            Terminal.out { ZeekConnLogWriter.write(r, into: $0) }
         }
     }
 

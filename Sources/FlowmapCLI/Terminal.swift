@@ -5,22 +5,22 @@ import FlowCore
 
 /// Buffered writes to standard output/error (no Foundation, no per-line syscalls).
 enum Terminal {
-    nonisolated(unsafe) static var writer = ByteWriter(capacity: 1 << 17)
+    nonisolated(unsafe) static let writer = ByteWriter(capacity: 1 << 17)
 
     static func out(_ s: String) {
         writer.text(s)
-        if writer.bytes.count >= 1 << 16 { flush() }
+        if writer.count >= 1 << 16 { flush() }
     }
 
     /// Lets a renderer append straight into the output buffer.
-    static func out(_ render: (inout ByteWriter) -> Void) {
-        render(&writer)
-        if writer.bytes.count >= 1 << 16 { flush() }
+    static func out(_ render: (ByteWriter) -> Void) {
+        render(writer)
+        if writer.count >= 1 << 16 { flush() }
     }
 
     static func flush() {
-        guard !writer.bytes.isEmpty else { return }
-        writer.bytes.withUnsafeBytes { p in
+        guard writer.count > 0 else { return }
+        writer.withBytes { p in
             var off = 0
             while off < p.count {
                 let n = write(1, p.baseAddress! + off, p.count - off)
@@ -31,7 +31,7 @@ enum Terminal {
                 off += n
             }
         }
-        writer.bytes.removeAll(keepingCapacity: true)
+        writer.clear()
     }
 
     static func stderr(_ s: String) {

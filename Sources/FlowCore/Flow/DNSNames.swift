@@ -20,11 +20,19 @@ public final class DNSNameTable {
     struct ClientKey: Hashable {
         var client: IPAddress
         var address: IPAddress
+        func hash(into h: inout Hasher) {
+            h.combine((client.lo &* 0x9E37_79B9_7F4A_7C15) ^ address.lo ^ (client.hi &* 31) ^ (address.hi &* 131))
+        }
     }
     struct Binding {
         var names: [String]
         var learnedAt: Double
         var expiresAt: Double
+
+        mutating func add(_ name: String, expiresAt e: Double) {
+            if !names.contains(name) { names.append(name) }
+            if e > expiresAt { expiresAt = e }
+        }
     }
     private var perClient: [ClientKey: Binding] = [:]
     private var global: [IPAddress: [String]] = [:]
@@ -38,19 +46,12 @@ public final class DNSNameTable {
 
     func learn(_ o: DNSObservation) {
         if keepObservations { observations.append(o) }
+        let expires = o.ts + Double(o.ttl)
         if let c = o.client {
             let k = ClientKey(client: c, address: o.address)
-            var b = perClient[k] ?? Binding(names: [], learnedAt: o.ts, expiresAt: o.ts + Double(o.ttl))
-            if !b.names.contains(o.name) { b.names.append(o.name) }
-            b.expiresAt = max(b.expiresAt, o.ts + Double(o.ttl))
-            perClient[k] = b
+            perClient[k, default: Binding(names: [], learnedAt: o.ts, expiresAt: expires)].add(o.name, expiresAt: expires)
         }
-        var names = global[o.address] ?? []
-        if !names.contains(o.name) {
-            names.append(o.name)
-            names.sort()
-            global[o.address] = names
-        }
+        global[o.address, default: []].insertSorted(o.name)
     }
 
     /// The name `client` resolved for `address` at or before `t`.
@@ -103,6 +104,7 @@ public enum DNSParser {
             }
             p = rd + rdlen
         }
+        if cname.isEmpty { return addrs.map { ($0.0, [], $0.1, $0.2) } }
         // Walk each address's owner back up the CNAME chain to the asked name.
         var reverse: [String: String] = [:]
         for (k, v) in cname { reverse[v] = k }
@@ -152,5 +154,18 @@ public enum DNSParser {
             p += 1 + len
         }
         return (String(decoding: labels, as: UTF8.self), after)
+    }
+}
+
+extension Array where Element == String {
+    /// Inserts `name` keeping the array sorted and free of duplicates.
+    mutating func insertSorted(_ name: String) {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if self[mid] < name { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < count && self[lo] == name { return }
+        insert(name, at: lo)
     }
 }

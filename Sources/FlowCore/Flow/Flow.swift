@@ -44,6 +44,20 @@ struct HistoryLetters {
         count += 1
     }
 
+    @inline(__always)
+    func letter(_ i: Int) -> UInt8 {
+        let w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3
+        return UInt8(truncatingIfNeeded: w >> (UInt64(i % 8) * 8))
+    }
+
+    var string: String {
+        if count == 0 { return "" }
+        return String(unsafeUninitializedCapacity: Int(count)) { buf in
+            for i in 0..<Int(count) { buf[i] = letter(i) }
+            return Int(count)
+        }
+    }
+
     var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(Int(count))

@@ -221,29 +221,31 @@ public final class FlowTable {
         if rst { segLen -= len }
         let baseSeq = tp.seq, ackSeq = tp.ack
         let seqOnePast = baseSeq &+ UInt32(truncatingIfNeeded: segLen)
-        var ep = isOrig ? fp.pointee.orig : fp.pointee.resp
-        var peer = isOrig ? fp.pointee.resp : fp.pointee.orig
+        // The two endpoints, in place (no copies of endpoint state per packet).
+        let origEP = FlowTable.endpoint(fp, orig: true), respEP = FlowTable.endpoint(fp, orig: false)
+        var ep = isOrig ? origEP : respEP
+        var peer = isOrig ? respEP : origEP
 
         // init_endpoint
-        switch ep.state {
+        switch ep.pointee.state {
         case .inactive:
             if syn {
-                ep.initSeqs(start: baseSeq, last: seqOnePast)
+                ep.pointee.initSeqs(start: baseSeq, last: seqOnePast)
             } else {
-                ep.initSeqs(start: baseSeq &- 1, last: baseSeq)
+                ep.pointee.initSeqs(start: baseSeq &- 1, last: baseSeq)
             }
         case .synSent, .synAckSent:
-            if syn && baseSeq != ep.startSeq { ep.initSeqs(start: baseSeq, last: seqOnePast) }
+            if syn && baseSeq != ep.pointee.startSeq { ep.pointee.initSeqs(start: baseSeq, last: seqOnePast) }
         case .established, .partial:
-            if syn { ep.initSeqs(start: baseSeq, last: seqOnePast) }
+            if syn { ep.pointee.initSeqs(start: baseSeq, last: seqOnePast) }
         case .reset:
-            if syn && ep.prevState == .inactive { ep.initSeqs(start: baseSeq, last: seqOnePast) }
+            if syn && ep.pointee.prevState == .inactive { ep.pointee.initSeqs(start: baseSeq, last: seqOnePast) }
         case .closed:
             break
         }
 
         var underflow = false
-        let relSeq = ep.relative(baseSeq, last: ep.lastSeq, wraps: ep.seqWraps, underflow: &underflow)
+        let relSeq = ep.pointee.relative(baseSeq, last: ep.pointee.lastSeq, wraps: ep.pointee.seqWraps, underflow: &underflow)
 
         // update_history
         let bits = (syn ? 1 : 0) + (fin ? 1 : 0) + (rst ? 1 : 0)
@@ -253,23 +255,23 @@ public final class FlowTable {
         } else if bits == 1 {
             if syn {
                 let code = ack ? UInt8(ascii: "H") : UInt8(ascii: "S")
-                if fp.pointee.checkHistory(Hist.syn, code, isOrig: isOrig) && relSeq != ep.histLastSYN {
+                if fp.pointee.checkHistory(Hist.syn, code, isOrig: isOrig) && relSeq != ep.pointee.histLastSYN {
                     fp.pointee.addHistory(code, isOrig: isOrig)
                 }
-                ep.histLastSYN = relSeq
+                ep.pointee.histLastSYN = relSeq
             }
             if fin {
                 let finSeq = relSeq &+ UInt64(len)
-                if fp.pointee.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && finSeq != ep.histLastFIN {
+                if fp.pointee.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && finSeq != ep.pointee.histLastFIN {
                     fp.pointee.addHistory(UInt8(ascii: "F"), isOrig: isOrig)
                 }
-                ep.histLastFIN = finSeq
+                ep.pointee.histLastFIN = finSeq
             }
             if rst {
-                if fp.pointee.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && relSeq != ep.histLastRST {
+                if fp.pointee.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && relSeq != ep.pointee.histLastRST {
                     fp.pointee.addHistory(UInt8(ascii: "R"), isOrig: isOrig)
                 }
-                ep.histLastRST = relSeq
+                ep.pointee.histLastRST = relSeq
             }
         } else {
             if len > 0 { _ = fp.pointee.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: isOrig) }
@@ -277,156 +279,159 @@ public final class FlowTable {
         }
 
         // update_window: a zero window that matters (Zeek's scaled 'W').
-        if tp.window == 0 && !rst && peer.state != .closed && ep.state != .reset {
-            ep.zeroWinCount &+= 1
-            if ep.zeroWinCount == ep.zeroWinThreshold {
+        if tp.window == 0 && !rst && peer.pointee.state != .closed && ep.pointee.state != .reset {
+            ep.pointee.zeroWinCount &+= 1
+            if ep.pointee.zeroWinCount == ep.pointee.zeroWinThreshold {
                 fp.pointee.addHistory(UInt8(ascii: "W"), isOrig: isOrig)
-                ep.zeroWinThreshold = ep.zeroWinThreshold &* 10
+                ep.pointee.zeroWinThreshold = ep.pointee.zeroWinThreshold &* 10
             }
         }
 
-        if !(ep.didClose && peer.didClose) { fp.pointee.last = t }
-        if fin { ep.finCount &+= 1 }
-        if rst { ep.rstCount &+= 1 }
+        if !(ep.pointee.didClose && peer.pointee.didClose) { fp.pointee.last = t }
+        if fin { ep.pointee.finCount &+= 1 }
+        if rst { ep.pointee.rstCount &+= 1 }
 
         if ack {
-            if peer.state == .inactive {
-                peer.initSeqs(start: ackSeq &- 1, last: ackSeq &- 1)
+            if peer.pointee.state == .inactive {
+                peer.pointee.initSeqs(start: ackSeq &- 1, last: ackSeq &- 1)
             } else {
                 var ackUnderflow = false
-                _ = peer.relative(ackSeq, last: peer.ackSeq, wraps: peer.ackWraps, underflow: &ackUnderflow)
+                _ = peer.pointee.relative(ackSeq, last: peer.pointee.ackSeq, wraps: peer.pointee.ackWraps, underflow: &ackUnderflow)
                 if !ackUnderflow && !rst {
-                    let d = seqDelta(ackSeq, peer.ackSeq)
+                    let d = seqDelta(ackSeq, peer.pointee.ackSeq)
                     if ackSeq == 0 && d > 1_048_576 {
                         // a broken ack, more likely than a connection landing on 0
                     } else if d > 0 {
-                        peer.updateAckSeq(ackSeq)
+                        peer.pointee.updateAckSeq(ackSeq)
                     }
                 }
             }
         }
 
         // update_last_seq
-        let deltaLast = seqDelta(seqOnePast, ep.lastSeq)
+        let deltaLast = seqDelta(seqOnePast, ep.pointee.lastSeq)
         if (syn || rst) && (deltaLast > 1_048_576 || deltaLast < -1_048_576) {
             // don't trust wild SYN/RST sequence numbers
-        } else if fin && ep.lastSeq == ep.startSeq &+ 1 {
-            ep.updateLastSeq(seqOnePast)
-        } else if ep.state == .reset {
+        } else if fin && ep.pointee.lastSeq == ep.pointee.startSeq &+ 1 {
+            ep.pointee.updateLastSeq(seqOnePast)
+        } else if ep.pointee.state == .reset {
             // nothing after a reset is trusted
         } else if deltaLast > 0 {
-            ep.updateLastSeq(seqOnePast)
+            ep.pointee.updateLastSeq(seqOnePast)
         } else if len > 0 {
-            ep.rxmitCount &+= 1
-            if ep.rxmitCount == ep.rxmitThreshold {
+            ep.pointee.rxmitCount &+= 1
+            if ep.pointee.rxmitCount == ep.pointee.rxmitThreshold {
                 fp.pointee.addHistory(UInt8(ascii: "T"), isOrig: isOrig)
-                ep.rxmitThreshold = ep.rxmitThreshold &* 10
+                ep.pointee.rxmitThreshold = ep.pointee.rxmitThreshold &* 10
             }
         }
 
         // UpdateStateMachine
         var doClose = false, genEvent = false
-        switch ep.state {
+        switch ep.pointee.state {
         case .inactive:
             if syn {
                 if isOrig {
-                    ep.setState(ack ? .synAckSent : .synSent)
+                    ep.pointee.setState(ack ? .synAckSent : .synSent)
                     if timeouts.tcpAttemptDelay > 0 { fp.pointee.attemptAt = min(fp.pointee.attemptAt, t + timeouts.tcpAttemptDelay) }
                 } else {
-                    if !ack && peer.state == .synAckSent && baseSeq == ep.startSeq {
+                    if !ack && peer.pointee.state == .synAckSent && baseSeq == ep.pointee.startSeq {
                         // A SYN/SYN-ACK reversal: flip the endpoints and establish.
-                        peer.setState(.established)
-                        writeBack(fp, isOrig: isOrig, ep, peer)
+                        peer.pointee.setState(.established)
                         fp.pointee.flipRoles()
                         isOrig = true
-                        ep = fp.pointee.orig; peer = fp.pointee.resp
+                        ep = origEP; peer = respEP
                     }
-                    if peer.state == .synSent { peer.setState(.established) }
-                    ep.setState(.established)
+                    if peer.pointee.state == .synSent { peer.pointee.setState(.established) }
+                    ep.pointee.setState(.established)
                 }
             }
             if fin {
-                ep.setState(.closed)
+                ep.pointee.setState(.closed)
                 doClose = true; genEvent = true
             }
             if rst {
-                ep.setState(.reset)
+                ep.pointee.setState(.reset)
                 var isReject = false
                 if isOrig {
-                    if peer.state == .established { isReject = true }
-                } else if peer.state == .synSent || peer.state == .synAckSent {
+                    if peer.pointee.state == .established { isReject = true }
+                } else if peer.pointee.state == .synSent || peer.pointee.state == .synAckSent {
                     isReject = true
                 }
                 doClose = true
                 genEvent = !isReject
             }
-            if ep.state == .inactive {
-                let origState = isOrig ? ep.state : peer.state
+            if ep.pointee.state == .inactive {
+                let origState = isOrig ? ep.pointee.state : peer.pointee.state
                 if !isOrig && len == 0 && origState == .synSent {
                     // an eccentric stack acking the SYN before its SYN-ACK
-                } else if ack && peer.state == .established {
-                    ep.setState(.established)
+                } else if ack && peer.pointee.state == .established {
+                    ep.pointee.setState(.established)
                 } else {
-                    ep.setState(.partial)
+                    ep.pointee.setState(.partial)
                 }
             }
         case .synSent, .synAckSent:
             if fin {
-                ep.setState(.closed)
+                ep.pointee.setState(.closed)
                 doClose = true; genEvent = true
             }
             if rst {
-                ep.setState(.reset)
+                ep.pointee.setState(.reset)
                 fp.pointee.isActive = false  // ConnectionReset
                 doClose = true
             }
         case .established, .partial:
-            if syn && ep.state == .partial && peer.state == .inactive && !ack {
-                ep.setState(.synSent)
+            if syn && ep.pointee.state == .partial && peer.pointee.state == .inactive && !ack {
+                ep.pointee.setState(.synSent)
             }
             if fin && !rst {
-                ep.setState(.closed)
-                if peer.state == .reset && peer.prevState == .closed { peer.setState(.closed) }
+                ep.pointee.setState(.closed)
+                if peer.pointee.state == .reset && peer.pointee.prevState == .closed { peer.pointee.setState(.closed) }
                 doClose = true; genEvent = true
             }
             if rst {
-                ep.setState(.reset)
+                ep.pointee.setState(.reset)
                 doClose = true
-                if peer.state != .reset || peer.prevState != .established { fp.pointee.isActive = false }
+                if peer.pointee.state != .reset || peer.pointee.prevState != .established { fp.pointee.isActive = false }
             }
         case .closed:
-            if rst && peer.state != .closed {
-                ep.setState(.reset)
-                if !ep.didClose { doClose = true }
+            if rst && peer.pointee.state != .closed {
+                ep.pointee.setState(.reset)
+                if !ep.pointee.didClose { doClose = true }
                 fp.pointee.resetAt = min(fp.pointee.resetAt, t + timeouts.tcpResetDelay)
             }
         case .reset:
             break
         }
 
-        if doClose { connectionClosed(fp, &ep, &peer, genEvent: genEvent) }
-        writeBack(fp, isOrig: isOrig, ep, peer)
+        if doClose { connectionClosed(fp, ep, peer, genEvent: genEvent) }
     }
 
+    /// The address of a flow's originator or responder endpoint inside its slot.
     @inline(__always)
-    private func writeBack(_ f: UnsafeMutablePointer<FlowState>, isOrig: Bool, _ ep: TCPEndpoint, _ peer: TCPEndpoint) {
-        if isOrig { f.pointee.orig = ep; f.pointee.resp = peer } else { f.pointee.resp = ep; f.pointee.orig = peer }
+    static func endpoint(_ fp: UnsafeMutablePointer<FlowState>, orig: Bool) -> UnsafeMutablePointer<TCPEndpoint> {
+        let offset = orig ? origOffset : respOffset
+        return (UnsafeMutableRawPointer(fp) + offset).assumingMemoryBound(to: TCPEndpoint.self)
     }
+    static let origOffset = MemoryLayout<FlowState>.offset(of: \FlowState.orig)!
+    static let respOffset = MemoryLayout<FlowState>.offset(of: \FlowState.resp)!
 
-    private func connectionClosed(_ fp: UnsafeMutablePointer<FlowState>, _ ep: inout TCPEndpoint, _ peer: inout TCPEndpoint,
+    private func connectionClosed(_ fp: UnsafeMutablePointer<FlowState>, _ ep: UnsafeMutablePointer<TCPEndpoint>,
+                                  _ peer: UnsafeMutablePointer<TCPEndpoint>,
                                   genEvent: Bool) {
-        if ep.didClose { return }
-        ep.didClose = true
-        let closeComplete = ep.state == .reset || peer.didClose || peer.state == .inactive
+        if ep.pointee.didClose { return }
+        ep.pointee.didClose = true
+        let closeComplete = ep.pointee.state == .reset || peer.pointee.didClose || peer.pointee.state == .inactive
         if closeComplete {
-            if (ep.prevState != .inactive || peer.state != .inactive) && genEvent {
+            if (ep.pointee.prevState != .inactive || peer.pointee.state != .inactive) && genEvent {
                 fp.pointee.isActive = false  // ConnectionFinished
             }
             fp.pointee.attemptAt = .infinity
             fp.pointee.expireAt = .infinity
             fp.pointee.resetAt = .infinity
             fp.pointee.deleteAt = fp.pointee.last + timeouts.tcpCloseDelay
-        } else if ep.prevState != .inactive {
+        } else if ep.pointee.prevState != .inactive {
             fp.pointee.expireAt = min(fp.pointee.expireAt, fp.pointee.last + timeouts.tcpSessionTimer)
         }
     }
@@ -518,7 +523,7 @@ public final class FlowTable {
             origBytes = f.orig.size(peerState: f.resp.state)
             respBytes = f.resp.size(peerState: f.orig.state)
             state = FlowTable.tcpConnState(f.orig.state, f.resp.state, origSize: origBytes, respSize: respBytes,
-                                           history: f.history.bytes)
+                                           history: f.history)
         case 17:
             origBytes = f.origPayload; respBytes = f.respPayload
             state = f.origSent ? (f.respSent ? "SF" : "S0") : (f.respSent ? "SHR" : "OTH")
@@ -530,13 +535,15 @@ public final class FlowTable {
         }
         var respName: String? = f.respName >= 0 ? nameStrings[Int(f.respName)] : nil
         var respNames: [String] = []
-        let all = names.allNames(for: f.respH)
-        if respName == nil { respName = all.first }
-        if all.count > 1 { respNames = all }
+        if !names.isEmpty {
+            let all = names.allNames(for: f.respH)
+            if respName == nil { respName = all.first }
+            if all.count > 1 { respNames = all }
+        }
         return FlowRecord(
             ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
             ipProto: proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
-            connState: state, missedBytes: 0, history: String(decoding: f.history.bytes, as: UTF8.self),
+            connState: state, missedBytes: 0, history: f.history.string,
             origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
             tunnelParents: f.parents >= 0 ? parentLists[Int(f.parents)].map(\.text).sorted() : [], flipped: f.flipped, respName: respName, respNames: respNames)
     }
@@ -545,6 +552,13 @@ public final class FlowTable {
     /// endpoints' states, their sizes and the history.
     public static func tcpConnState(_ os: TCPEndpointState, _ rs: TCPEndpointState, origSize: UInt64,
                                     respSize: UInt64, history: [UInt8]) -> String {
+        var h = HistoryLetters()
+        for c in history { h.append(c) }
+        return tcpConnState(os, rs, origSize: origSize, respSize: respSize, history: h)
+    }
+
+    static func tcpConnState(_ os: TCPEndpointState, _ rs: TCPEndpointState, origSize: UInt64,
+                             respSize: UInt64, history: HistoryLetters) -> String {
         let oInactive = os == .inactive || os == .partial
         let rInactive = rs == .inactive || rs == .partial
         if rs == .reset {
@@ -566,7 +580,8 @@ public final class FlowTable {
     }
 
     /// Matches Zeek's `/\^?S[^HAFGIQ]*R.*/` against the whole history.
-    static func historyLooksLikeSYNThenRST(_ h: [UInt8]) -> Bool {
+    static func historyLooksLikeSYNThenRST(_ letters: HistoryLetters) -> Bool {
+        let h = letters.bytes
         var i = 0
         if i < h.count && h[i] == UInt8(ascii: "^") { i += 1 }
         guard i < h.count, h[i] == UInt8(ascii: "S") else { return false }

@@ -15,6 +15,11 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 
     public static let zeroV4 = IPAddress(v4: 0)
 
+    @inline(__always)
+    public func hash(into h: inout Hasher) {
+        h.combine((lo &* 0x9E37_79B9_7F4A_7C15) ^ (hi &* 0xC2B2_AE3D_27D4_EB4F) ^ (isV6 ? 1 : 0))
+    }
+
     public static func < (a: IPAddress, b: IPAddress) -> Bool {
         if a.isV6 != b.isV6 { return !a.isV6 }
         if a.hi != b.hi { return a.hi < b.hi }
@@ -44,43 +49,55 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// Text form: dotted quad, or RFC 5952 compressed lower-case IPv6.
     public var description: String {
-        if !isV6 {
-            let a = v4
-            return "\(a >> 24).\((a >> 16) & 0xFF).\((a >> 8) & 0xFF).\(a & 0xFF)"
+        let w = ByteWriter(capacity: 64)
+        w.address(self)
+        return w.withBytes { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Writes the RFC 5952 text of an IPv6 address: lower case, longest run of two or more
+    /// zero groups as "::" (the first on ties), IPv4-mapped addresses with a dotted tail.
+    func writeV6(into w: ByteWriter) {
+        @inline(__always) func group(_ i: Int) -> UInt16 {
+            i < 4 ? UInt16(truncatingIfNeeded: hi >> (48 - 16 * UInt64(i)))
+                : UInt16(truncatingIfNeeded: lo >> (48 - 16 * UInt64(i - 4)))
         }
-        var groups = [UInt16](repeating: 0, count: 8)
-        for i in 0..<4 {
-            groups[i] = UInt16(truncatingIfNeeded: hi >> (48 - 16 * UInt64(i)))
-            groups[4 + i] = UInt16(truncatingIfNeeded: lo >> (48 - 16 * UInt64(i)))
+        if hi == 0 && (lo >> 32) == 0xFFFF {
+            w.ascii("::ffff:")
+            w.address(IPAddress(v4: UInt32(truncatingIfNeeded: lo)))
+            return
         }
-        // Longest run of zero groups (length >= 2), first one on ties.
         var bestStart = -1, bestLen = 0, i = 0
         while i < 8 {
-            if groups[i] == 0 {
+            if group(i) == 0 {
                 var j = i
-                while j < 8 && groups[j] == 0 { j += 1 }
+                while j < 8 && group(j) == 0 { j += 1 }
                 if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
                 i = j
             } else { i += 1 }
         }
-        // IPv4-mapped (::ffff:a.b.c.d) keeps the dotted tail, as Zeek prints it.
-        if hi == 0 && (lo >> 32) == 0xFFFF {
-            let a = UInt32(truncatingIfNeeded: lo)
-            return "::ffff:\(a >> 24).\((a >> 16) & 0xFF).\((a >> 8) & 0xFF).\(a & 0xFF)"
-        }
-        var out = ""
+        let hex: StaticString = "0123456789abcdef"
         var k = 0
+        var needColon = false
         while k < 8 {
             if k == bestStart {
-                out += "::"
+                w.byte(58); w.byte(58)
                 k += bestLen
+                needColon = false
                 continue
             }
-            if !out.isEmpty && !out.hasSuffix(":") { out += ":" }
-            out += String(groups[k], radix: 16)
+            if needColon { w.byte(58) }
+            let g = group(k)
+            var started = false
+            for shift in stride(from: 12, through: 0, by: -4) {
+                let d = Int((g >> UInt16(shift)) & 0xF)
+                if d != 0 || started || shift == 0 {
+                    hex.withUTF8Buffer { w.byte($0[d]) }
+                    started = true
+                }
+            }
+            needColon = true
             k += 1
         }
-        return out
     }
 
     /// Parses a dotted quad or an IPv6 text address (with `::`, and an optional dotted tail).

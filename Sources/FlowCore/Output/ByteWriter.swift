@@ -1,77 +1,115 @@
-/// Appends text to a byte buffer without intermediate `String`s: the output path for large
-/// runs (one row per flow, a million flows).
-public struct ByteWriter {
-    public var bytes: [UInt8]
+/// Appends text to a growable byte buffer without intermediate `String`s or per-append
+/// bookkeeping: the output path for large runs (one row per flow, a million flows).
+public final class ByteWriter {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    public private(set) var count = 0
 
     public init(capacity: Int = 1 << 16) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 64)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// A copy of the bytes written so far.
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    public func clear() { count = 0 }
+
+    @inline(__always)
+    private func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    private func grow(_ need: Int) {
+        var c = capacity
+        while c < need { c *= 2 }
+        let nb = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+        nb.update(from: base, count: count)
+        base.deallocate()
+        base = nb
+        capacity = c
     }
 
     @inline(__always)
-    public mutating func byte(_ b: UInt8) { bytes.append(b) }
-
-    @inline(__always)
-    public mutating func ascii(_ s: StaticString) {
-        s.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    public func byte(_ b: UInt8) {
+        reserve(1)
+        base[count] = b
+        count += 1
     }
 
     @inline(__always)
-    public mutating func text(_ s: String) {
+    public func ascii(_ s: StaticString) {
+        s.withUTF8Buffer { raw(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always)
+    public func raw(_ p: UnsafeRawBufferPointer) {
+        reserve(p.count)
+        if let src = p.baseAddress { (base + count).update(from: src.assumingMemoryBound(to: UInt8.self), count: p.count) }
+        count += p.count
+    }
+
+    @inline(__always)
+    public func text(_ s: String) {
         var s = s
-        s.withUTF8 { bytes.append(contentsOf: $0) }
+        s.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
     }
 
     /// Decimal digits of `v`.
     @inline(__always)
-    public mutating func decimal(_ v0: UInt64) {
-        if v0 < 10 { bytes.append(48 &+ UInt8(v0)); return }
-        var buf: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
-        var n = 0
+    public func decimal(_ v0: UInt64) {
+        reserve(20)
+        if v0 < 10 { base[count] = 48 &+ UInt8(v0); count += 1; return }
+        var digits = 0
+        var t = v0
+        while t > 0 { digits += 1; t /= 10 }
         var v = v0
-        withUnsafeMutableBytes(of: &buf) { p in
-            while v > 0 {
-                p[23 - n] = 48 &+ UInt8(v % 10)
-                v /= 10
-                n += 1
-            }
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[(24 - n)...]))
+        var i = count + digits - 1
+        while v > 0 {
+            base[i] = 48 &+ UInt8(v % 10)
+            v /= 10
+            i -= 1
         }
+        count += digits
     }
 
     @inline(__always)
-    public mutating func decimal(_ v: Int) {
-        if v < 0 { bytes.append(45); decimal(UInt64(-v)) } else { decimal(UInt64(v)) }
+    public func decimal(_ v: Int) {
+        if v < 0 { byte(45); decimal(UInt64(-v)) } else { decimal(UInt64(v)) }
     }
 
     /// `x` with 6 decimals, rounded half away from zero (Zeek's `%.6f`).
-    public mutating func fixed6(_ x: Double) {
+    public func fixed6(_ x: Double) {
         guard x.isFinite, abs(x) < 9.0e12 else { text(Fmt.fixed(x)); return }
-        if x < 0 { bytes.append(45) }
+        if x < 0 { byte(45) }
         let n = UInt64((abs(x) * 1_000_000).rounded(.toNearestOrAwayFromZero))
         decimal(n / 1_000_000)
-        bytes.append(46)
+        reserve(7)
+        base[count] = 46
         var frac = n % 1_000_000
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { p in
-            for i in stride(from: 5, through: 0, by: -1) {
-                p[i] = 48 &+ UInt8(frac % 10)
-                frac /= 10
-            }
-            bytes.append(contentsOf: p)
+        for i in stride(from: 6, through: 1, by: -1) {
+            base[count + i] = 48 &+ UInt8(frac % 10)
+            frac /= 10
         }
+        count += 7
     }
 
     /// An address in its text form (dotted quad, or RFC 5952 IPv6).
-    public mutating func address(_ a: IPAddress) {
+    public func address(_ a: IPAddress) {
         if a.isV6 {
-            text(a.description)
+            a.writeV6(into: self)
             return
         }
         let v = a.v4
-        decimal(UInt64(v >> 24)); bytes.append(46)
-        decimal(UInt64((v >> 16) & 0xFF)); bytes.append(46)
-        decimal(UInt64((v >> 8) & 0xFF)); bytes.append(46)
+        decimal(UInt64(v >> 24)); byte(46)
+        decimal(UInt64((v >> 16) & 0xFF)); byte(46)
+        decimal(UInt64((v >> 8) & 0xFF)); byte(46)
         decimal(UInt64(v & 0xFF))
     }
 }

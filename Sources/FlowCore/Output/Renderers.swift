@@ -45,13 +45,13 @@ public struct ZeekConnLogWriter {
     }
 
     public static func row(_ r: FlowRecord) -> String {
-        var w = ByteWriter(capacity: 256)
-        write(r, into: &w)
-        return String(decoding: w.bytes, as: UTF8.self)
+        let w = ByteWriter(capacity: 256)
+        write(r, into: w)
+        return w.withBytes { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Appends one conn.log row (with its newline) to `w`.
-    public static func write(_ r: FlowRecord, into w: inout ByteWriter) {
+    public static func write(_ r: FlowRecord, into w: ByteWriter) {
         w.fixed6(r.ts); w.byte(9)
         w.text(r.uid); w.byte(9)
         w.address(r.origH); w.byte(9)

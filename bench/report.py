@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Turns bench/run's measurements into reports/bench-pcap.md."""
+import json, os, platform, subprocess, sys
+
+cap, data = sys.argv[1], sys.argv[2]
+hf = {r["command"]: r for r in json.load(open(os.path.join(data, "hyperfine.json")))["results"]}
+rss = {}
+for line in open(os.path.join(data, "rss.txt")):
+    parts = line.split()
+    if len(parts) >= 3:
+        rss[parts[0]] = (int(parts[1]), float(parts[2]))
+stats = dict(l.rstrip("\n").split("\t", 1) for l in open(os.path.join(data, "flowmap-stats.txt")) if "\t" in l)
+packets = int(stats.get("packets_read", 0))
+flows = int(stats.get("flows", 0))
+size = os.path.getsize(cap)
+
+def median(name):
+    return hf[name]["median"]
+
+raw = median("rawloop")
+fm = median("flowmap")
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+out = []
+out.append("# Capture benchmark\n")
+out.append("Written by `bench/run` (not a unit test). One run on this machine: %s, %d cores, %s.\n"
+           % (cpu or platform.processor(), os.cpu_count(), platform.platform()))
+out.append("Capture: `%s` from `bench/gen-capture.c` (fixed seed): %d packets, %d flows, %.2f GB; "
+           "TCP with handshakes and closes, rejected and unanswered attempts, DNS with real answers "
+           "(some via CNAME), other UDP, ICMP echo, ~20%% IPv6, ~30%% of flows behind an 802.1Q tag. "
+           "It is read from the page cache by every contender.\n" % (os.path.basename(cap), packets, flows, size / 1e9))
+out.append("## Throughput (hyperfine, %d runs each, median)\n" % len(hf["flowmap"]["times"]))
+out.append("| command | median s | min s | max s | packets/s | MB/s | peak RSS MB | ratio to raw loop |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"), ("flowmap", "`flowmap flows --format zeek > /dev/null`")]:
+    r = hf[name]
+    m = r["median"]
+    out.append("| %s | %.3f | %.3f | %.3f | %.2f M | %.0f | %.0f | %.2f× |" % (
+        label, m, min(r["times"]), max(r["times"]), packets / m / 1e6, size / m / 1e6,
+        rss.get(name, (0, 0))[0] / 1024, raw / m))
+peers = [(k, v) for k, v in rss.items() if k not in ("rawloop", "flowmap")]
+if peers:
+    out.append("\n## Peers (one run each, wall clock from GNU time)\n")
+    out.append("| tool | what it computes | wall s | packets/s | peak RSS MB | ratio to raw loop |")
+    out.append("|---|---|---:|---:|---:|---:|")
+    what = {"tshark": "conversation statistics (`-z conv,tcp -z conv,udp`)",
+            "nfpcapd": "NetFlow records from the pcap (`nfpcapd -r`)",
+            "argus": "argus flow records (`argus -r -w`)"}
+    for k, (kb, secs) in peers:
+        out.append("| %s | %s | %.2f | %.2f M | %.0f | %.2f× |" % (k, what.get(k, ""), secs,
+                   packets / secs / 1e6 if secs else 0, kb / 1024, raw / secs if secs else 0))
+out.append("\n## Targets\n")
+ratio = raw / fm
+out.append("- Throughput: target ≥ 0.6× the raw loop's packets/s; measured **%.2f×** (%s)." % (ratio, "met" if ratio >= 0.6 else "not met"))
+mb = rss.get("flowmap", (0, 0))[0] / 1024
+out.append("- Memory: target peak RSS ≤ 200 MB at 1 M flows; measured **%.0f MB** (%s)." % (mb, "met" if mb <= 200 else "not met"))
+out.append("\nflowmap's counters for this capture (`--stats`): %s.\n" % ", ".join(
+    "%s %s" % (k, v) for k, v in stats.items() if not k.startswith("anomaly.") or v != "0"))
+print("\n".join(out))
