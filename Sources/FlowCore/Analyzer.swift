@@ -15,11 +15,16 @@ public struct AnalysisStats: Sendable, Equatable {
     public init() {}
 }
 
-/// Drives one packet through link, IP, transport and tunnel decoding into the flow table.
+/// Drives one packet through link, IP, transport and tunnel decoding, producing flow events.
 ///
-/// The adapter lends each packet's bytes for the duration of `process`; nothing escapes.
+/// The adapter lends each packet's bytes for the duration of `process`; nothing escapes. Events
+/// are collected in a batch; a full batch goes to `handoff`, which either applies it to a flow
+/// table on this thread (`init(table:)`) or passes it to another thread and returns an empty one.
 public final class PacketAnalyzer {
-    public let table: FlowTable
+    /// The table events are applied to, when the analyzer drives one directly.
+    public let table: FlowTable?
+    private var batch: EventBatch
+    private let handoff: (EventBatch) -> EventBatch
     public private(set) var stats = AnalysisStats()
     public var maxTunnelDepth = 4
     private var packetIndex: UInt64 = 0
@@ -47,7 +52,7 @@ public final class PacketAnalyzer {
         var firstSeen: Double
         var lastSeen: Double
         var depth: Int
-        var parent: FlowID?
+        var parent: ParentRef
 
         mutating func add(_ b: UnsafeRawBufferPointer, from o: Int, count: Int, at offset: Int) {
             let end = offset + count
@@ -83,8 +88,31 @@ public final class PacketAnalyzer {
         }
     }
 
+    /// Decodes into `table` on the calling thread.
     public init(table: FlowTable) {
         self.table = table
+        batch = EventBatch()
+        handoff = { b in
+            table.apply(b)
+            b.clear()
+            return b
+        }
+    }
+
+    /// Decodes into batches handed to `handoff` (which returns the next, empty batch).
+    public init(batch: EventBatch, handoff: @escaping (EventBatch) -> EventBatch) {
+        table = nil
+        self.batch = batch
+        self.handoff = handoff
+    }
+
+    private var packetEvents: UInt64 = 0
+
+    @inline(__always)
+    private func emit(_ e: FlowEvent) {
+        if e.kind == .packet { packetEvents &+= 1 }
+        batch.append(e)
+        if batch.isFull { batch = handoff(batch) }
     }
 
     /// Analyzes one packet. `wireLength` is the original length on the wire (pcap's len).
@@ -95,10 +123,10 @@ public final class PacketAnalyzer {
         if stats.firstTimestamp == nil { stats.firstTimestamp = t }
         stats.lastTimestamp = t
         if b.count < wireLength { stats.snaplenTruncated &+= 1 }
-        table.advance(to: t)
+        let before = packetEvents
         switch LinkDecoder.decode(linkType, b) {
         case .ip(let off):
-            if processIP(b, at: off, wireEnd: max(wireLength, b.count), t: t, depth: 0, parent: nil) {
+            if processIP(b, at: off, wireEnd: max(wireLength, b.count), t: t, depth: 0, parent: .none) {
                 stats.packetsDecoded &+= 1
             }
         case .nonIP:
@@ -106,21 +134,38 @@ public final class PacketAnalyzer {
         case .anomaly(let a):
             stats.anomalies.record(a)
         }
+        // Time passes even for packets that open no flow: timers must fire on them too.
+        if packetEvents == before { tick(t) }
+        // Driving a table directly: apply now, so that flows are emitted as they would be
+        // packet by packet.
+        if table != nil { batch = handoff(batch) }
         if t >= fragmentSweepAt { sweepFragments(t) }
     }
 
-    /// Emits every flow still open (end of input).
+    @inline(__always)
+    private func tick(_ t: Double) {
+        emit(FlowEvent(kind: .tick, t: t, ip: ip, tp: tp, packetIndex: 0, depth: 0, parent: .none, first: 0, count: 0))
+    }
+
+    /// Ends the input: hands off the last events and, when driving a table, emits every flow
+    /// still open.
     public func finish() {
+        finishDecoding()
+        table?.flush()
+    }
+
+    /// Ends the input without flushing a table (the table's owner flushes it).
+    public func finishDecoding() {
         for _ in reassembly { stats.anomalies.record(.incompleteFragmentedDatagram) }
         reassembly.removeAll()
-        table.flush()
+        if batch.count > 0 { batch = handoff(batch) }
     }
 
     public func recordAnomaly(_ a: Anomaly) { stats.anomalies.record(a) }
 
     /// Returns true if the packet was counted to a flow.
     private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
-                           parent: FlowID?) -> Bool {
+                           parent: ParentRef) -> Bool {
         if let a = IPDecoder.decode(b, at: off, wireEnd: wireEnd, into: &ip) {
             stats.anomalies.record(a)
             return false
@@ -143,7 +188,7 @@ public final class PacketAnalyzer {
                 let innerEnd = min(wireEnd, ip.l4Offset + ip.l4Length)
                 switch inner {
                 case .ip(let o):
-                    return processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: tunnelUID)
+                    return processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: .tunnel(tunnelUID))
                 case .nonIP:
                     return true
                 case .anomaly(let a):
@@ -152,8 +197,9 @@ public final class PacketAnalyzer {
                 }
             }
         }
-        let dst = ip.dst, ipView = ip, tpView = tp
-        let flow = table.packet(t: t, ip: ipView, tp: tpView, packetIndex: packetIndex, parent: parent)
+        let dst = ip.dst, tpView = tp
+        emit(FlowEvent(kind: .packet, t: t, ip: ip, tp: tp, packetIndex: packetIndex, depth: UInt8(min(depth, 7)),
+                       parent: parent, first: 0, count: 0))
         guard tpView.hasHeader else { return true }
         if proto == 17 {
             let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
@@ -168,7 +214,7 @@ public final class PacketAnalyzer {
                     let innerEnd = min(wireEnd, tpView.payloadOffset + tpView.payloadLength)
                     switch inner {
                     case .ip(let o):
-                        _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: flow)
+                        _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: .outer(depth: UInt8(min(depth, 7))))
                     case .nonIP: break
                     case .anomaly(let a): stats.anomalies.record(a)
                     }
@@ -188,10 +234,10 @@ public final class PacketAnalyzer {
             stats.anomalies.record(.malformedDNS)
             return
         }
-        for a in answers {
-            table.names.learn(DNSObservation(client: multicast || client.isBroadcastOrMulticast ? nil : client,
-                                             name: a.name, chain: a.chain, address: a.address, ttl: a.ttl, ts: t))
-        }
+        let who = multicast || client.isBroadcastOrMulticast ? nil : client
+        batch.appendNames(answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
+                                                       ttl: $0.ttl, ts: t) }, t: t)
+        if batch.isFull { batch = handoff(batch) }
     }
 
     /// GRE (RFC 2784/2890, and ERSPAN) and IP-in-IP payloads.
@@ -322,7 +368,7 @@ public final class PacketAnalyzer {
     }
 
     /// Adds one fragment; analyzes the datagram when it is complete.
-    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: FlowID?) -> Bool {
+    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: ParentRef) -> Bool {
         let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
         var r = reassembly[k] ?? Reassembly(firstSeen: t, lastSeen: t, depth: depth, parent: parent)
         r.lastSeen = t

@@ -33,24 +33,27 @@ enum CaptureRunner {
         return readers
     }
 
+    /// Reads the captures; flows reach `onFlow` (on the table thread when `threads` > 1).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
-                    onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
+                    threads: Int = 1, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
         let names = DNSNameTable()
         names.keepObservations = keepNames
-        var emitted = 0
-        var firstPacket: Double?
+        final class Counter: @unchecked Sendable { var emitted = 0 }
+        let counter = Counter()
+        var tableRef: FlowTable?
         let table = FlowTable(timeouts: timeouts, names: names) { r in
-            emitted += 1
-            onFlow(r, firstPacket)
+            counter.emitted += 1
+            onFlow(r, tableRef?.firstTime)
         }
-        let analyzer = PacketAnalyzer(table: table)
+        tableRef = table
+        let pipeline = threads > 1 ? Pipeline(table: table) : nil
+        let analyzer = pipeline?.analyzer ?? PacketAnalyzer(table: table)
         var warnings: [String] = []
         for r in readers {
             let progress = Progress(label: r.path == "-" ? "<stdin>" : r.path, total: r.fileSize, enabled: !quiet)
             let lt = r.linkType
             var n: UInt64 = 0
             let outcome = r.forEachPacket { ts, wire, bytes in
-                if firstPacket == nil { firstPacket = ts }
                 analyzer.process(linkType: lt, timestamp: ts, wireLength: wire, bytes: bytes)
                 n &+= 1
                 if n & 0xFFFF == 0 { progress.update(position: r.position, packets: n) }
@@ -60,8 +63,9 @@ enum CaptureRunner {
                 warnings.append("\(r.path == "-" ? "<stdin>" : r.path): capture cut short after \(n) packets (\(reason)); keeping the flows read so far")
             }
         }
-        analyzer.finish()
-        return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: emitted, names: names)
+        if let pipeline { pipeline.finish() } else { analyzer.finish() }
+        tableRef = nil
+        return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: counter.emitted, names: names)
     }
 
     static func statsText(_ s: AnalysisStats, flows: Int) -> String {

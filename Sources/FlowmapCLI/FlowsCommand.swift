@@ -42,7 +42,8 @@ struct FlowsCommand: ParsableCommand {
         }
         let readers: [FlowCapture.PcapReader]
         do { readers = try CaptureRunner.open(source.captures) } catch { throw fail(error.message) }
-        let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet) { r, first in
+        let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
+                                           threads: analysis.threadCount) { r, first in
             if writer.openTime == nil { writer.openTime = first }
             writer.add(r)
         }

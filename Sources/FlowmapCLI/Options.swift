@@ -50,7 +50,13 @@ struct AnalysisOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "No progress bar.")
     var quiet = false
 
+    @Option(name: .long, help: "Threads: 1 decodes and tracks flows on one thread; 2 (the default with two or more CPUs) decodes on one and tracks flows on another. Output is identical.")
+    var threads: Int?
+
+    var threadCount: Int { threads ?? (availableCPUs() >= 2 ? 2 : 1) }
+
     func validate() throws {
+        if let t = threads, t != 1 && t != 2 { throw ValidationError("--threads must be 1 or 2.") }
         for (name, v) in [("tcp", tcpTimeout), ("udp", udpTimeout), ("icmp", icmpTimeout), ("other", otherTimeout)] {
             if !(v > 0) || !v.isFinite { throw ValidationError("--\(name)-timeout must be a positive number of seconds.") }
         }

@@ -40,3 +40,20 @@ final class GoldenTests: XCTestCase {
         XCTAssertFalse(a.stdout.isEmpty)
     }
 }
+
+/// Decoding on one thread and tracking flows on another gives exactly the single-threaded output.
+final class ThreadingTests: XCTestCase {
+    func testTwoThreadsGiveIdenticalOutput() throws {
+        let dir = Repo.fixtures.appendingPathComponent("zeek-parity")
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            .filter { $0.hasSuffix(".pcap") || $0.hasSuffix(".pcapng") }.sorted().map { dir.appendingPathComponent($0).path }
+        // Many files in one run: several thousand packets, so many batches cross threads.
+        let one = try runFlowmap(["flows", "--format", "json", "-q", "--threads", "1"] + all)
+        let two = try runFlowmap(["flows", "--format", "json", "-q", "--threads", "2"] + all)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        XCTAssertGreaterThan(one.stdout.split(separator: "\n").count, 1500)
+        XCTAssertEqual(one.stdout, two.stdout)
+        XCTAssertEqual(try runFlowmap(["flows", "--threads", "3", all[0]]).status, 64)
+    }
+}

@@ -16,7 +16,11 @@ public final class FlowTable {
     private var nameIndex: [String: Int32] = [:]
     private var parentLists: [[FlowID]] = []
     private var freeParentLists: [Int32] = []
+    /// The flow of the latest packet at each tunnel depth (for `ParentRef.outer`).
+    private var lastFlows = [FlowID](repeating: FlowID(a: 0, b: 0), count: 8)
     public private(set) var now: Double = -.infinity
+    /// The time of the first event applied (the first packet's timestamp).
+    public private(set) var firstTime: Double?
     public private(set) var flowsEmitted = 0
 
     public init(timeouts: Timeouts = Timeouts(), names: DNSNameTable = DNSNameTable(),
@@ -28,6 +32,12 @@ public final class FlowTable {
 
     deinit { slots.deallocate() }
 
+    @inline(__always)
+    func lastFlow(atDepth d: Int) -> FlowID { lastFlows[min(d, 7)] }
+
+    @inline(__always)
+    func setLastFlow(_ id: FlowID, atDepth d: Int) { lastFlows[min(d, 7)] = id }
+
     public var activeFlows: Int { slots.count }
 
     // MARK: Time
@@ -35,7 +45,10 @@ public final class FlowTable {
     /// Fires every timer due at or before `t` (Zeek advances timers before each packet).
     @inline(__always)
     public func advance(to t: Double) {
-        if t > now { now = t }
+        if t > now {
+            if firstTime == nil { firstTime = t }
+            now = t
+        }
         guard heap.topTime <= t else { return }
         while heap.topTime <= t, let top = heap.pop() {
             let f = slots[top.slot]

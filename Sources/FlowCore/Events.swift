@@ -1,0 +1,97 @@
+/// Where a tunnelled flow's parent comes from.
+public enum ParentRef: Sendable {
+    case none
+    /// A GRE or IP-in-IP tunnel, identified by its outer addresses.
+    case tunnel(FlowID)
+    /// The flow of the most recent packet at this tunnel depth (the outer UDP flow).
+    case outer(depth: UInt8)
+}
+
+/// One decoded packet (or a DNS answer, or just the passing of time) for the flow table.
+///
+/// Decoding produces these; the flow table consumes them in order. Between the two they travel
+/// in batches, on one thread or from a reader thread to a table thread.
+public struct FlowEvent {
+    public enum Kind: UInt8, Sendable { case packet, names, tick }
+    public var kind: Kind
+    public var t: Double
+    public var ip: IPView
+    public var tp: TransportView
+    public var packetIndex: UInt64
+    public var depth: UInt8
+    public var parent: ParentRef
+    /// For `.names`: the index of the first observation in the batch and how many.
+    public var first: Int32
+    public var count: Int32
+}
+
+/// A batch of events: a preallocated buffer (no allocation per packet) plus the DNS answers
+/// that some events refer to.
+public final class EventBatch: @unchecked Sendable {
+    private let events: UnsafeMutablePointer<FlowEvent>
+    public let capacity: Int
+    public private(set) var count = 0
+    public private(set) var observations: [DNSObservation] = []
+
+    public init(capacity: Int = 1024) {
+        self.capacity = capacity
+        events = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        events.deinitialize(count: count)
+        events.deallocate()
+    }
+
+    public var isFull: Bool { count == capacity }
+
+    @inline(__always)
+    func append(_ e: FlowEvent) {
+        (events + count).initialize(to: e)
+        count += 1
+    }
+
+    func appendNames(_ obs: [DNSObservation], t: Double) {
+        guard !obs.isEmpty else { return }
+        append(FlowEvent(kind: .names, t: t, ip: IPView(), tp: TransportView(), packetIndex: 0, depth: 0,
+                         parent: .none, first: Int32(observations.count), count: Int32(obs.count)))
+        observations.append(contentsOf: obs)
+    }
+
+    @inline(__always)
+    subscript(_ i: Int) -> UnsafeMutablePointer<FlowEvent> { events + i }
+
+    public func clear() {
+        events.deinitialize(count: count)
+        count = 0
+        observations.removeAll(keepingCapacity: true)
+    }
+}
+
+extension FlowTable {
+    /// Applies a batch of events in order. Tunnel parents that name "the outer flow" resolve to
+    /// the flow of the latest packet at that depth.
+    public func apply(_ batch: EventBatch) {
+        for i in 0..<batch.count {
+            let e = batch[i]
+            switch e.pointee.kind {
+            case .packet:
+                advance(to: e.pointee.t)
+                let parent: FlowID?
+                switch e.pointee.parent {
+                case .none: parent = nil
+                case .tunnel(let id): parent = id
+                case .outer(let d): parent = lastFlow(atDepth: Int(d))
+                }
+                let id = packet(t: e.pointee.t, ip: e.pointee.ip, tp: e.pointee.tp,
+                                packetIndex: e.pointee.packetIndex, parent: parent)
+                setLastFlow(id, atDepth: Int(e.pointee.depth))
+            case .names:
+                let first = Int(e.pointee.first)
+                for j in first..<(first + Int(e.pointee.count)) { names.learn(batch.observations[j]) }
+            case .tick:
+                advance(to: e.pointee.t)
+            }
+        }
+    }
+}
