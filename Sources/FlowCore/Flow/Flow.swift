@@ -92,16 +92,10 @@ struct FlowState {
     var flipped = false
     var origSent = false
     var respSent = false
-    /// Zeek's TCP adapter `is_active`: cleared once the connection finished or was reset.
-    var isActive = true
     /// A UDP flow to a DNS port (53, 137, 5353, 5355): Zeek's DNS analyzer times it out sooner.
     var isDNS = false
-    var orig = TCPEndpoint()
-    var resp = TCPEndpoint()
-    var attemptAt = Double.infinity
-    var deleteAt = Double.infinity
-    var resetAt = Double.infinity
-    var expireAt = Double.infinity
+    /// Index of this flow's TCP state in the table's TCP slots, or -1 (not TCP).
+    var tcp: Int32 = -1
     var scheduledAt = Double.infinity
     var timerToken: UInt32 = 0
     /// Index into the table's responder names, or -1.
@@ -143,7 +137,6 @@ struct FlowState {
     mutating func flipRoles() {
         swap(&origH, &respH)
         swap(&origP, &respP)
-        swap(&orig, &resp)
         swap(&origPkts, &respPkts)
         swap(&origIPBytes, &respIPBytes)
         swap(&origPayload, &respPayload)
@@ -151,6 +144,59 @@ struct FlowState {
         histSeen = (histSeen >> 16) | (histSeen << 16)
         history.append(UInt8(ascii: "^"))
         flipped.toggle()
+    }
+}
+
+/// TCP-only state, kept apart so that UDP and ICMP flows do not carry it.
+struct TCPState {
+    var orig = TCPEndpoint()
+    var resp = TCPEndpoint()
+    /// Zeek's TCP adapter `is_active`: cleared once the connection finished or was reset.
+    var isActive = true
+    var attemptAt = Double.infinity
+    var deleteAt = Double.infinity
+    var resetAt = Double.infinity
+    var expireAt = Double.infinity
+}
+
+/// A growable array of plain values with a free list (slots are reused, never moved while a
+/// packet is being processed).
+struct ValueSlots<Element> {
+    private(set) var base: UnsafeMutablePointer<Element>
+    private var capacity: Int
+    private var used = 0
+    private var free: [Int32] = []
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    @inline(__always)
+    subscript(_ i: Int32) -> UnsafeMutablePointer<Element> { base + Int(i) }
+
+    mutating func insert(_ v: Element) -> Int32 {
+        if let s = free.popLast() {
+            (base + Int(s)).initialize(to: v)
+            return s
+        }
+        if used == capacity {
+            let nb = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
+            nb.moveInitialize(from: base, count: used)
+            base.deallocate()
+            base = nb
+            capacity *= 2
+        }
+        (base + used).initialize(to: v)
+        used += 1
+        return Int32(used - 1)
+    }
+
+    mutating func remove(_ i: Int32) {
+        _ = (base + Int(i)).move()
+        free.append(i)
     }
 }
 

@@ -9,6 +9,7 @@ public final class FlowTable {
     /// Names for responders, learned from DNS answers.
     public let names: DNSNameTable
     private var slots = FlowSlots()
+    private var tcpSlots = ValueSlots<TCPState>()
     private var heap = TimerHeap()
     private var nextSerial: UInt64 = 0
     /// Interned responder names and tunnel-parent lists, referenced from flow state by index.
@@ -30,7 +31,14 @@ public final class FlowTable {
         self.onFlow = onFlow
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        tcpSlots.deallocate()
+    }
+
+    /// The TCP state of a TCP flow.
+    @inline(__always)
+    private func tcp(_ fp: UnsafeMutablePointer<FlowState>) -> UnsafeMutablePointer<TCPState> { tcpSlots[fp.pointee.tcp] }
 
     @inline(__always)
     func lastFlow(atDepth d: Int) -> FlowID { lastFlows[min(d, 7)] }
@@ -102,7 +110,7 @@ public final class FlowTable {
         let isOrig = f.pointee.origH == ip.src && f.pointee.origP == sport && f.pointee.respH == ip.dst
             && f.pointee.respP == dport
         switch proto.rawValue {
-        case 6 where tp.hasHeader:
+        case 6 where tp.hasHeader && f.pointee.tcp >= 0:
             tcpPacket(f, isOrig: isOrig, t: t, tp: tp)
         case 17 where tp.hasHeader:
             if isOrig { f.pointee.origSent = true } else { f.pointee.respSent = true }
@@ -174,7 +182,9 @@ public final class FlowTable {
                     }
                 }
             }
-            f.expireAt = t + timeouts.tcpSYNTimeout
+            var state = TCPState()
+            state.expireAt = t + timeouts.tcpSYNTimeout
+            f.tcp = tcpSlots.insert(state)
         case 17 where tp.hasHeader:
             flip = LikelyServerPorts.udpBits[Int(sport)] && !LikelyServerPorts.udpBits[Int(dport)]
                 && !ip.dst.isBroadcastOrMulticast
@@ -206,18 +216,18 @@ public final class FlowTable {
 
     private func isReuse(_ p: UnsafeMutablePointer<FlowState>, tp: TransportView) -> Bool {
         let fl = tp.tcpFlags
-        var connOrigStart = p.pointee.orig.startSeq
-        var connOrigState = p.pointee.orig.state
+        var connOrigStart = tcp(p).pointee.orig.startSeq
+        var connOrigState = tcp(p).pointee.orig.state
         if fl & TCPFlag.ack != 0 {
-            if p.pointee.orig.state != .inactive { return false }  // not a half connection
-            connOrigStart = p.pointee.resp.startSeq
-            connOrigState = p.pointee.resp.state
+            if tcp(p).pointee.orig.state != .inactive { return false }  // not a half connection
+            connOrigStart = tcp(p).pointee.resp.startSeq
+            connOrigState = tcp(p).pointee.resp.state
         }
-        let isClosed = p.pointee.orig.didClose || p.pointee.resp.didClose
+        let isClosed = tcp(p).pointee.orig.didClose || tcp(p).pointee.resp.didClose
         if !isClosed {
             if tp.seq == connOrigStart { return false }
-            if fl & TCPFlag.ack == 0 && connOrigState == .synAckSent && p.pointee.resp.state == .inactive
-                && tp.seq == p.pointee.resp.startSeq {
+            if fl & TCPFlag.ack == 0 && connOrigState == .synAckSent && tcp(p).pointee.resp.state == .inactive
+                && tp.seq == tcp(p).pointee.resp.startSeq {
                 return false
             }
         }
@@ -235,7 +245,8 @@ public final class FlowTable {
         let baseSeq = tp.seq, ackSeq = tp.ack
         let seqOnePast = baseSeq &+ UInt32(truncatingIfNeeded: segLen)
         // The two endpoints, in place (no copies of endpoint state per packet).
-        let origEP = FlowTable.endpoint(fp, orig: true), respEP = FlowTable.endpoint(fp, orig: false)
+        let ts = tcp(fp)
+        let origEP = FlowTable.endpoint(ts, orig: true), respEP = FlowTable.endpoint(ts, orig: false)
         var ep = isOrig ? origEP : respEP
         var peer = isOrig ? respEP : origEP
 
@@ -346,12 +357,13 @@ public final class FlowTable {
             if syn {
                 if isOrig {
                     ep.pointee.setState(ack ? .synAckSent : .synSent)
-                    if timeouts.tcpAttemptDelay > 0 { fp.pointee.attemptAt = min(fp.pointee.attemptAt, t + timeouts.tcpAttemptDelay) }
+                    if timeouts.tcpAttemptDelay > 0 { tcp(fp).pointee.attemptAt = min(tcp(fp).pointee.attemptAt, t + timeouts.tcpAttemptDelay) }
                 } else {
                     if !ack && peer.pointee.state == .synAckSent && baseSeq == ep.pointee.startSeq {
                         // A SYN/SYN-ACK reversal: flip the endpoints and establish.
                         peer.pointee.setState(.established)
                         fp.pointee.flipRoles()
+                        swap(&tcp(fp).pointee.orig, &tcp(fp).pointee.resp)
                         isOrig = true
                         ep = origEP; peer = respEP
                     }
@@ -391,7 +403,7 @@ public final class FlowTable {
             }
             if rst {
                 ep.pointee.setState(.reset)
-                fp.pointee.isActive = false  // ConnectionReset
+                tcp(fp).pointee.isActive = false  // ConnectionReset
                 doClose = true
             }
         case .established, .partial:
@@ -406,13 +418,13 @@ public final class FlowTable {
             if rst {
                 ep.pointee.setState(.reset)
                 doClose = true
-                if peer.pointee.state != .reset || peer.pointee.prevState != .established { fp.pointee.isActive = false }
+                if peer.pointee.state != .reset || peer.pointee.prevState != .established { tcp(fp).pointee.isActive = false }
             }
         case .closed:
             if rst && peer.pointee.state != .closed {
                 ep.pointee.setState(.reset)
                 if !ep.pointee.didClose { doClose = true }
-                fp.pointee.resetAt = min(fp.pointee.resetAt, t + timeouts.tcpResetDelay)
+                tcp(fp).pointee.resetAt = min(tcp(fp).pointee.resetAt, t + timeouts.tcpResetDelay)
             }
         case .reset:
             break
@@ -423,12 +435,12 @@ public final class FlowTable {
 
     /// The address of a flow's originator or responder endpoint inside its slot.
     @inline(__always)
-    static func endpoint(_ fp: UnsafeMutablePointer<FlowState>, orig: Bool) -> UnsafeMutablePointer<TCPEndpoint> {
+    static func endpoint(_ ts: UnsafeMutablePointer<TCPState>, orig: Bool) -> UnsafeMutablePointer<TCPEndpoint> {
         let offset = orig ? origOffset : respOffset
-        return (UnsafeMutableRawPointer(fp) + offset).assumingMemoryBound(to: TCPEndpoint.self)
+        return (UnsafeMutableRawPointer(ts) + offset).assumingMemoryBound(to: TCPEndpoint.self)
     }
-    static let origOffset = MemoryLayout<FlowState>.offset(of: \FlowState.orig)!
-    static let respOffset = MemoryLayout<FlowState>.offset(of: \FlowState.resp)!
+    static let origOffset = MemoryLayout<TCPState>.offset(of: \TCPState.orig)!
+    static let respOffset = MemoryLayout<TCPState>.offset(of: \TCPState.resp)!
 
     private func connectionClosed(_ fp: UnsafeMutablePointer<FlowState>, _ ep: UnsafeMutablePointer<TCPEndpoint>,
                                   _ peer: UnsafeMutablePointer<TCPEndpoint>,
@@ -438,14 +450,14 @@ public final class FlowTable {
         let closeComplete = ep.pointee.state == .reset || peer.pointee.didClose || peer.pointee.state == .inactive
         if closeComplete {
             if (ep.pointee.prevState != .inactive || peer.pointee.state != .inactive) && genEvent {
-                fp.pointee.isActive = false  // ConnectionFinished
+                tcp(fp).pointee.isActive = false  // ConnectionFinished
             }
-            fp.pointee.attemptAt = .infinity
-            fp.pointee.expireAt = .infinity
-            fp.pointee.resetAt = .infinity
-            fp.pointee.deleteAt = fp.pointee.last + timeouts.tcpCloseDelay
+            tcp(fp).pointee.attemptAt = .infinity
+            tcp(fp).pointee.expireAt = .infinity
+            tcp(fp).pointee.resetAt = .infinity
+            tcp(fp).pointee.deleteAt = fp.pointee.last + timeouts.tcpCloseDelay
         } else if ep.pointee.prevState != .inactive {
-            fp.pointee.expireAt = min(fp.pointee.expireAt, fp.pointee.last + timeouts.tcpSessionTimer)
+            tcp(fp).pointee.expireAt = min(tcp(fp).pointee.expireAt, fp.pointee.last + timeouts.tcpSessionTimer)
         }
     }
 
@@ -454,10 +466,12 @@ public final class FlowTable {
     /// The earliest time at which something may happen to `f`.
     @inline(__always)
     private func deadline(_ f: UnsafeMutablePointer<FlowState>) -> Double {
+        if f.pointee.tcp >= 0 {
+            let t = tcp(f)
+            return min(min(t.pointee.attemptAt, t.pointee.deleteAt),
+                       min(min(t.pointee.resetAt, t.pointee.expireAt), f.pointee.last + timeouts.tcpInactivity))
+        }
         switch f.pointee.key.proto.rawValue {
-        case 6:
-            return min(min(f.pointee.attemptAt, f.pointee.deleteAt),
-                       min(min(f.pointee.resetAt, f.pointee.expireAt), f.pointee.last + timeouts.tcpInactivity))
         case 17: return f.pointee.last + (f.pointee.isDNS ? timeouts.dnsInactivity : timeouts.udpInactivity)
         case 1, 58: return f.pointee.last + timeouts.icmpInactivity
         default: return f.pointee.last + timeouts.otherInactivity
@@ -476,27 +490,27 @@ public final class FlowTable {
 
     /// Runs the timers of `f` that are due at `t`. Returns true if the flow is to be removed.
     private func evaluate(_ fp: UnsafeMutablePointer<FlowState>, at t: Double) -> Bool {
-        if fp.pointee.key.proto.rawValue != 6 {
+        if fp.pointee.tcp < 0 {
             return deadline(fp) <= t
         }
-        if fp.pointee.attemptAt <= t {
-            fp.pointee.attemptAt = .infinity
-            let os = fp.pointee.orig.state
-            if fp.pointee.isActive && (os == .synSent || os == .synAckSent) && fp.pointee.resp.state == .inactive {
-                fp.pointee.isActive = false
+        if tcp(fp).pointee.attemptAt <= t {
+            tcp(fp).pointee.attemptAt = .infinity
+            let os = tcp(fp).pointee.orig.state
+            if tcp(fp).pointee.isActive && (os == .synSent || os == .synAckSent) && tcp(fp).pointee.resp.state == .inactive {
+                tcp(fp).pointee.isActive = false
                 return true
             }
         }
-        if fp.pointee.deleteAt <= t { return true }
-        if fp.pointee.resetAt <= t {
-            fp.pointee.resetAt = .infinity
-            if fp.pointee.isActive { return true }
+        if tcp(fp).pointee.deleteAt <= t { return true }
+        if tcp(fp).pointee.resetAt <= t {
+            tcp(fp).pointee.resetAt = .infinity
+            if tcp(fp).pointee.isActive { return true }
         }
-        while fp.pointee.expireAt <= t {
-            let when = fp.pointee.expireAt
-            if !fp.pointee.isActive { fp.pointee.expireAt = .infinity; break }
+        while tcp(fp).pointee.expireAt <= t {
+            let when = tcp(fp).pointee.expireAt
+            if !tcp(fp).pointee.isActive { tcp(fp).pointee.expireAt = .infinity; break }
             if fp.pointee.last + timeouts.tcpConnectionLinger < when {
-                let o = fp.pointee.orig, r = fp.pointee.resp
+                let o = tcp(fp).pointee.orig, r = tcp(fp).pointee.resp
                 if o.didClose || r.didClose {
                     if (o.didClose && r.didClose) || o.state == .reset || r.state == .reset
                         || o.state == .inactive || r.state == .inactive {
@@ -505,7 +519,7 @@ public final class FlowTable {
                 }
                 if r.state == .inactive && o.state == .inactive { return true }
             }
-            fp.pointee.expireAt = when + timeouts.tcpSessionTimer
+            tcp(fp).pointee.expireAt = when + timeouts.tcpSessionTimer
         }
         return fp.pointee.last + timeouts.tcpInactivity <= t
     }
@@ -515,6 +529,7 @@ public final class FlowTable {
         guard !f.pointee.removed else { return }
         f.pointee.removed = true
         let rec = record(f)
+        if f.pointee.tcp >= 0 { tcpSlots.remove(f.pointee.tcp) }
         if f.pointee.parents >= 0 {
             parentLists[Int(f.pointee.parents)] = []
             freeParentLists.append(f.pointee.parents)
@@ -532,10 +547,11 @@ public final class FlowTable {
         var origBytes: UInt64 = 0, respBytes: UInt64 = 0
         let state: String
         switch proto.rawValue {
-        case 6:
-            origBytes = f.orig.size(peerState: f.resp.state)
-            respBytes = f.resp.size(peerState: f.orig.state)
-            state = FlowTable.tcpConnState(f.orig.state, f.resp.state, origSize: origBytes, respSize: respBytes,
+        case 6 where f.tcp >= 0:
+            let ts = tcpSlots[f.tcp].pointee
+            origBytes = ts.orig.size(peerState: ts.resp.state)
+            respBytes = ts.resp.size(peerState: ts.orig.state)
+            state = FlowTable.tcpConnState(ts.orig.state, ts.resp.state, origSize: origBytes, respSize: respBytes,
                                            history: f.history)
         case 17:
             origBytes = f.origPayload; respBytes = f.respPayload
