@@ -364,7 +364,8 @@ public final class PacketAnalyzer {
 
     private func tunnelID(_ a: IPAddress, _ b: IPAddress, _ proto: UInt8) -> FlowID {
         let (x, y) = a < b ? (a, b) : (b, a)
-        return FlowID(a: FlowUID.mix(x.hi, x.lo, y.hi, y.lo, UInt64(proto)), b: FlowUID.mix(y.lo, x.lo, 0x7475_6E6E_656C))
+        let (xh, xl) = x.idWords, (yh, yl) = y.idWords
+        return FlowID(a: FlowUID.mix(xh, xl, yh, yl, UInt64(proto)), b: FlowUID.mix(yl, xl, 0x7475_6E6E_656C))
     }
 
     /// Adds one fragment; analyzes the datagram when it is complete.

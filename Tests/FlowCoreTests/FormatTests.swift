@@ -25,7 +25,9 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(IPAddress("::1")?.description, "::1")
         XCTAssertEqual(IPAddress("fe80::")?.description, "fe80::")
         XCTAssertEqual(IPAddress("ff02::1:ff00:3")?.description, "ff02::1:ff00:3")
-        XCTAssertEqual(IPAddress("::ffff:1.2.3.4")?.description, "::ffff:1.2.3.4")
+        // IPv4-mapped addresses are IPv4, as in Zeek.
+        XCTAssertEqual(IPAddress("::ffff:1.2.3.4")?.description, "1.2.3.4")
+        XCTAssertEqual(IPAddress("::ffff:1.2.3.4"), IPAddress("1.2.3.4"))
         XCTAssertEqual(IPAddress("192.168.0.1")?.description, "192.168.0.1")
         XCTAssertNil(IPAddress("1.2.3"))
         XCTAssertNil(IPAddress("1.2.3.256"))

@@ -26,27 +26,27 @@ public struct FlowID: Hashable, Sendable {
     public var text: String { FlowUID.format(a, b) }
 }
 
-/// Up to 32 history letters, inline (no allocation per flow).
+/// Up to 24 history letters, inline (no allocation per flow). Zeek's letters repeat only on
+/// a new SYN/FIN/RST sequence number and at 1, 10, 100… retransmissions or zero windows.
 struct HistoryLetters {
-    var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+    var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0
     var count: UInt8 = 0
 
     @inline(__always)
     mutating func append(_ c: UInt8) {
-        guard count < 32 else { return }
+        guard count < 24 else { return }
         let shift = UInt64(count % 8) * 8
         switch count / 8 {
         case 0: w0 |= UInt64(c) << shift
         case 1: w1 |= UInt64(c) << shift
-        case 2: w2 |= UInt64(c) << shift
-        default: w3 |= UInt64(c) << shift
+        default: w2 |= UInt64(c) << shift
         }
         count += 1
     }
 
     @inline(__always)
     func letter(_ i: Int) -> UInt8 {
-        let w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3
+        let w = i < 8 ? w0 : i < 16 ? w1 : w2
         return UInt8(truncatingIfNeeded: w >> (UInt64(i % 8) * 8))
     }
 
@@ -61,10 +61,7 @@ struct HistoryLetters {
     var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(Int(count))
-        for i in 0..<Int(count) {
-            let w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3
-            out.append(UInt8(truncatingIfNeeded: w >> (UInt64(i % 8) * 8)))
-        }
+        for i in 0..<Int(count) { out.append(letter(i)) }
         return out
     }
 }
@@ -75,10 +72,9 @@ struct FlowState {
     var key: FlowKey
     var serial: UInt64
     var id: FlowID
-    var origH: IPAddress
-    var respH: IPAddress
-    var origP: UInt16
-    var respP: UInt16
+    /// True when the originator is the key's first endpoint (addresses and ports live only in
+    /// the key).
+    var origIsA: Bool
     var start: Double
     var last: Double
     var origPkts: UInt64 = 0
@@ -108,14 +104,20 @@ struct FlowState {
          start: Double, packetIndex: UInt64) {
         self.key = key
         self.serial = serial
-        self.origH = origH; self.origP = origP; self.respH = respH; self.respP = respP
+        origIsA = key.addrA == origH && key.portA == origP
         self.start = start
         self.last = start
         let tsBits = start.bitPattern
         let ports = UInt64(origP) << 32 | UInt64(respP) << 8 | UInt64(key.proto.rawValue)
-        id = FlowID(a: FlowUID.mix(origH.hi, origH.lo, respH.hi, respH.lo, ports, tsBits),
-                    b: FlowUID.mix(tsBits, packetIndex, ports, origH.lo ^ respH.lo))
+        let (oh, ol) = origH.idWords, (rh, rl) = respH.idWords
+        id = FlowID(a: FlowUID.mix(oh, ol, rh, rl, ports, tsBits),
+                    b: FlowUID.mix(tsBits, packetIndex, ports, ol ^ rl))
     }
+
+    var origH: IPAddress { origIsA ? key.addrA : key.addrB }
+    var respH: IPAddress { origIsA ? key.addrB : key.addrA }
+    var origP: UInt16 { origIsA ? key.portA : key.portB }
+    var respP: UInt16 { origIsA ? key.portB : key.portA }
 
     /// Zeek's Connection::CheckHistory: records `code` once per mask and direction.
     /// Returns true if the mask had already been seen.
@@ -135,8 +137,7 @@ struct FlowState {
 
     /// Swaps originator and responder (Zeek's Connection::FlipRoles).
     mutating func flipRoles() {
-        swap(&origH, &respH)
-        swap(&origP, &respP)
+        origIsA.toggle()
         swap(&origPkts, &respPkts)
         swap(&origIPBytes, &respIPBytes)
         swap(&origPayload, &respPayload)

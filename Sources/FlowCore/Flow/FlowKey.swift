@@ -24,7 +24,6 @@ public struct FlowKey: Hashable, Sendable, Comparable {
     public static func == (a: FlowKey, b: FlowKey) -> Bool {
         a.addrA.lo == b.addrA.lo && a.addrB.lo == b.addrB.lo && a.portA == b.portA && a.portB == b.portB
             && a.proto == b.proto && a.addrA.hi == b.addrA.hi && a.addrB.hi == b.addrB.hi
-            && a.addrA.isV6 == b.addrA.isV6 && a.addrB.isV6 == b.addrB.isV6
     }
 
     @inline(__always)

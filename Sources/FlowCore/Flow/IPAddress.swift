@@ -1,27 +1,36 @@
-/// An IPv4 or IPv6 address in a fixed-size value: two `UInt64`s and a family bit.
+/// An IPv4 or IPv6 address in a fixed-size value: two `UInt64`s (16 bytes).
 ///
-/// IPv4 addresses live in the low 32 bits of `lo` with `hi == 0`. Fixed size keeps flow keys
-/// cheap to hash and compare (gopacket's Endpoint, Zeek's IPAddr).
+/// IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d), as Zeek stores them, so that both
+/// families share one layout; an IPv6 packet that carries a mapped address is treated as IPv4,
+/// as in Zeek. Fixed size keeps flow keys cheap to hash and compare (gopacket's Endpoint,
+/// Zeek's IPAddr).
 public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var hi: UInt64
     public var lo: UInt64
-    public var isV6: Bool
 
     @inline(__always)
-    public init(v4: UInt32) { hi = 0; lo = UInt64(v4); isV6 = false }
+    public init(v4: UInt32) { hi = 0; lo = 0xFFFF_0000_0000 | UInt64(v4) }
 
     @inline(__always)
-    public init(v6hi: UInt64, v6lo: UInt64) { hi = v6hi; lo = v6lo; isV6 = true }
+    public init(v6hi: UInt64, v6lo: UInt64) { hi = v6hi; lo = v6lo }
 
     public static let zeroV4 = IPAddress(v4: 0)
 
     @inline(__always)
+    public var isV6: Bool { !(hi == 0 && lo >> 32 == 0xFFFF) }
+
+    @inline(__always)
     public func hash(into h: inout Hasher) {
-        h.combine((lo &* 0x9E37_79B9_7F4A_7C15) ^ (hi &* 0xC2B2_AE3D_27D4_EB4F) ^ (isV6 ? 1 : 0))
+        h.combine((lo &* 0x9E37_79B9_7F4A_7C15) ^ (hi &* 0xC2B2_AE3D_27D4_EB4F))
     }
 
+    /// Words that identify the address in content-derived ids (IPv4 as its 32-bit value), kept
+    /// stable across representations.
+    var idWords: (UInt64, UInt64) { isV6 ? (hi, lo) : (0, UInt64(v4)) }
+
     public static func < (a: IPAddress, b: IPAddress) -> Bool {
-        if a.isV6 != b.isV6 { return !a.isV6 }
+        let av6 = a.isV6, bv6 = b.isV6
+        if av6 != bv6 { return !av6 }
         if a.hi != b.hi { return a.hi < b.hi }
         return a.lo < b.lo
     }
@@ -55,16 +64,11 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     /// Writes the RFC 5952 text of an IPv6 address: lower case, longest run of two or more
-    /// zero groups as "::" (the first on ties), IPv4-mapped addresses with a dotted tail.
+    /// zero groups as "::" (the first on ties).
     func writeV6(into w: ByteWriter) {
         @inline(__always) func group(_ i: Int) -> UInt16 {
             i < 4 ? UInt16(truncatingIfNeeded: hi >> (48 - 16 * UInt64(i)))
                 : UInt16(truncatingIfNeeded: lo >> (48 - 16 * UInt64(i - 4)))
-        }
-        if hi == 0 && (lo >> 32) == 0xFFFF {
-            w.ascii("::ffff:")
-            w.address(IPAddress(v4: UInt32(truncatingIfNeeded: lo)))
-            return
         }
         var bestStart = -1, bestLen = 0, i = 0
         while i < 8 {

@@ -63,16 +63,17 @@ struct FlowSlots {
     private(set) var used = 0           // slots ever handed out (high-water mark)
     private var free: [Int32] = []
     private(set) var count = 0
-    /// index[i] = slot + 1, or 0 when empty; hashes[i] keeps the full hash of that entry.
+    /// index[i] = slot + 1, or 0 when empty; hashes[i] keeps the low 32 bits of that entry's
+    /// hash (its home position and a cheap filter before comparing keys).
     private var index: [Int32]
-    private var hashes: [UInt64]
+    private var hashes: [UInt32]
     private var mask: Int
 
     init(capacity: Int = 1024) {
         self.capacity = capacity
         base = .allocate(capacity: capacity)
         index = [Int32](repeating: 0, count: capacity * 2)
-        hashes = [UInt64](repeating: 0, count: capacity * 2)
+        hashes = [UInt32](repeating: 0, count: capacity * 2)
         mask = capacity * 2 - 1
     }
 
@@ -95,8 +96,9 @@ struct FlowSlots {
     }
 
     @inline(__always)
-    func find(_ k: FlowKey, hash h: UInt64) -> Int32? {
-        var i = Int(truncatingIfNeeded: h) & mask
+    func find(_ k: FlowKey, hash h64: UInt64) -> Int32? {
+        let h = UInt32(truncatingIfNeeded: h64)
+        var i = Int(h) & mask
         while true {
             let s = index[i]
             if s == 0 { return nil }
@@ -109,7 +111,8 @@ struct FlowSlots {
     subscript(_ slot: Int32) -> UnsafeMutablePointer<FlowState> { base + Int(slot) }
 
     /// Stores a new flow and indexes it; returns its slot.
-    mutating func insert(_ f: FlowState, hash h: UInt64) -> Int32 {
+    mutating func insert(_ f: FlowState, hash h64: UInt64) -> Int32 {
+        let h = UInt32(truncatingIfNeeded: h64)
         if (count + 1) * 2 > index.count { growIndex() }
         let slot: Int32
         if let s = free.popLast() {
@@ -121,7 +124,7 @@ struct FlowSlots {
             (base + used).initialize(to: f)
             used += 1
         }
-        var i = Int(truncatingIfNeeded: h) & mask
+        var i = Int(h) & mask
         while index[i] != 0 { i = (i + 1) & mask }
         index[i] = slot + 1
         hashes[i] = h
@@ -131,8 +134,8 @@ struct FlowSlots {
 
     /// Unindexes a flow and frees its slot (backward-shift deletion keeps probes short).
     mutating func remove(_ slot: Int32) {
-        let h = FlowSlots.hash(base[Int(slot)].key)
-        var i = Int(truncatingIfNeeded: h) & mask
+        let h = UInt32(truncatingIfNeeded: FlowSlots.hash(base[Int(slot)].key))
+        var i = Int(h) & mask
         while index[i] != slot + 1 {
             if index[i] == 0 { return }
             i = (i + 1) & mask
@@ -140,7 +143,7 @@ struct FlowSlots {
         index[i] = 0
         var j = (i + 1) & mask
         while index[j] != 0 {
-            let ideal = Int(truncatingIfNeeded: hashes[j]) & mask
+            let ideal = Int(hashes[j]) & mask
             // Move j back to the hole if its ideal position is not in (i, j].
             let inRange = i <= j ? (ideal > i && ideal <= j) : (ideal > i || ideal <= j)
             if !inRange {
@@ -174,10 +177,10 @@ struct FlowSlots {
     private mutating func growIndex() {
         let newSize = index.count * 2
         var ni = [Int32](repeating: 0, count: newSize)
-        var nh = [UInt64](repeating: 0, count: newSize)
+        var nh = [UInt32](repeating: 0, count: newSize)
         let nmask = newSize - 1
         for i in 0..<index.count where index[i] != 0 {
-            var j = Int(truncatingIfNeeded: hashes[i]) & nmask
+            var j = Int(hashes[i]) & nmask
             while ni[j] != 0 { j = (j + 1) & nmask }
             ni[j] = index[i]; nh[j] = hashes[i]
         }
