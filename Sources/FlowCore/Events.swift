@@ -64,7 +64,7 @@ public final class EventBatch: @unchecked Sendable {
     public func clear() {
         events.deinitialize(count: count)
         count = 0
-        observations.removeAll(keepingCapacity: true)
+        if !observations.isEmpty { observations.removeAll(keepingCapacity: true) }
     }
 }
 

@@ -24,18 +24,31 @@ public final class DNSNameTable {
             h.combine((client.lo &* 0x9E37_79B9_7F4A_7C15) ^ address.lo ^ (client.hi &* 31) ^ (address.hi &* 131))
         }
     }
-    struct Binding {
-        var names: [String]
-        var learnedAt: Double
-        var expiresAt: Double
+    /// Name ids for one address: usually one, so the first is inline and the rest (rare) in an
+    /// array.
+    struct NameSet {
+        var first: Int32
+        var more: [Int32]? = nil
 
-        mutating func add(_ name: String, expiresAt e: Double) {
-            if !names.contains(name) { names.append(name) }
-            if e > expiresAt { expiresAt = e }
+        var all: [Int32] { [first] + (more ?? []) }
+
+        /// Adds `id`; returns false if it was there already.
+        mutating func add(_ id: Int32) -> Bool {
+            if first == id || more?.contains(id) == true { return false }
+            if more == nil { more = [id] } else { more!.append(id) }
+            return true
         }
     }
+    struct Binding {
+        var names: NameSet
+        var learnedAt: Double
+        var expiresAt: Double
+    }
     private var perClient: [ClientKey: Binding] = [:]
-    private var global: [IPAddress: [String]] = [:]
+    private var global: [IPAddress: NameSet] = [:]
+    /// Interned names: each distinct name is stored once.
+    private var strings: [String] = []
+    private var ids: [String: Int32] = [:]
     /// Every observation, in packet order, for the store.
     public private(set) var observations: [DNSObservation] = []
     public var keepObservations = true
@@ -44,27 +57,42 @@ public final class DNSNameTable {
 
     public var isEmpty: Bool { global.isEmpty }
 
+    private func intern(_ name: String) -> Int32 {
+        if let i = ids[name] { return i }
+        let i = Int32(strings.count)
+        strings.append(name)
+        ids[name] = i
+        return i
+    }
+
     func learn(_ o: DNSObservation) {
         if keepObservations { observations.append(o) }
         let expires = o.ts + Double(o.ttl)
+        let id = intern(o.name)
         if let c = o.client {
             let k = ClientKey(client: c, address: o.address)
-            perClient[k, default: Binding(names: [], learnedAt: o.ts, expiresAt: expires)].add(o.name, expiresAt: expires)
+            if perClient[k] == nil {
+                perClient[k] = Binding(names: NameSet(first: id), learnedAt: o.ts, expiresAt: expires)
+            } else {
+                _ = perClient[k]!.names.add(id)
+                if expires > perClient[k]!.expiresAt { perClient[k]!.expiresAt = expires }
+            }
         }
-        global[o.address, default: []].insertSorted(o.name)
+        if global[o.address] == nil { global[o.address] = NameSet(first: id) } else { _ = global[o.address]!.add(id) }
     }
 
-    /// The name `client` resolved for `address` at or before `t`.
+    /// The name `client` resolved for `address` at or before `t` (the first it asked for).
     public func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> String? {
         guard !perClient.isEmpty, let b = perClient[ClientKey(client: client, address: address)],
               b.learnedAt <= t else { return nil }
-        return b.names.first
+        return strings[Int(b.names.first)]
     }
 
     /// Every name seen for `address`, sorted.
     public func allNames(for address: IPAddress) -> [String] {
-        if global.isEmpty { return [] }
-        return global[address] ?? []
+        guard !global.isEmpty, let set = global[address] else { return [] }
+        if set.more == nil { return [strings[Int(set.first)]] }
+        return set.all.map { strings[Int($0)] }.sorted()
     }
 }
 
@@ -154,18 +182,5 @@ public enum DNSParser {
             p += 1 + len
         }
         return (String(decoding: labels, as: UTF8.self), after)
-    }
-}
-
-extension Array where Element == String {
-    /// Inserts `name` keeping the array sorted and free of duplicates.
-    mutating func insertSorted(_ name: String) {
-        var lo = 0, hi = count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if self[mid] < name { lo = mid + 1 } else { hi = mid }
-        }
-        if lo < count && self[lo] == name { return }
-        insert(name, at: lo)
     }
 }
