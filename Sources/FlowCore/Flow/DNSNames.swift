@@ -45,7 +45,8 @@ public final class DNSNameTable {
         var expiresAt: Double
     }
     private var perClient: [ClientKey: Binding] = [:]
-    private var global: [IPAddress: NameSet] = [:]
+    /// Every name seen for an address, sorted (shared interned strings; handed out as is).
+    private var global: [IPAddress: [String]] = [:]
     /// Interned names: each distinct name is stored once.
     private var strings: [String] = []
     private var ids: [String: Int32] = [:]
@@ -78,7 +79,7 @@ public final class DNSNameTable {
                 if expires > perClient[k]!.expiresAt { perClient[k]!.expiresAt = expires }
             }
         }
-        if global[o.address] == nil { global[o.address] = NameSet(first: id) } else { _ = global[o.address]!.add(id) }
+        global[o.address, default: []].insertSorted(strings[Int(id)])
     }
 
     /// The name `client` resolved for `address` at or before `t` (the first it asked for).
@@ -90,9 +91,8 @@ public final class DNSNameTable {
 
     /// Every name seen for `address`, sorted.
     public func allNames(for address: IPAddress) -> [String] {
-        guard !global.isEmpty, let set = global[address] else { return [] }
-        if set.more == nil { return [strings[Int(set.first)]] }
-        return set.all.map { strings[Int($0)] }.sorted()
+        guard !global.isEmpty, let names = global[address] else { return [] }
+        return names
     }
 }
 
@@ -182,5 +182,18 @@ public enum DNSParser {
             p += 1 + len
         }
         return (String(decoding: labels, as: UTF8.self), after)
+    }
+}
+
+extension Array where Element == String {
+    /// Inserts `name` keeping the array sorted and free of duplicates.
+    mutating func insertSorted(_ name: String) {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if self[mid] < name { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < count && self[lo] == name { return }
+        insert(name, at: lo)
     }
 }

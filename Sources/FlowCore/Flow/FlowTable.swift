@@ -279,23 +279,23 @@ public final class FlowTable {
         } else if bits == 1 {
             if syn {
                 let code = ack ? UInt8(ascii: "H") : UInt8(ascii: "S")
-                if fp.pointee.checkHistory(Hist.syn, code, isOrig: isOrig) && relSeq != ep.pointee.histLastSYN {
+                if fp.pointee.checkHistory(Hist.syn, code, isOrig: isOrig) && UInt32(truncatingIfNeeded: relSeq) != ep.pointee.histLastSYN {
                     fp.pointee.addHistory(code, isOrig: isOrig)
                 }
-                ep.pointee.histLastSYN = relSeq
+                ep.pointee.histLastSYN = UInt32(truncatingIfNeeded: relSeq)
             }
             if fin {
                 let finSeq = relSeq &+ UInt64(len)
-                if fp.pointee.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && finSeq != ep.pointee.histLastFIN {
+                if fp.pointee.checkHistory(Hist.fin, UInt8(ascii: "F"), isOrig: isOrig) && UInt32(truncatingIfNeeded: finSeq) != ep.pointee.histLastFIN {
                     fp.pointee.addHistory(UInt8(ascii: "F"), isOrig: isOrig)
                 }
-                ep.pointee.histLastFIN = finSeq
+                ep.pointee.histLastFIN = UInt32(truncatingIfNeeded: finSeq)
             }
             if rst {
-                if fp.pointee.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && relSeq != ep.pointee.histLastRST {
+                if fp.pointee.checkHistory(Hist.rst, UInt8(ascii: "R"), isOrig: isOrig) && UInt32(truncatingIfNeeded: relSeq) != ep.pointee.histLastRST {
                     fp.pointee.addHistory(UInt8(ascii: "R"), isOrig: isOrig)
                 }
-                ep.pointee.histLastRST = relSeq
+                ep.pointee.histLastRST = UInt32(truncatingIfNeeded: relSeq)
             }
         } else {
             if len > 0 { _ = fp.pointee.checkHistory(Hist.data, UInt8(ascii: "D"), isOrig: isOrig) }
@@ -305,15 +305,13 @@ public final class FlowTable {
         // update_window: a zero window that matters (Zeek's scaled 'W').
         if tp.window == 0 && !rst && peer.pointee.state != .closed && ep.pointee.state != .reset {
             ep.pointee.zeroWinCount &+= 1
-            if ep.pointee.zeroWinCount == ep.pointee.zeroWinThreshold {
+            if isPowerOfTen(ep.pointee.zeroWinCount) {
                 fp.pointee.addHistory(UInt8(ascii: "W"), isOrig: isOrig)
-                ep.pointee.zeroWinThreshold = ep.pointee.zeroWinThreshold &* 10
             }
         }
 
         if !(ep.pointee.didClose && peer.pointee.didClose) { fp.pointee.last = t }
-        if fin { ep.pointee.finCount &+= 1 }
-        if rst { ep.pointee.rstCount &+= 1 }
+        if fin { ep.pointee.finSeen = true }
 
         if ack {
             if peer.pointee.state == .inactive {
@@ -344,9 +342,8 @@ public final class FlowTable {
             ep.pointee.updateLastSeq(seqOnePast)
         } else if len > 0 {
             ep.pointee.rxmitCount &+= 1
-            if ep.pointee.rxmitCount == ep.pointee.rxmitThreshold {
+            if isPowerOfTen(ep.pointee.rxmitCount) {
                 fp.pointee.addHistory(UInt8(ascii: "T"), isOrig: isOrig)
-                ep.pointee.rxmitThreshold = ep.pointee.rxmitThreshold &* 10
             }
         }
 

@@ -20,15 +20,14 @@ struct TCPEndpoint {
     var seqWraps: UInt32 = 0
     var ackWraps: UInt32 = 0
     var didClose = false
-    var finCount: UInt32 = 0
-    var rstCount: UInt32 = 0
-    var histLastSYN: UInt64 = .max
-    var histLastFIN: UInt64 = .max
-    var histLastRST: UInt64 = .max
+    var finSeen = false
+    /// Relative sequence numbers (low 32 bits) of the last SYN, FIN and RST, so a repeated one
+    /// at a new sequence number adds its history letter again.
+    var histLastSYN: UInt32 = 0
+    var histLastFIN: UInt32 = 0
+    var histLastRST: UInt32 = 0
     var rxmitCount: UInt32 = 0
-    var rxmitThreshold: UInt32 = 1
     var zeroWinCount: UInt32 = 0
-    var zeroWinThreshold: UInt32 = 1
 
     @inline(__always)
     mutating func setState(_ s: TCPEndpointState) {
@@ -85,8 +84,17 @@ struct TCPEndpoint {
         let top = max(last64, ack64)
         var size: UInt64 = top >= UInt64(startSeq) ? top - UInt64(startSeq) : 0
         if size != 0 { size -= 1 }  // the SYN octet
-        if finCount > 0 && size != 0 { size -= 1 }  // the FIN octet
+        if finSeen && size != 0 { size -= 1 }  // the FIN octet
         if size > 0xFFFF_FFFF_0000 { return 0 }  // nonsense from a corrupt sequence space
         return size
+    }
+}
+
+/// Zeek's scaled history letters ('T', 'W') are added at the 1st, 10th, 100th… occurrence.
+@inline(__always)
+func isPowerOfTen(_ n: UInt32) -> Bool {
+    switch n {
+    case 1, 10, 100, 1000, 10000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000: return true
+    default: return false
     }
 }
