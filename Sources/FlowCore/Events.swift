@@ -83,9 +83,9 @@ extension FlowTable {
                 case .tunnel(let id): parent = id
                 case .outer(let d): parent = lastFlow(atDepth: Int(d))
                 }
-                let id = packet(t: e.pointee.t, ip: e.pointee.ip, tp: e.pointee.tp,
-                                packetIndex: e.pointee.packetIndex, parent: parent)
-                setLastFlow(id, atDepth: Int(e.pointee.depth))
+                let slot = packet(t: e.pointee.t, ip: e.pointee.ip, tp: e.pointee.tp,
+                                  packetIndex: e.pointee.packetIndex, depth: e.pointee.depth, parent: parent)
+                setLastFlow(slot, atDepth: Int(e.pointee.depth))
             case .names:
                 let first = Int(e.pointee.first)
                 for j in first..<(first + Int(e.pointee.count)) { names.learn(batch.observations[j]) }

@@ -8,6 +8,7 @@ struct CaptureRun {
     var warnings: [String]
     var flows: Int
     var names: DNSNameTable
+    var peakActiveFlows: Int
 }
 
 /// Opens every capture first (so a bad path fails before any output), then reads them in
@@ -65,12 +66,14 @@ enum CaptureRunner {
         }
         if let pipeline { pipeline.finish() } else { analyzer.finish() }
         tableRef = nil
-        return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: counter.emitted, names: names)
+        return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: counter.emitted, names: names,
+                          peakActiveFlows: table.peakActiveFlows)
     }
 
-    static func statsText(_ s: AnalysisStats, flows: Int) -> String {
+    static func statsText(_ s: AnalysisStats, flows: Int, peakActive: Int) -> String {
         var out = "packets_read\t\(s.packetsRead)\npackets_decoded\t\(s.packetsDecoded)\n"
         out += "non_ip_frames\t\(s.nonIPFrames)\nsnaplen_truncated\t\(s.snaplenTruncated)\nflows\t\(flows)\n"
+        out += "flows_peak_active\t\(peakActive)\n"
         for a in Anomaly.allCases {
             out += "anomaly.\(a.name)\t\(s.anomalies[a])\n"
         }

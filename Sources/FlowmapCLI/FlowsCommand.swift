@@ -50,7 +50,7 @@ struct FlowsCommand: ParsableCommand {
         if writer.openTime == nil { writer.openTime = result.stats.firstTimestamp }
         writer.finish(closeTime: result.stats.lastTimestamp)
         for w in result.warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
-        if stats { Terminal.stderr(CaptureRunner.statsText(result.stats, flows: result.flows)) }
+        if stats { Terminal.stderr(CaptureRunner.statsText(result.stats, flows: result.flows, peakActive: result.peakActiveFlows)) }
     }
 }
 

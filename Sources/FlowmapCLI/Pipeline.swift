@@ -83,7 +83,7 @@ final class Pipeline: @unchecked Sendable {
     private let empty: BatchRing
     private let worker: WorkerThread
 
-    init(table: FlowTable, batches: Int = 16, batchSize: Int = 2048) {
+    init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024) {
         let full = BatchRing(size: batches + 1)
         let empty = BatchRing(size: batches + 1)
         for _ in 1..<batches { empty.push(EventBatch(capacity: batchSize)) }

@@ -70,8 +70,9 @@ struct HistoryLetters {
 /// per-packet path does no reference counting and no allocation.
 struct FlowState {
     var key: FlowKey
+    /// Creation order and identity: the index of the packet that opened the flow × 8 + its
+    /// tunnel depth (one packet opens at most one flow per depth).
     var serial: UInt64
-    var id: FlowID
     /// True when the originator is the key's first endpoint (addresses and ports live only in
     /// the key).
     var origIsA: Bool
@@ -100,18 +101,21 @@ struct FlowState {
     var parents: Int32 = -1
     var removed = false
 
-    init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
-         start: Double, packetIndex: UInt64) {
+    init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, start: Double) {
         self.key = key
         self.serial = serial
         origIsA = key.addrA == origH && key.portA == origP
         self.start = start
         self.last = start
+    }
+
+    /// The flow's content-derived id (computed when needed, not stored).
+    var id: FlowID {
         let tsBits = start.bitPattern
         let ports = UInt64(origP) << 32 | UInt64(respP) << 8 | UInt64(key.proto.rawValue)
         let (oh, ol) = origH.idWords, (rh, rl) = respH.idWords
-        id = FlowID(a: FlowUID.mix(oh, ol, rh, rl, ports, tsBits),
-                    b: FlowUID.mix(tsBits, packetIndex, ports, ol ^ rl))
+        return FlowID(a: FlowUID.mix(oh, ol, rh, rl, ports, tsBits),
+                      b: FlowUID.mix(tsBits, serial >> 3, ports, ol ^ rl))
     }
 
     var origH: IPAddress { origIsA ? key.addrA : key.addrB }
@@ -160,43 +164,41 @@ struct TCPState {
     var expireAt = Double.infinity
 }
 
-/// A growable array of plain values with a free list (slots are reused, never moved while a
-/// packet is being processed).
+/// A growable store of plain values with a free list, in fixed-size chunks: growing adds a
+/// chunk and never moves existing values (no copy spike, and pointers stay valid).
 struct ValueSlots<Element> {
-    private(set) var base: UnsafeMutablePointer<Element>
-    private var capacity: Int
+    private static var chunkShift: Int { 14 }
+    private static var chunkSize: Int { 1 << chunkShift }
+    private var chunks: [UnsafeMutablePointer<Element>] = []
     private var used = 0
     private var free: [Int32] = []
 
-    init(capacity: Int = 1024) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
-    }
+    init() {}
 
-    func deallocate() { base.deallocate() }
+    func deallocate() { for c in chunks { c.deallocate() } }
 
     @inline(__always)
-    subscript(_ i: Int32) -> UnsafeMutablePointer<Element> { base + Int(i) }
+    subscript(_ i: Int32) -> UnsafeMutablePointer<Element> {
+        let n = Int(i)
+        return chunks[n >> Self.chunkShift] + (n & (Self.chunkSize - 1))
+    }
 
     mutating func insert(_ v: Element) -> Int32 {
         if let s = free.popLast() {
-            (base + Int(s)).initialize(to: v)
+            self[s].initialize(to: v)
             return s
         }
-        if used == capacity {
-            let nb = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
-            nb.moveInitialize(from: base, count: used)
-            base.deallocate()
-            base = nb
-            capacity *= 2
+        if used == chunks.count * Self.chunkSize {
+            chunks.append(.allocate(capacity: Self.chunkSize))
         }
-        (base + used).initialize(to: v)
+        let s = Int32(used)
         used += 1
-        return Int32(used - 1)
+        self[s].initialize(to: v)
+        return s
     }
 
     mutating func remove(_ i: Int32) {
-        _ = (base + Int(i)).move()
+        _ = self[i].move()
         free.append(i)
     }
 }

@@ -11,14 +11,13 @@ public final class FlowTable {
     private var slots = FlowSlots()
     private var tcpSlots = ValueSlots<TCPState>()
     private var heap = TimerHeap()
-    private var nextSerial: UInt64 = 0
     /// Interned responder names and tunnel-parent lists, referenced from flow state by index.
     private var nameStrings: [String] = []
     private var nameIndex: [String: Int32] = [:]
     private var parentLists: [[FlowID]] = []
     private var freeParentLists: [Int32] = []
-    /// The flow of the latest packet at each tunnel depth (for `ParentRef.outer`).
-    private var lastFlows = [FlowID](repeating: FlowID(a: 0, b: 0), count: 8)
+    /// The flow (slot) of the latest packet at each tunnel depth (for `ParentRef.outer`).
+    private var lastFlows = [Int32](repeating: -1, count: 8)
     public private(set) var now: Double = -.infinity
     /// The time of the first event applied (the first packet's timestamp).
     public private(set) var firstTime: Double?
@@ -40,13 +39,20 @@ public final class FlowTable {
     @inline(__always)
     private func tcp(_ fp: UnsafeMutablePointer<FlowState>) -> UnsafeMutablePointer<TCPState> { tcpSlots[fp.pointee.tcp] }
 
-    @inline(__always)
-    func lastFlow(atDepth d: Int) -> FlowID { lastFlows[min(d, 7)] }
+    /// The id of the latest flow at depth `d` (the outer flow of a tunnelled packet).
+    func lastFlow(atDepth d: Int) -> FlowID? {
+        let s = lastFlows[min(d, 7)]
+        return s >= 0 ? flowID(s) : nil
+    }
 
     @inline(__always)
-    func setLastFlow(_ id: FlowID, atDepth d: Int) { lastFlows[min(d, 7)] = id }
+    func setLastFlow(_ slot: Int32, atDepth d: Int) { lastFlows[min(d, 7)] = slot }
 
     public var activeFlows: Int { slots.count }
+    /// The most flows open at once so far (what memory is proportional to).
+    public private(set) var peakActiveFlows = 0
+    /// Pending timer entries (diagnostics).
+    public var pendingTimers: Int { heap.count }
 
     // MARK: Time
 
@@ -82,7 +88,8 @@ public final class FlowTable {
 
     /// Counts one packet of a flow. Returns the flow's id, so tunnels can name their parent.
     @discardableResult
-    func packet(t: Double, ip: IPView, tp: TransportView, packetIndex: UInt64, parent: FlowID?) -> FlowID {
+    func packet(t: Double, ip: IPView, tp: TransportView, packetIndex: UInt64, depth: UInt8 = 0,
+                parent: FlowID?) -> Int32 {
         var sport: UInt16 = 0, dport: UInt16 = 0
         let proto = ip.proto
         let isICMP = proto.rawValue == 1 || proto.rawValue == 58
@@ -104,7 +111,7 @@ public final class FlowTable {
             slot = nil
         }
         let s = slot ?? create(key: key, hash: h, t: t, ip: ip, tp: tp, sport: sport, dport: dport,
-                               packetIndex: packetIndex)
+                               serial: packetIndex << 3 | UInt64(depth & 7))
         let f = slots[s]
         if let parent { addParent(f, parent) }
         let isOrig = f.pointee.origH == ip.src && f.pointee.origP == sport && f.pointee.respH == ip.dst
@@ -127,8 +134,11 @@ public final class FlowTable {
         }
         count(f, isOrig: isOrig, ipBytes: ip.ipBytes)
         schedule(f, slot: s)
-        return f.pointee.id
+        return s
     }
+
+    /// The id of the flow in `slot`.
+    func flowID(_ slot: Int32) -> FlowID { slots[slot].pointee.id }
 
     private func addParent(_ f: UnsafeMutablePointer<FlowState>, _ p: FlowID) {
         if f.pointee.parents < 0 {
@@ -159,10 +169,8 @@ public final class FlowTable {
     }
 
     private func create(key: FlowKey, hash h: UInt64, t: Double, ip: IPView, tp: TransportView, sport: UInt16,
-                        dport: UInt16, packetIndex: UInt64) -> Int32 {
-        nextSerial += 1
-        var f = FlowState(key: key, serial: nextSerial, origH: ip.src, origP: sport, respH: ip.dst, respP: dport,
-                          start: t, packetIndex: packetIndex)
+                        dport: UInt16, serial: UInt64) -> Int32 {
+        var f = FlowState(key: key, serial: serial, origH: ip.src, origP: sport, start: t)
         var flip = false
         switch ip.proto.rawValue {
         case 6 where tp.hasHeader:
@@ -201,7 +209,9 @@ public final class FlowTable {
         if !names.isEmpty, let n = names.nameAsked(by: f.origH, for: f.respH, before: t) {
             f.respName = intern(n)
         }
-        return slots.insert(f, hash: h)
+        let slot = slots.insert(f, hash: h)
+        if slots.count > peakActiveFlows { peakActiveFlows = slots.count }
+        return slot
     }
 
     private func intern(_ n: String) -> Int32 {

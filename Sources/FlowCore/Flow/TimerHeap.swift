@@ -54,14 +54,11 @@ struct TimerHeap {
     mutating func removeAll() { items.removeAll() }
 }
 
-/// Flow slots: a manually managed array of plain `FlowState` values, with a free list, and an
-/// open-addressing (linear probing) index from `FlowKey` to slot. No per-flow object, no
-/// reference counting on the packet path.
+/// Flow slots: plain `FlowState` values in fixed-size chunks (growing never moves a flow, so
+/// there is no copy spike), with a free list, and an open-addressing (linear probing) index
+/// from `FlowKey` to slot. No per-flow object, no reference counting on the packet path.
 struct FlowSlots {
-    private(set) var base: UnsafeMutablePointer<FlowState>
-    private(set) var capacity: Int
-    private(set) var used = 0           // slots ever handed out (high-water mark)
-    private var free: [Int32] = []
+    private var store = ValueSlots<FlowState>()
     private(set) var count = 0
     /// index[i] = slot + 1, or 0 when empty; hashes[i] keeps the low 32 bits of that entry's
     /// hash (its home position and a cheap filter before comparing keys).
@@ -70,17 +67,12 @@ struct FlowSlots {
     private var mask: Int
 
     init(capacity: Int = 1024) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
         index = [Int32](repeating: 0, count: capacity * 2)
         hashes = [UInt32](repeating: 0, count: capacity * 2)
         mask = capacity * 2 - 1
     }
 
-    func deallocate() {
-        // Slots hold only trivial values; nothing to deinitialize.
-        base.deallocate()
-    }
+    func deallocate() { store.deallocate() }
 
     @inline(__always)
     static func hash(_ k: FlowKey) -> UInt64 {
@@ -102,28 +94,19 @@ struct FlowSlots {
         while true {
             let s = index[i]
             if s == 0 { return nil }
-            if hashes[i] == h && base[Int(s - 1)].key == k { return s - 1 }
+            if hashes[i] == h && store[s - 1].pointee.key == k { return s - 1 }
             i = (i + 1) & mask
         }
     }
 
     @inline(__always)
-    subscript(_ slot: Int32) -> UnsafeMutablePointer<FlowState> { base + Int(slot) }
+    subscript(_ slot: Int32) -> UnsafeMutablePointer<FlowState> { store[slot] }
 
     /// Stores a new flow and indexes it; returns its slot.
     mutating func insert(_ f: FlowState, hash h64: UInt64) -> Int32 {
         let h = UInt32(truncatingIfNeeded: h64)
         if (count + 1) * 2 > index.count { growIndex() }
-        let slot: Int32
-        if let s = free.popLast() {
-            slot = s
-            (base + Int(s)).initialize(to: f)
-        } else {
-            if used == capacity { growSlots() }
-            slot = Int32(used)
-            (base + used).initialize(to: f)
-            used += 1
-        }
+        let slot = store.insert(f)
         var i = Int(h) & mask
         while index[i] != 0 { i = (i + 1) & mask }
         index[i] = slot + 1
@@ -134,7 +117,7 @@ struct FlowSlots {
 
     /// Unindexes a flow and frees its slot (backward-shift deletion keeps probes short).
     mutating func remove(_ slot: Int32) {
-        let h = UInt32(truncatingIfNeeded: FlowSlots.hash(base[Int(slot)].key))
+        let h = UInt32(truncatingIfNeeded: FlowSlots.hash(store[slot].pointee.key))
         var i = Int(h) & mask
         while index[i] != slot + 1 {
             if index[i] == 0 { return }
@@ -153,7 +136,7 @@ struct FlowSlots {
             }
             j = (j + 1) & mask
         }
-        free.append(slot)
+        store.remove(slot)
         count -= 1
     }
 
@@ -163,15 +146,6 @@ struct FlowSlots {
         out.reserveCapacity(count)
         for s in index where s != 0 { out.append(s - 1) }
         return out
-    }
-
-    private mutating func growSlots() {
-        let newCap = capacity * 2
-        let nb = UnsafeMutablePointer<FlowState>.allocate(capacity: newCap)
-        nb.moveInitialize(from: base, count: used)
-        base.deallocate()
-        base = nb
-        capacity = newCap
     }
 
     private mutating func growIndex() {
