@@ -84,6 +84,9 @@ final class Pipeline: @unchecked Sendable {
     private let worker: WorkerThread
 
     init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024) {
+        // One malloc arena for both threads: the table thread allocates little (a record's
+        // strings per flow), and a second arena would hold megabytes of free memory.
+        _ = mallopt(M_ARENA_MAX, 1)
         let full = BatchRing(size: batches + 1)
         let empty = BatchRing(size: batches + 1)
         for _ in 1..<batches { empty.push(EventBatch(capacity: batchSize)) }
