@@ -86,7 +86,7 @@ final class Pipeline: @unchecked Sendable {
     init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
-        _ = mallopt(M_ARENA_MAX, 1)
+        _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
         let full = BatchRing(size: batches + 1)
         let empty = BatchRing(size: batches + 1)
         for _ in 1..<batches { empty.push(EventBatch(capacity: batchSize)) }
@@ -113,6 +113,10 @@ final class Pipeline: @unchecked Sendable {
         worker.join()
     }
 }
+
+/// glibc's mallopt(3); <malloc.h> is not part of the Glibc module.
+@_silgen_name("mallopt")
+private func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 
 /// How many CPUs this process may use.
 func availableCPUs() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
