@@ -47,7 +47,10 @@ enum CaptureRunner {
             onFlow(r, tableRef?.firstTime)
         }
         tableRef = table
-        let pipeline = threads > 1 ? Pipeline(table: table) : nil
+        let pipeline = threads > 1 ? Pipeline(table: table) { r in
+            counter.emitted += 1
+            onFlow(r, tableRef?.firstTime)
+        } : nil
         let analyzer = pipeline?.analyzer ?? PacketAnalyzer(table: table)
         var warnings: [String] = []
         for r in readers {

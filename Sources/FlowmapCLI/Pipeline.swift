@@ -5,10 +5,10 @@ import Synchronization
 import Glibc
 #endif
 
-/// A bounded single-producer, single-consumer ring of event batches (lock-free; the waiting
-/// side yields the CPU).
-final class BatchRing: @unchecked Sendable {
-    private let slots: UnsafeMutablePointer<EventBatch?>
+/// A bounded single-producer, single-consumer ring (lock-free; a waiting side yields the CPU,
+/// running `whileWaiting` so that it can keep the other direction moving).
+final class SPSCRing<Element>: @unchecked Sendable {
+    private let slots: UnsafeMutablePointer<Element?>
     private let size: Int
     private let head = Atomic<Int>(0)  // next slot to read (consumer)
     private let tail = Atomic<Int>(0)  // next slot to write (producer)
@@ -25,24 +25,39 @@ final class BatchRing: @unchecked Sendable {
         slots.deallocate()
     }
 
-    func push(_ b: EventBatch) {
+    func push(_ e: Element, whileWaiting: () -> Void = {}) {
         let t = tail.load(ordering: .relaxed)
-        while t - head.load(ordering: .acquiring) >= size { sched_yield() }
-        slots[t % size] = b
+        while t - head.load(ordering: .acquiring) >= size {
+            whileWaiting()
+            sched_yield()
+        }
+        slots[t % size] = e
         tail.store(t + 1, ordering: .releasing)
     }
 
-    /// The next batch, or nil once the ring is closed and drained.
-    func pop() -> EventBatch? {
+    /// The next element, waiting for one; nil once the ring is closed and drained.
+    func pop(whileWaiting: () -> Void = {}) -> Element? {
         let h = head.load(ordering: .relaxed)
         while h >= tail.load(ordering: .acquiring) {
             if closed.load(ordering: .acquiring) && h >= tail.load(ordering: .acquiring) { return nil }
+            whileWaiting()
             sched_yield()
         }
-        let b = slots[h % size]
+        return take(h)
+    }
+
+    /// The next element if one is ready.
+    func tryPop() -> Element? {
+        let h = head.load(ordering: .relaxed)
+        guard h < tail.load(ordering: .acquiring) else { return nil }
+        return take(h)
+    }
+
+    private func take(_ h: Int) -> Element? {
+        let e = slots[h % size]
         slots[h % size] = nil
         head.store(h + 1, ordering: .releasing)
-        return b
+        return e
     }
 
     func close() { closed.store(true, ordering: .releasing) }
@@ -74,27 +89,44 @@ final class WorkerThread: @unchecked Sendable {
     }
 }
 
-/// Decoding on the calling thread, the flow table (and output) on a second one: the two stages
-/// meet in rings of preallocated event batches, in order, so results are identical to a
-/// single-threaded run.
+/// Decoding (and output) on the calling thread, the flow table on a second one: event batches
+/// go one way and finished flows come back the other way, in order, so results are identical
+/// to a single-threaded run and `onFlow` always runs on the calling thread.
 final class Pipeline: @unchecked Sendable {
-    let analyzer: PacketAnalyzer
-    private let full: BatchRing
-    private let empty: BatchRing
-    private let worker: WorkerThread
+    private(set) var analyzer: PacketAnalyzer!
+    private let full: SPSCRing<EventBatch>
+    private let empty: SPSCRing<EventBatch>
+    private let finished: SPSCRing<[FlowRecord]>
+    private let onFlow: (FlowRecord) -> Void
+    private var worker: WorkerThread!
 
-    init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024) {
+    init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
-        let full = BatchRing(size: batches + 1)
-        let empty = BatchRing(size: batches + 1)
+        let full = SPSCRing<EventBatch>(size: batches + 1)
+        let empty = SPSCRing<EventBatch>(size: batches + 1)
+        let finished = SPSCRing<[FlowRecord]>(size: 64)
         for _ in 1..<batches { empty.push(EventBatch(capacity: batchSize)) }
         self.full = full
         self.empty = empty
-        analyzer = PacketAnalyzer(batch: EventBatch(capacity: batchSize)) { done in
-            full.push(done)
-            return empty.pop() ?? EventBatch(capacity: batchSize)
+        self.finished = finished
+        self.onFlow = onFlow
+        analyzer = PacketAnalyzer(batch: EventBatch(capacity: batchSize)) { [unowned self] done in
+            full.push(done, whileWaiting: self.drain)
+            self.drain()
+            return empty.pop(whileWaiting: self.drain) ?? EventBatch(capacity: batchSize)
+        }
+        // Finished flows travel back in small arrays.
+        final class Outbox { var records: [FlowRecord] = [] }
+        let outbox = Outbox()
+        table.onFlow = { r in
+            outbox.records.append(r)
+            if outbox.records.count >= 256 {
+                finished.push(outbox.records)
+                outbox.records = []
+                outbox.records.reserveCapacity(256)
+            }
         }
         worker = WorkerThread {
             while let b = full.pop() {
@@ -103,13 +135,22 @@ final class Pipeline: @unchecked Sendable {
                 empty.push(b)
             }
             table.flush()
+            if !outbox.records.isEmpty { finished.push(outbox.records) }
+            finished.close()
         }
     }
 
-    /// Hands off the last events, waits for the table thread to apply them and flush.
+    /// Writes out finished flows that have arrived (on the calling thread).
+    private func drain() {
+        while let rs = finished.tryPop() { for r in rs { onFlow(r) } }
+    }
+
+    /// Hands off the last events, waits for the table thread to apply them and flush, writing
+    /// out every flow.
     func finish() {
         analyzer.finishDecoding()
         full.close()
+        while let rs = finished.pop() { for r in rs { onFlow(r) } }
         worker.join()
     }
 }
