@@ -31,13 +31,17 @@ out.append("Capture: `%s` from `bench/gen-capture.c` (fixed seed): %d packets, %
 out.append("## Throughput (hyperfine, %d runs each, median)\n" % len(hf["flowmap"]["times"]))
 out.append("| command | median s | min s | max s | packets/s | MB/s | peak RSS MB | ratio to raw loop |")
 out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"), ("flowmap", "`flowmap flows --format zeek > /dev/null`")]:
+for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"),
+                    ("flowmap", "`flowmap flows --format zeek > /dev/null` (2 threads, the default)"),
+                    ("flowmap-1thread", "the same with `--threads 1`")]:
+    if name not in hf:
+        continue
     r = hf[name]
     m = r["median"]
     out.append("| %s | %.3f | %.3f | %.3f | %.2f M | %.0f | %.0f | %.2f× |" % (
         label, m, min(r["times"]), max(r["times"]), packets / m / 1e6, size / m / 1e6,
         rss.get(name, (0, 0))[0] / 1024, raw / m))
-peers = [(k, v) for k, v in rss.items() if k not in ("rawloop", "flowmap")]
+peers = [(k, v) for k, v in rss.items() if k not in ("rawloop", "flowmap", "flowmap-1thread")]
 if peers:
     out.append("\n## Peers (one run each, wall clock from GNU time)\n")
     out.append("| tool | what it computes | wall s | packets/s | peak RSS MB | ratio to raw loop |")
