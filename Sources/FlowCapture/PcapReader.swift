@@ -19,13 +19,20 @@ public enum ReadOutcome: Sendable, Equatable {
     case cutShort(reason: String)
 }
 
-/// An offline capture (pcap or pcapng, any byte order, µs or ns) read through libpcap.
+/// An offline capture (pcap or pcapng, any byte order, µs or ns).
 ///
-/// Owns its `pcap_t` and closes it in `deinit`. The corresponding C calls are
-/// `pcap_open_offline_with_tstamp_precision` and `pcap_next_ex`.
+/// Classic pcap, and standard input, are read through libpcap; the reader owns its `pcap_t`
+/// and closes it in `deinit` (the C calls are `pcap_open_offline_with_tstamp_precision` and
+/// `pcap_next_ex`). A pcapng file is read by flowmap's own block reader, because libpcap
+/// refuses pcapng files whose interfaces differ in link type or snap length.
 public final class PcapReader {
-    private let handle: OpaquePointer
+    private enum Backend {
+        case libpcap(OpaquePointer)
+        case pcapng(PcapNGReader)
+    }
+    private let backend: Backend
     public let path: String
+    /// The link type of the capture (of its first interface, for pcapng).
     public let linkType: LinkType
     /// The file's size in bytes, when it is a regular file (not standard input).
     public let fileSize: Int64?
@@ -33,33 +40,79 @@ public final class PcapReader {
     /// Opens `path` ("-" reads standard input).
     public init(path: String) throws(CaptureError) {
         self.path = path
-        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
-            let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw CaptureError(path: path == "-" ? "<stdin>" : path, reason: PcapReader.explain(msg, path: path))
-        }
-        handle = h
-        linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
+        let shown = path == "-" ? "<stdin>" : path
         if path != "-" {
             var st = stat()
-            fileSize = stat(path, &st) == 0 ? Int64(st.st_size) : nil
+            guard stat(path, &st) == 0 else {
+                throw CaptureError(path: shown, reason: errno == ENOENT ? "no such file" : PcapReader.errnoText())
+            }
+            if (st.st_mode & S_IFMT) == S_IFDIR { throw CaptureError(path: shown, reason: "is a directory, not a capture file") }
+            fileSize = Int64(st.st_size)
+            guard let f = fopen(path, "rb") else { throw CaptureError(path: shown, reason: PcapReader.errnoText()) }
+            var magic: UInt32 = 0
+            let n = fread(&magic, 1, 4, f)
+            if n == 4 && magic == 0x0A0D_0D0A {
+                rewind(f)
+                do throws(CaptureError) {
+                    let r = try PcapNGReader(file: f, ownsFile: true)
+                    if let reason = r.readFirstInterface() { throw CaptureError(path: shown, reason: reason) }
+                    backend = .pcapng(r)
+                    linkType = r.firstLinkType ?? LinkType(rawValue: 1)
+                    return
+                } catch {
+                    throw CaptureError(path: shown, reason: error.reason)
+                }
+            }
+            fclose(f)
         } else {
             fileSize = nil
         }
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+            let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw CaptureError(path: shown, reason: PcapReader.explain(msg, path: path))
+        }
+        backend = .libpcap(h)
+        linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
     }
 
-    deinit { pcap_close(handle) }
+    deinit {
+        if case .libpcap(let h) = backend { pcap_close(h) }
+    }
 
     /// Bytes consumed so far (for progress), when known.
     public var position: Int64? {
-        guard fileSize != nil, let f = pcap_file(handle) else { return nil }
-        let p = ftello(f)
-        return p >= 0 ? Int64(p) : nil
+        guard fileSize != nil else { return nil }
+        switch backend {
+        case .pcapng(let r): return r.position
+        case .libpcap(let h):
+            guard let f = pcap_file(h) else { return nil }
+            let p = ftello(f)
+            return p >= 0 ? Int64(p) : nil
+        }
     }
 
-    /// Calls `body(timestamp, wireLength, bytes)` for each packet; the bytes are lent for the
-    /// call only. Returns how the read ended.
-    public func forEachPacket(_ body: (Double, Int, UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+    /// True when flowmap's own pcapng reader reads this file (interfaces may differ in link type).
+    public var isPcapNG: Bool {
+        if case .pcapng = backend { return true }
+        return false
+    }
+
+    /// Packets on interfaces whose link type flowmap cannot decode (pcapng), by link type.
+    public var unsupportedLinkTypes: [(linkType: LinkType, packets: Int)] {
+        guard case .pcapng(let r) = backend else { return [] }
+        return r.unsupported.sorted { $0.key < $1.key }.map { (LinkType(rawValue: $0.key), $0.value) }
+    }
+
+    /// Calls `body(linkType, timestamp, wireLength, bytes)` for each packet; the bytes are lent
+    /// for the call only. Returns how the read ended.
+    public func forEachPacket(_ body: (LinkType, Double, Int, UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+        let handle: OpaquePointer
+        switch backend {
+        case .pcapng(let r): return r.forEachPacket(body)
+        case .libpcap(let h): handle = h
+        }
+        let lt = linkType
         var hdr: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         while true {
@@ -67,7 +120,7 @@ public final class PcapReader {
             if rc == 1, let h = hdr, let d = data {
                 let caplen = Int(h.pointee.caplen)
                 let ts = Double(h.pointee.ts.tv_sec) + Double(h.pointee.ts.tv_usec) * 1e-9
-                body(ts, Int(h.pointee.len), UnsafeRawBufferPointer(start: d, count: caplen))
+                body(lt, ts, Int(h.pointee.len), UnsafeRawBufferPointer(start: d, count: caplen))
             } else if rc == PCAP_ERROR_BREAK || rc == -2 {
                 return .complete
             } else if rc == 0 {
@@ -75,6 +128,14 @@ public final class PcapReader {
             } else {
                 return .cutShort(reason: String(cString: pcap_geterr(handle)))
             }
+        }
+    }
+
+    private static func errnoText() -> String {
+        switch errno {
+        case EACCES: return "permission denied"
+        case ENOENT: return "no such file"
+        default: return String(cString: strerror(errno))
         }
     }
 

@@ -19,7 +19,7 @@ enum CaptureRunner {
         for p in paths {
             do {
                 let r = try PcapReader(path: p)
-                guard r.linkType.isSupported else {
+                guard r.linkType.isSupported || r.isPcapNG else {
                     throw UserError(message: "\(p): unsupported link type \(r.linkType.rawValue) (\(r.linkType))")
                 }
                 readers.append(r)
@@ -55,14 +55,16 @@ enum CaptureRunner {
         var warnings: [String] = []
         for r in readers {
             let progress = Progress(label: r.path == "-" ? "<stdin>" : r.path, total: r.fileSize, enabled: !quiet)
-            let lt = r.linkType
             var n: UInt64 = 0
-            let outcome = r.forEachPacket { ts, wire, bytes in
+            let outcome = r.forEachPacket { lt, ts, wire, bytes in
                 analyzer.process(linkType: lt, timestamp: ts, wireLength: wire, bytes: bytes)
                 n &+= 1
                 if n & 0xFFFF == 0 { progress.update(position: r.position, packets: n) }
             }
             progress.finish()
+            for (lt, count) in r.unsupportedLinkTypes {
+                warnings.append("\(r.path): \(count) packets on interfaces with unsupported link type \(lt.rawValue) (\(lt)), counted as unknown_link_frame")
+            }
             if case .cutShort(let reason) = outcome {
                 warnings.append("\(r.path == "-" ? "<stdin>" : r.path): capture cut short after \(n) packets (\(reason)); keeping the flows read so far")
             }

@@ -29,8 +29,7 @@ func analyze(_ paths: [String], timeouts: Timeouts = Timeouts()) throws -> (reco
     let analyzer = PacketAnalyzer(table: table)
     for p in paths {
         let r = try PcapReader(path: p)
-        let lt = r.linkType
-        _ = r.forEachPacket { ts, wire, bytes in
+        _ = r.forEachPacket { lt, ts, wire, bytes in
             analyzer.process(linkType: lt, timestamp: ts, wireLength: wire, bytes: bytes)
         }
     }

@@ -5,38 +5,38 @@
 // debug builds). Nothing here copies the packet.
 
 extension UnsafeRawBufferPointer {
-    @inline(__always)
-    func u8(_ offset: Int) -> UInt8 {
+    @inlinable @inline(__always)
+    public func u8(_ offset: Int) -> UInt8 {
         assert(offset >= 0 && offset < count)
         return load(fromByteOffset: offset, as: UInt8.self)
     }
 
-    @inline(__always)
-    func u16be(_ offset: Int) -> UInt16 {
+    @inlinable @inline(__always)
+    public func u16be(_ offset: Int) -> UInt16 {
         assert(offset >= 0 && offset + 2 <= count)
         return UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
-    @inline(__always)
-    func u16le(_ offset: Int) -> UInt16 {
+    @inlinable @inline(__always)
+    public func u16le(_ offset: Int) -> UInt16 {
         assert(offset >= 0 && offset + 2 <= count)
         return UInt16(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
-    @inline(__always)
-    func u32be(_ offset: Int) -> UInt32 {
+    @inlinable @inline(__always)
+    public func u32be(_ offset: Int) -> UInt32 {
         assert(offset >= 0 && offset + 4 <= count)
         return UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
-    @inline(__always)
-    func u32le(_ offset: Int) -> UInt32 {
+    @inlinable @inline(__always)
+    public func u32le(_ offset: Int) -> UInt32 {
         assert(offset >= 0 && offset + 4 <= count)
         return UInt32(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
-    @inline(__always)
-    func u64be(_ offset: Int) -> UInt64 {
+    @inlinable @inline(__always)
+    public func u64be(_ offset: Int) -> UInt64 {
         assert(offset >= 0 && offset + 8 <= count)
         return UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
