@@ -88,6 +88,13 @@ final class DecoderTests: XCTestCase {
         let nf: [UInt8] = [2, 0, 0, 0] + [8, 0, 10, 0, 0x61, 0x62, 0x63, 0]
             + [UInt8(tlvLen & 0xFF), UInt8(tlvLen >> 8), 9, 0]
         XCTAssertEqual(decodeAll(nf + ip, .nflog).0, .ip(offset: 16))
+        // SLIP: 16-byte pseudo-header.
+        XCTAssertEqual(decodeAll([UInt8](repeating: 0, count: 16) + ip, .slip).0, .ip(offset: 16))
+        // Frame Relay: Q.922 address (2 bytes), UI, NLPID 0xCC; and with SNAP.
+        XCTAssertEqual(decodeAll([0x18, 0x41, 0x03, 0xCC] + ip, .frameRelay).0, .ip(offset: 4))
+        XCTAssertEqual(decodeAll([0x18, 0x41, 0x03, 0x00, 0x80, 0, 0, 0, 0x08, 0x00] + ip, .frameRelay).0, .ip(offset: 10))
+        XCTAssertEqual(decodeAll([0x18, 0x41, 0x03, 0x08] + ip, .frameRelay).0, .nonIP)  // Q.933 signalling
+        XCTAssertEqual(decodeAll([0x48, 0xE1, 0x08, 0x00] + ip, .frameRelay).0, .ip(offset: 4))  // Cisco encapsulation
     }
 
     func testIPv6ExtensionHeadersAndFragments() {

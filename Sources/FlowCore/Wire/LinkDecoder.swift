@@ -42,6 +42,10 @@ public enum LinkDecoder {
             guard b.count >= 13 else { return .anomaly(.truncatedLinkHeader) }
             return llc(b, at: 13)
         case 239: return nflog(b)
+        case 8:
+            // SLIP: libpcap prepends a 16-byte pseudo-header (direction, compressed header).
+            return rawIP(b, at: 16)
+        case 107: return frameRelay(b)
         default: return .anomaly(.unsupportedLinkFrame)
         }
     }
@@ -159,6 +163,32 @@ public enum LinkDecoder {
         guard b.count >= o + len else { return .anomaly(.truncatedLinkHeader) }
         if flags & 0x40 != 0 { return .anomaly(.protected80211Frame) }
         return llc(b, at: o + len)
+    }
+
+    /// Frame Relay (RFC 2427): a Q.922 address (2-4 bytes, EA bit ends it), the UI control byte,
+    /// optional padding, then an NLPID: IPv4 (0xCC), IPv6 (0x8E) or SNAP (0x80); or Cisco's
+    /// encapsulation, an EtherType right after the address.
+    static func frameRelay(_ b: UnsafeRawBufferPointer) -> LinkResult {
+        var o = 0
+        while o < 4 {
+            guard b.count > o else { return .anomaly(.truncatedLinkHeader) }
+            let last = b.u8(o) & 0x01 != 0
+            o += 1
+            if last { break }
+        }
+        guard b.count > o + 1 else { return .anomaly(.truncatedLinkHeader) }
+        // Cisco's encapsulation: an EtherType straight after the address.
+        if b.u8(o) != 0x03 { return etherType(b.u16be(o), b, at: o + 2) }
+        o += 1
+        if b.u8(o) == 0x00 { o += 1 }  // padding before the NLPID
+        guard b.count > o else { return .anomaly(.truncatedLinkHeader) }
+        switch b.u8(o) {
+        case 0xCC, 0x8E: return rawIP(b, at: o + 1)
+        case 0x80:
+            guard b.count >= o + 6 else { return .anomaly(.truncatedLinkHeader) }
+            return etherType(b.u16be(o + 4), b, at: o + 6)
+        default: return .nonIP
+        }
     }
 
     /// Linux NFLOG: a 4-byte header, then TLVs; the payload TLV (type 9) holds the IP packet.

@@ -11,8 +11,12 @@ public struct LinkType: RawRepresentable, Hashable, Sendable, CustomStringConver
     public static let ethernet = LinkType(rawValue: 1)
     /// PPP (RFC 1661), optionally with HDLC-like address/control bytes.
     public static let ppp = LinkType(rawValue: 9)
+    /// SLIP, with libpcap's 16-byte pseudo-header.
+    public static let slip = LinkType(rawValue: 8)
     /// FDDI.
     public static let fddi = LinkType(rawValue: 10)
+    /// Frame Relay (RFC 2427 multiprotocol encapsulation).
+    public static let frameRelay = LinkType(rawValue: 107)
     /// DLT_RAW as numbered on most BSDs (raw IP).
     public static let rawBSD12 = LinkType(rawValue: 12)
     /// DLT_RAW as numbered on OpenBSD (raw IP).
@@ -43,7 +47,7 @@ public struct LinkType: RawRepresentable, Hashable, Sendable, CustomStringConver
     /// Whether the decoder understands this link type.
     public var isSupported: Bool {
         switch rawValue {
-        case 0, 1, 9, 10, 12, 14, 50, 101, 104, 105, 108, 113, 127, 228, 229, 239, 276: return true
+        case 0, 1, 8, 9, 10, 12, 14, 50, 101, 104, 105, 107, 108, 113, 127, 228, 229, 239, 276: return true
         default: return false
         }
     }
@@ -52,12 +56,14 @@ public struct LinkType: RawRepresentable, Hashable, Sendable, CustomStringConver
         switch rawValue {
         case 0: return "NULL"
         case 1: return "EN10MB"
+        case 8: return "SLIP"
         case 9: return "PPP"
         case 10: return "FDDI"
         case 12, 14, 101: return "RAW"
         case 50: return "PPP_HDLC"
         case 104: return "C_HDLC"
         case 105: return "IEEE802_11"
+        case 107: return "FRELAY"
         case 108: return "LOOP"
         case 113: return "LINUX_SLL"
         case 127: return "IEEE802_11_RADIOTAP"
