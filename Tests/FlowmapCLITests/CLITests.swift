@@ -110,3 +110,54 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try runFlowmap(["flows", "--udp-timeout", "-5", trace]).status, 64)
     }
 }
+
+/// The progress bar: drawn on stderr when it is a terminal, never otherwise or with -q.
+final class ProgressTests: XCTestCase {
+    func testProgressBarOnlyOnATerminal() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else {
+            throw XCTSkip("script(1) is not installed; cannot give flowmap a terminal")
+        }
+        guard let bin = Repo.binary else { throw XCTSkip("flowmap binary not built") }
+        // A capture long enough for the bar to be drawn: 400 000 small UDP packets.
+        var file: [UInt8] = [0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0] + [UInt8](repeating: 0, count: 8) + [0xFF, 0xFF, 0, 0, 1, 0, 0, 0]
+        let frame: [UInt8] = [UInt8](repeating: 1, count: 12) + [0x08, 0x00,
+            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 9, 0, 0, 0x61]
+        file.reserveCapacity(24 + 400_000 * (16 + frame.count))
+        for i in 0..<400_000 {
+            let sec = UInt32(1_700_000_000 + i / 1000), usec = UInt32(i % 1000 * 1000), len = UInt32(frame.count)
+            for v in [sec, usec, len, len] { file += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)] }
+            file += frame
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-progress-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cap = dir.appendingPathComponent("many.pcap")
+        try Data(file).write(to: cap)
+        // Slow the read a little (one packet at a time through a pipe would not); the bar is
+        // drawn every 65 536 packets once 0.2 s have passed, so read the file three times.
+        let cmd = "\(bin.path) flows --format json --threads 1 \(cap.path) \(cap.path) \(cap.path) > /dev/null"
+        let onTTY = try runScript(cmd)
+        XCTAssertTrue(onTTY.contains("pkts/s"), "expected a progress bar, got: \(onTTY.prefix(300))")
+        XCTAssertTrue(onTTY.contains("%"), onTTY)
+        let quiet = try runScript(cmd.replacingOccurrences(of: "--format json", with: "--format json -q"))
+        XCTAssertFalse(quiet.contains("pkts/s"))
+        // Not a terminal: no bar.
+        let piped = try runFlowmap(["flows", "--format", "json", cap.path])
+        XCTAssertFalse(piped.stderr.contains("pkts/s"))
+    }
+
+    /// Runs a shell command under script(1), which gives it a pseudo-terminal; returns what it wrote there.
+    func runScript(_ cmd: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        p.arguments = ["-qec", cmd, "/dev/null"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
