@@ -60,19 +60,21 @@ struct TimerHeap {
 struct FlowSlots {
     private var store = ValueSlots<FlowState>()
     private(set) var count = 0
-    /// index[i] = slot + 1, or 0 when empty; hashes[i] keeps the low 32 bits of that entry's
-    /// hash (its home position and a cheap filter before comparing keys).
-    private var index: [Int32]
-    private var hashes: [UInt32]
+    /// One word per index entry (one cache line fetch per probe): the high 32 bits are the
+    /// entry's hash (its home position and a filter before comparing keys), the low 32 bits
+    /// its slot + 1; 0 is empty.
+    private var index: [UInt64]
     private var mask: Int
 
     init(capacity: Int = 1024) {
-        index = [Int32](repeating: 0, count: capacity * 2)
-        hashes = [UInt32](repeating: 0, count: capacity * 2)
+        index = [UInt64](repeating: 0, count: capacity * 2)
         mask = capacity * 2 - 1
     }
 
     func deallocate() { store.deallocate() }
+
+    @inline(__always)
+    private static func entry(_ h: UInt32, _ slot: Int32) -> UInt64 { UInt64(h) << 32 | UInt64(UInt32(slot + 1)) }
 
     @inline(__always)
     static func hash(_ k: FlowKey) -> UInt64 {
@@ -92,9 +94,12 @@ struct FlowSlots {
         let h = UInt32(truncatingIfNeeded: h64)
         var i = Int(h) & mask
         while true {
-            let s = index[i]
-            if s == 0 { return nil }
-            if hashes[i] == h && store[s - 1].pointee.key == k { return s - 1 }
+            let e = index[i]
+            if e == 0 { return nil }
+            if UInt32(truncatingIfNeeded: e >> 32) == h {
+                let s = Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
+                if store[s].pointee.key == k { return s }
+            }
             i = (i + 1) & mask
         }
     }
@@ -109,8 +114,7 @@ struct FlowSlots {
         let slot = store.insert(f)
         var i = Int(h) & mask
         while index[i] != 0 { i = (i + 1) & mask }
-        index[i] = slot + 1
-        hashes[i] = h
+        index[i] = FlowSlots.entry(h, slot)
         count += 1
         return slot
     }
@@ -118,19 +122,20 @@ struct FlowSlots {
     /// Unindexes a flow and frees its slot (backward-shift deletion keeps probes short).
     mutating func remove(_ slot: Int32) {
         let h = UInt32(truncatingIfNeeded: FlowSlots.hash(store[slot].pointee.key))
+        let target = FlowSlots.entry(h, slot)
         var i = Int(h) & mask
-        while index[i] != slot + 1 {
+        while index[i] != target {
             if index[i] == 0 { return }
             i = (i + 1) & mask
         }
         index[i] = 0
         var j = (i + 1) & mask
         while index[j] != 0 {
-            let ideal = Int(hashes[j]) & mask
-            // Move j back to the hole if its ideal position is not in (i, j].
+            let ideal = Int(UInt32(truncatingIfNeeded: index[j] >> 32)) & mask
+            // Move j back to the hole if its home position is not in (i, j].
             let inRange = i <= j ? (ideal > i && ideal <= j) : (ideal > i || ideal <= j)
             if !inRange {
-                index[i] = index[j]; hashes[i] = hashes[j]
+                index[i] = index[j]
                 index[j] = 0
                 i = j
             }
@@ -144,20 +149,20 @@ struct FlowSlots {
     func liveSlots() -> [Int32] {
         var out: [Int32] = []
         out.reserveCapacity(count)
-        for s in index where s != 0 { out.append(s - 1) }
+        for e in index where e != 0 { out.append(Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1) }
         return out
     }
 
     private mutating func growIndex() {
         let newSize = index.count * 2
-        var ni = [Int32](repeating: 0, count: newSize)
-        var nh = [UInt32](repeating: 0, count: newSize)
+        var ni = [UInt64](repeating: 0, count: newSize)
         let nmask = newSize - 1
-        for i in 0..<index.count where index[i] != 0 {
-            var j = Int(hashes[i]) & nmask
+        for e in index where e != 0 {
+            var j = Int(UInt32(truncatingIfNeeded: e >> 32)) & nmask
             while ni[j] != 0 { j = (j + 1) & nmask }
-            ni[j] = index[i]; nh[j] = hashes[i]
+            ni[j] = e
         }
-        index = ni; hashes = nh; mask = nmask
+        index = ni
+        mask = nmask
     }
 }
