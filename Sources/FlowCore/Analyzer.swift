@@ -144,7 +144,7 @@ public final class PacketAnalyzer {
 
     @inline(__always)
     private func tick(_ t: Double) {
-        emit(FlowEvent(kind: .tick, t: t, ip: ip, tp: tp, packetIndex: 0, depth: 0, parent: .none, first: 0, count: 0))
+        emit(FlowEvent(kind: .tick, t: t, packet: PacketSummary(), packetIndex: 0, depth: 0, parent: .none, first: 0, count: 0))
     }
 
     /// Ends the input: hands off the last events and, when driving a table, emits every flow
@@ -198,8 +198,8 @@ public final class PacketAnalyzer {
             }
         }
         let dst = ip.dst, tpView = tp
-        emit(FlowEvent(kind: .packet, t: t, ip: ip, tp: tp, packetIndex: packetIndex, depth: UInt8(min(depth, 7)),
-                       parent: parent, first: 0, count: 0))
+        emit(FlowEvent(kind: .packet, t: t, packet: PacketSummary(ip: ip, tp: tp), packetIndex: packetIndex,
+                       depth: UInt8(min(depth, 7)), parent: parent, first: 0, count: 0))
         guard tpView.hasHeader else { return true }
         if proto == 17 {
             let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)

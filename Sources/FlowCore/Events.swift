@@ -7,6 +7,45 @@ public enum ParentRef: Sendable {
     case outer(depth: UInt8)
 }
 
+/// What the flow table needs of one decoded packet (compact: it crosses threads).
+public struct PacketSummary: Sendable {
+    public var src = IPAddress.zeroV4
+    public var dst = IPAddress.zeroV4
+    /// Transport ports; for ICMP, Zeek's type and counterpart-or-code.
+    public var sport: UInt16 = 0
+    public var dport: UInt16 = 0
+    public var seq: UInt32 = 0
+    public var ack: UInt32 = 0
+    public var ipBytes = 0
+    public var payloadLength = 0
+    public var window: UInt16 = 0
+    public var proto = IPProtocol(rawValue: 0)
+    public var tcpFlags: UInt8 = 0
+    public var hasHeader = false
+    public init() {}
+
+    @inline(__always)
+    public init(ip: IPView, tp: TransportView) {
+        src = ip.src; dst = ip.dst; proto = ip.proto; ipBytes = ip.ipBytes
+        hasHeader = tp.hasHeader
+        payloadLength = tp.payloadLength
+        if tp.hasHeader {
+            switch ip.proto.rawValue {
+            case 1, 58:
+                sport = UInt16(tp.icmpType)
+                dport = ICMPPorts.counterpart(v6: ip.proto.rawValue == 58, type: tp.icmpType, code: tp.icmpCode)
+            case 6:
+                sport = tp.sport; dport = tp.dport
+                seq = tp.seq; ack = tp.ack; window = tp.window; tcpFlags = tp.tcpFlags
+            case 17:
+                sport = tp.sport; dport = tp.dport
+            default:
+                break
+            }
+        }
+    }
+}
+
 /// One decoded packet (or a DNS answer, or just the passing of time) for the flow table.
 ///
 /// Decoding produces these; the flow table consumes them in order. Between the two they travel
@@ -15,8 +54,7 @@ public struct FlowEvent {
     public enum Kind: UInt8, Sendable { case packet, names, tick }
     public var kind: Kind
     public var t: Double
-    public var ip: IPView
-    public var tp: TransportView
+    public var packet: PacketSummary
     public var packetIndex: UInt64
     public var depth: UInt8
     public var parent: ParentRef
@@ -53,7 +91,7 @@ public final class EventBatch: @unchecked Sendable {
 
     func appendNames(_ obs: [DNSObservation], t: Double) {
         guard !obs.isEmpty else { return }
-        append(FlowEvent(kind: .names, t: t, ip: IPView(), tp: TransportView(), packetIndex: 0, depth: 0,
+        append(FlowEvent(kind: .names, t: t, packet: PacketSummary(), packetIndex: 0, depth: 0,
                          parent: .none, first: Int32(observations.count), count: Int32(obs.count)))
         observations.append(contentsOf: obs)
     }
@@ -83,8 +121,8 @@ extension FlowTable {
                 case .tunnel(let id): parent = id
                 case .outer(let d): parent = lastFlow(atDepth: Int(d))
                 }
-                let slot = packet(t: e.pointee.t, ip: e.pointee.ip, tp: e.pointee.tp,
-                                  packetIndex: e.pointee.packetIndex, depth: e.pointee.depth, parent: parent)
+                let slot = packet(t: e.pointee.t, e.pointee.packet, packetIndex: e.pointee.packetIndex,
+                                  depth: e.pointee.depth, parent: parent)
                 setLastFlow(slot, atDepth: Int(e.pointee.depth))
             case .names:
                 let first = Int(e.pointee.first)

@@ -88,19 +88,11 @@ public final class FlowTable {
 
     /// Counts one packet of a flow. Returns the flow's id, so tunnels can name their parent.
     @discardableResult
-    func packet(t: Double, ip: IPView, tp: TransportView, packetIndex: UInt64, depth: UInt8 = 0,
+    func packet(t: Double, _ summary: PacketSummary, packetIndex: UInt64, depth: UInt8 = 0,
                 parent: FlowID?) -> Int32 {
-        var sport: UInt16 = 0, dport: UInt16 = 0
+        let ip = summary, tp = summary
         let proto = ip.proto
-        let isICMP = proto.rawValue == 1 || proto.rawValue == 58
-        if tp.hasHeader {
-            if isICMP {
-                sport = UInt16(tp.icmpType)
-                dport = ICMPPorts.counterpart(v6: proto.rawValue == 58, type: tp.icmpType, code: tp.icmpCode)
-            } else if proto.rawValue == 6 || proto.rawValue == 17 {
-                sport = tp.sport; dport = tp.dport
-            }
-        }
+        let sport = tp.hasHeader ? tp.sport : 0, dport = tp.hasHeader ? tp.dport : 0
         var keyFlipped = false
         let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, flipped: &keyFlipped)
         let h = FlowSlots.hash(key)
@@ -168,7 +160,7 @@ public final class FlowTable {
         if isOrig { f.pointee.origPayload &+= n } else { f.pointee.respPayload &+= n }
     }
 
-    private func create(key: FlowKey, hash h: UInt64, t: Double, ip: IPView, tp: TransportView, sport: UInt16,
+    private func create(key: FlowKey, hash h: UInt64, t: Double, ip: PacketSummary, tp: PacketSummary, sport: UInt16,
                         dport: UInt16, serial: UInt64) -> Int32 {
         var f = FlowState(key: key, serial: serial, origH: ip.src, origP: sport, start: t)
         var flip = false
@@ -224,7 +216,7 @@ public final class FlowTable {
 
     // MARK: TCP (Zeek's TCPAnalyzer::DeliverPacket and TCPSessionAdapter state machine)
 
-    private func isReuse(_ p: UnsafeMutablePointer<FlowState>, tp: TransportView) -> Bool {
+    private func isReuse(_ p: UnsafeMutablePointer<FlowState>, tp: PacketSummary) -> Bool {
         let fl = tp.tcpFlags
         var connOrigStart = tcp(p).pointee.orig.startSeq
         var connOrigState = tcp(p).pointee.orig.state
@@ -244,7 +236,7 @@ public final class FlowTable {
         return true
     }
 
-    private func tcpPacket(_ fp: UnsafeMutablePointer<FlowState>, isOrig isOrig0: Bool, t: Double, tp: TransportView) {
+    private func tcpPacket(_ fp: UnsafeMutablePointer<FlowState>, isOrig isOrig0: Bool, t: Double, tp: PacketSummary) {
         var isOrig = isOrig0
         let fl = tp.tcpFlags
         let syn = fl & TCPFlag.syn != 0, fin = fl & TCPFlag.fin != 0
