@@ -208,3 +208,36 @@ final class BatchingTests: XCTestCase {
         XCTAssertTrue(a.contains { $0.proto == "icmp" && $0.tunnelParents.count == 15 })  // 3 sources × 5 ports
     }
 }
+
+final class GapTests: XCTestCase {
+    let c = "10.0.0.1", s = "10.0.0.2"
+    func tcp(_ src: String, _ dst: String, _ sp: Int, _ dp: Int, seq: UInt32, ack: UInt32, _ flags: UInt8, payload: Int = 0) -> [UInt8] {
+        PB.ether(PB.ipv4(src: src, dst: dst, proto: 6, PB.tcp(sport: sp, dport: dp, seq: seq, ack: ack, flags: flags, payload: payload)))
+    }
+
+    func run(reorder: Bool, drop: Bool) throws -> FlowRecord {
+        let h = Harness()
+        let S = TCPFlag.syn, A = TCPFlag.ack
+        h.feed(tcp(c, s, 40000, 80, seq: 100, ack: 0, S), at: 1)
+        h.feed(tcp(s, c, 80, 40000, seq: 500, ack: 101, S | A), at: 1.01)
+        h.feed(tcp(c, s, 40000, 80, seq: 101, ack: 501, A), at: 1.02)
+        let first = tcp(c, s, 40000, 80, seq: 101, ack: 501, A, payload: 10)
+        let second = tcp(c, s, 40000, 80, seq: 111, ack: 501, A, payload: 10)
+        if reorder { h.feed(second, at: 1.03); h.feed(first, at: 1.04) }
+        else if drop { h.feed(second, at: 1.03) }  // the first segment was never seen
+        else { h.feed(first, at: 1.03); h.feed(second, at: 1.04) }
+        h.feed(tcp(s, c, 80, 40000, seq: 501, ack: 121, A), at: 1.05)
+        return try XCTUnwrap(h.finish().first)
+    }
+
+    func testAckBeyondSeenDataIsAGap() throws {
+        let r = try run(reorder: false, drop: true)
+        XCTAssertEqual(r.missedBytes, 10)
+        XCTAssertTrue(r.history.contains("G"), r.history)
+        XCTAssertEqual(try run(reorder: false, drop: false).missedBytes, 0)
+        // Out of order but complete: no gap.
+        let reordered = try run(reorder: true, drop: false)
+        XCTAssertEqual(reordered.missedBytes, 0)
+        XCTAssertFalse(reordered.history.contains("G"))
+    }
+}

@@ -17,6 +17,7 @@ final class ZeekParityTests: XCTestCase {
         var history: String?
         var origBytes: String?
         var respBytes: String?
+        var missedBytes: String?
         var key: String { "\(proto) \(origH):\(origP) > \(respH):\(respP)" }
         var undirectedKey: String {
             let a = "\(origH):\(origP)", b = "\(respH):\(respP)"
@@ -47,7 +48,7 @@ final class ZeekParityTests: XCTestCase {
                                 respH: d["id.resp_h"] ?? "", respP: d["id.resp_p"] ?? "", origPkts: d["orig_pkts"],
                                 origIPBytes: d["orig_ip_bytes"], respPkts: d["resp_pkts"],
                                 respIPBytes: d["resp_ip_bytes"], connState: d["conn_state"], history: d["history"],
-                                origBytes: d["orig_bytes"], respBytes: d["resp_bytes"]))
+                                origBytes: d["orig_bytes"], respBytes: d["resp_bytes"], missedBytes: d["missed_bytes"]))
         }
         return rows
     }
@@ -79,8 +80,8 @@ final class ZeekParityTests: XCTestCase {
             packets and IP bytes each way, and conn_state to be exact. `history` and payload byte columns \
             are compared too, for information.
 
-            | trace | Zeek conns | flowmap conns | matched | direction differs | history equal | payload bytes equal |
-            |---|---:|---:|---:|---:|---:|---:|
+            | trace | Zeek conns | flowmap conns | matched | direction differs | history equal | payload bytes equal | missed_bytes equal |
+            |---|---:|---:|---:|---:|---:|---:|---:|
 
             """
         var totalRef = 0, totalMatched = 0
@@ -97,7 +98,8 @@ final class ZeekParityTests: XCTestCase {
                         respP: String(r.respP), origPkts: String(r.origPkts), origIPBytes: String(r.origIPBytes),
                         respPkts: String(r.respPkts), respIPBytes: String(r.respIPBytes), connState: r.connState,
                         history: r.history.isEmpty ? "-" : r.history,
-                        origBytes: r.hasDuration ? String(r.origBytes) : "-", respBytes: r.hasDuration ? String(r.respBytes) : "-")
+                        origBytes: r.hasDuration ? String(r.origBytes) : "-", respBytes: r.hasDuration ? String(r.respBytes) : "-",
+                        missedBytes: String(r.missedBytes))
             }
             // Multiset match on the compared columns.
             var remaining: [String: Int] = [:]
@@ -115,10 +117,15 @@ final class ZeekParityTests: XCTestCase {
             let directionDiffers = Set(ours.filter { !refDirected.contains($0.key) && refUndirected.contains($0.undirectedKey) }
                 .map(\.key)).count
             // Informational columns, on the matched multiset.
-            var histRef: [String: Int] = [:], bytesRef: [String: Int] = [:]
-            for r in ref { histRef["\(r.key) \(r.history ?? "")", default: 0] += 1; bytesRef["\(r.key) \(r.origBytes ?? "") \(r.respBytes ?? "")", default: 0] += 1 }
-            var histEqual = 0, bytesEqual = 0
+            var histRef: [String: Int] = [:], bytesRef: [String: Int] = [:], missedRef: [String: Int] = [:]
+            for r in ref {
+                histRef["\(r.key) \(r.history ?? "")", default: 0] += 1
+                bytesRef["\(r.key) \(r.origBytes ?? "") \(r.respBytes ?? "")", default: 0] += 1
+                missedRef["\(r.key) \(r.missedBytes ?? "")", default: 0] += 1
+            }
+            var histEqual = 0, bytesEqual = 0, missedEqual = 0
             for o in ours {
+                if let n = missedRef["\(o.key) \(o.missedBytes ?? "")"], n > 0 { missedRef["\(o.key) \(o.missedBytes ?? "")"] = n - 1; missedEqual += 1 }
                 if let n = histRef["\(o.key) \(o.history ?? "")"], n > 0 { histRef["\(o.key) \(o.history ?? "")"] = n - 1; histEqual += 1 }
                 if let n = bytesRef["\(o.key) \(o.origBytes ?? "") \(o.respBytes ?? "")"], n > 0 {
                     bytesRef["\(o.key) \(o.origBytes ?? "") \(o.respBytes ?? "")"] = n - 1; bytesEqual += 1
@@ -126,7 +133,8 @@ final class ZeekParityTests: XCTestCase {
             }
             let hasHistory = ref.first?.history != nil
             report += "| \(name) | \(ref.count) | \(ours.count) | \(matched) | \(directionDiffers) | "
-            report += hasHistory ? "\(histEqual)/\(ref.count) | \(bytesEqual)/\(ref.count) |\n" : "n/a (cut log) | n/a |\n"
+            report += hasHistory ? "\(histEqual)/\(ref.count) | \(bytesEqual)/\(ref.count) | \(missedEqual)/\(ref.count) |\n"
+                : "n/a (cut log) | n/a | n/a |\n"
             totalRef += ref.count
             totalMatched += matched
             let missing = ref.count - matched
@@ -155,8 +163,9 @@ final class ZeekParityTests: XCTestCase {
             - Checksums are not validated (as `zeek -C`); the traces run without `-C` contain no bad checksums.
             - `likely_server_ports` is the union of the ports Zeek's default analyzers register; a trace run \
             with `-b` loads fewer, which could change a flip decision (none does in this set).
-            - `service`, `local_orig`/`local_resp` and `missed_bytes` are not produced (no protocol detection, \
-            no `Site::local_nets`, no TCP stream reassembly).
+            - `service` and `local_orig`/`local_resp` are not produced (no protocol detection, no \
+            `Site::local_nets`). `missed_bytes` comes from acknowledgments beyond the data seen, without \
+            buffering payload; Zeek's reassembler can differ by a few bytes around retransmissions.
             - IP fragments are reassembled and a datagram counts once, with its reassembled length; a datagram \
             that never completes is not counted (it is reported as the anomaly `incomplete_fragmented_datagram`), \
             as in Zeek.

@@ -212,6 +212,7 @@ enum Hist {
     static let data: UInt32 = 0x10
     static let ack: UInt32 = 0x20
     static let multiFlag: UInt32 = 0x40
+    static let gap: UInt32 = 0x400
 }
 
 /// Ports that Zeek's default analyzers register as `likely_server_ports`; they decide the

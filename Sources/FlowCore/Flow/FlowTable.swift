@@ -15,6 +15,9 @@ public final class FlowTable {
     private var nameStrings: [String] = []
     private var nameIndex: [String: Int32] = [:]
     private var parentLists: [[FlowID]] = []
+    /// Data segments that arrived past a hole, per TCP endpoint (rare; keyed by the endpoint's
+    /// address in the TCP slots, which is stable while the flow lives).
+    private var outOfOrder: [UInt: [(UInt64, UInt64)]] = [:]
     private var freeParentLists: [Int32] = []
     /// The flow (slot) of the latest packet at each tunnel depth (for `ParentRef.outer`).
     private var lastFlows = [Int32](repeating: -1, count: 8)
@@ -315,12 +318,28 @@ public final class FlowTable {
         if !(ep.pointee.didClose && peer.pointee.didClose) { fp.pointee.last = t }
         if fin { ep.pointee.finSeen = true }
 
+        // In-order data extends what this endpoint has delivered (for content gaps); data past a
+        // hole is remembered aside until the hole fills.
+        if len > 0 && !rst && !underflow {
+            let dataStart = syn ? relSeq &+ 1 : relSeq
+            let dataEnd = dataStart &+ UInt64(len)
+            if dataStart <= ep.pointee.dataEnd {
+                ep.pointee.dataEnd = max(ep.pointee.dataEnd, dataEnd)
+                if !outOfOrder.isEmpty { mergeOutOfOrder(ep) }
+            } else if dataStart < ep.pointee.dataEnd &+ (1 << 31) {
+                outOfOrder[UInt(bitPattern: ep), default: []].append((dataStart, dataEnd))
+            }
+        }
+
+        var relAck: UInt64 = 0
+        var ackTrusted = false
         if ack {
             if peer.pointee.state == .inactive {
                 peer.pointee.initSeqs(start: ackSeq &- 1, last: ackSeq &- 1)
             } else {
                 var ackUnderflow = false
-                _ = peer.pointee.relative(ackSeq, last: peer.pointee.ackSeq, wraps: peer.pointee.ackWraps, underflow: &ackUnderflow)
+                relAck = peer.pointee.relative(ackSeq, last: peer.pointee.ackSeq, wraps: peer.pointee.ackWraps, underflow: &ackUnderflow)
+                ackTrusted = !ackUnderflow && !rst
                 if !ackUnderflow && !rst {
                     let d = seqDelta(ackSeq, peer.pointee.ackSeq)
                     if ackSeq == 0 && d > 1_048_576 {
@@ -429,7 +448,42 @@ public final class FlowTable {
             break
         }
 
+        // An acknowledgment beyond the data seen from the peer reveals a content gap (Zeek's
+        // reassembler counts it in missed_bytes and marks 'G'/'g' in the history).
+        if ackTrusted && relAck > peer.pointee.dataEnd && relAck < peer.pointee.dataEnd &+ (1 << 31) {
+            // Bytes held aside (past an earlier hole) were seen: they are not missed.
+            var seenAside: UInt64 = 0
+            if !outOfOrder.isEmpty, let ranges = outOfOrder.removeValue(forKey: UInt(bitPattern: peer)) {
+                var covered = peer.pointee.dataEnd
+                for (a, z) in ranges.sorted(by: { $0.0 < $1.0 }) where z > covered && a < relAck {
+                    let lo = max(a, covered), hi = min(z, relAck)
+                    if hi > lo { seenAside &+= hi - lo; covered = hi }
+                }
+                let later = ranges.filter { $0.1 > relAck }
+                if !later.isEmpty { outOfOrder[UInt(bitPattern: peer)] = later }
+            }
+            var gap = relAck - peer.pointee.dataEnd - min(seenAside, relAck - peer.pointee.dataEnd)
+            if peer.pointee.finSeen && gap > 0 { gap -= 1 }  // the FIN's sequence number
+            if gap > 0 {
+                peer.pointee.missed &+= gap
+                _ = fp.pointee.checkHistory(Hist.gap, UInt8(ascii: "G"), isOrig: !isOrig)
+            }
+            peer.pointee.dataEnd = relAck
+        }
+
         if doClose { connectionClosed(fp, ep, peer, genEvent: genEvent) }
+    }
+
+    /// Extends `ep`'s in-order data over segments held aside that now connect.
+    private func mergeOutOfOrder(_ ep: UnsafeMutablePointer<TCPEndpoint>) {
+        let key = UInt(bitPattern: ep)
+        guard var ranges = outOfOrder[key] else { return }
+        ranges.sort { $0.0 < $1.0 }
+        var rest: [(UInt64, UInt64)] = []
+        for (a, z) in ranges {
+            if a <= ep.pointee.dataEnd { ep.pointee.dataEnd = max(ep.pointee.dataEnd, z) } else { rest.append((a, z)) }
+        }
+        outOfOrder[key] = rest.isEmpty ? nil : rest
     }
 
     /// The address of a flow's originator or responder endpoint inside its slot.
@@ -528,7 +582,14 @@ public final class FlowTable {
         guard !f.pointee.removed else { return }
         f.pointee.removed = true
         let rec = record(f)
-        if f.pointee.tcp >= 0 { tcpSlots.remove(f.pointee.tcp) }
+        if f.pointee.tcp >= 0 {
+            if !outOfOrder.isEmpty {
+                let ts = tcpSlots[f.pointee.tcp]
+                outOfOrder[UInt(bitPattern: FlowTable.endpoint(ts, orig: true))] = nil
+                outOfOrder[UInt(bitPattern: FlowTable.endpoint(ts, orig: false))] = nil
+            }
+            tcpSlots.remove(f.pointee.tcp)
+        }
         if f.pointee.parents >= 0 {
             parentLists[Int(f.pointee.parents)] = []
             freeParentLists.append(f.pointee.parents)
@@ -543,11 +604,12 @@ public final class FlowTable {
     func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord {
         let f = fp.pointee
         let proto = f.key.proto
-        var origBytes: UInt64 = 0, respBytes: UInt64 = 0
+        var origBytes: UInt64 = 0, respBytes: UInt64 = 0, missed: UInt64 = 0
         let state: String
         switch proto.rawValue {
         case 6 where f.tcp >= 0:
             let ts = tcpSlots[f.tcp].pointee
+            missed = ts.orig.missed &+ ts.resp.missed
             origBytes = ts.orig.size(peerState: ts.resp.state)
             respBytes = ts.resp.size(peerState: ts.orig.state)
             state = FlowTable.tcpConnState(ts.orig.state, ts.resp.state, origSize: origBytes, respSize: respBytes,
@@ -571,7 +633,7 @@ public final class FlowTable {
         return FlowRecord(
             ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
             ipProto: proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
-            connState: state, missedBytes: 0, history: f.history.string,
+            connState: state, missedBytes: missed, history: f.history.string,
             origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
             tunnelParents: f.parents >= 0 ? parentLists[Int(f.parents)].map(\.text).sorted() : [], flipped: f.flipped, respName: respName, respNames: respNames)
     }

@@ -28,6 +28,10 @@ struct TCPEndpoint {
     var histLastRST: UInt32 = 0
     var rxmitCount: UInt32 = 0
     var zeroWinCount: UInt32 = 0
+    /// The relative sequence number after the last in-order data byte seen (1 = no data yet).
+    var dataEnd: UInt64 = 1
+    /// Bytes the peer acknowledged that were never seen (content gaps).
+    var missed: UInt64 = 0
 
     @inline(__always)
     mutating func setState(_ s: TCPEndpointState) {
@@ -40,6 +44,7 @@ struct TCPEndpoint {
         startSeq = start
         ackSeq = start
         lastSeq = last
+        dataEnd = 1
     }
 
     @inline(__always)
