@@ -24,25 +24,11 @@ public final class DNSNameTable {
             h.combine((client.lo &* 0x9E37_79B9_7F4A_7C15) ^ address.lo ^ (client.hi &* 31) ^ (address.hi &* 131))
         }
     }
-    /// Name ids for one address: usually one, so the first is inline and the rest (rare) in an
-    /// array.
-    struct NameSet {
-        var first: Int32
-        var more: [Int32]? = nil
-
-        var all: [Int32] { [first] + (more ?? []) }
-
-        /// Adds `id`; returns false if it was there already.
-        mutating func add(_ id: Int32) -> Bool {
-            if first == id || more?.contains(id) == true { return false }
-            if more == nil { more = [id] } else { more!.append(id) }
-            return true
-        }
-    }
+    /// What one client resolved for one address: the first name it asked for (by id), and when.
+    /// Further names for the same pair are rare; they are only counted in the global table.
     struct Binding {
-        var names: NameSet
+        var first: Int32
         var learnedAt: Double
-        var expiresAt: Double
     }
     private var perClient: [ClientKey: Binding] = [:]
     /// Every name seen for an address, sorted (shared interned strings; handed out as is).
@@ -68,16 +54,10 @@ public final class DNSNameTable {
 
     func learn(_ o: DNSObservation) {
         if keepObservations { observations.append(o) }
-        let expires = o.ts + Double(o.ttl)
         let id = intern(o.name)
         if let c = o.client {
             let k = ClientKey(client: c, address: o.address)
-            if perClient[k] == nil {
-                perClient[k] = Binding(names: NameSet(first: id), learnedAt: o.ts, expiresAt: expires)
-            } else {
-                _ = perClient[k]!.names.add(id)
-                if expires > perClient[k]!.expiresAt { perClient[k]!.expiresAt = expires }
-            }
+            if perClient[k] == nil { perClient[k] = Binding(first: id, learnedAt: o.ts) }
         }
         global[o.address, default: []].insertSorted(strings[Int(id)])
     }
@@ -86,7 +66,7 @@ public final class DNSNameTable {
     public func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> String? {
         guard !perClient.isEmpty, let b = perClient[ClientKey(client: client, address: address)],
               b.learnedAt <= t else { return nil }
-        return strings[Int(b.names.first)]
+        return strings[Int(b.first)]
     }
 
     /// Every name seen for `address`, sorted.

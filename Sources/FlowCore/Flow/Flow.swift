@@ -162,6 +162,8 @@ struct TCPState {
     var deleteAt = Double.infinity
     var resetAt = Double.infinity
     var expireAt = Double.infinity
+    /// Bytes acknowledged but never seen, both directions (content gaps).
+    var missed: UInt64 = 0
 }
 
 /// A growable store of plain values with a free list, in fixed-size chunks: growing adds a

@@ -465,7 +465,7 @@ public final class FlowTable {
             var gap = relAck - peer.pointee.dataEnd - min(seenAside, relAck - peer.pointee.dataEnd)
             if peer.pointee.finSeen && gap > 0 { gap -= 1 }  // the FIN's sequence number
             if gap > 0 {
-                peer.pointee.missed &+= gap
+                ts.pointee.missed &+= gap
                 _ = fp.pointee.checkHistory(Hist.gap, UInt8(ascii: "G"), isOrig: !isOrig)
             }
             peer.pointee.dataEnd = relAck
@@ -609,7 +609,7 @@ public final class FlowTable {
         switch proto.rawValue {
         case 6 where f.tcp >= 0:
             let ts = tcpSlots[f.tcp].pointee
-            missed = ts.orig.missed &+ ts.resp.missed
+            missed = ts.missed
             origBytes = ts.orig.size(peerState: ts.resp.state)
             respBytes = ts.resp.size(peerState: ts.orig.state)
             state = FlowTable.tcpConnState(ts.orig.state, ts.resp.state, origSize: origBytes, respSize: respBytes,

@@ -30,8 +30,6 @@ struct TCPEndpoint {
     var zeroWinCount: UInt32 = 0
     /// The relative sequence number after the last in-order data byte seen (1 = no data yet).
     var dataEnd: UInt64 = 1
-    /// Bytes the peer acknowledged that were never seen (content gaps).
-    var missed: UInt64 = 0
 
     @inline(__always)
     mutating func setState(_ s: TCPEndpointState) {
