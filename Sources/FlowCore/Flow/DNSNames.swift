@@ -64,10 +64,18 @@ public final class DNSNameTable {
 
     /// The name `client` resolved for `address` at or before `t` (the first it asked for).
     public func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> String? {
+        nameIDAsked(by: client, for: address, before: t).map(name)
+    }
+
+    /// Like `nameAsked`, as the interned name's id (see `name(_:)`).
+    func nameIDAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> Int32? {
         guard !perClient.isEmpty, let b = perClient[ClientKey(client: client, address: address)],
               b.learnedAt <= t else { return nil }
-        return strings[Int(b.first)]
+        return b.first
     }
+
+    /// The interned name with this id.
+    func name(_ id: Int32) -> String { strings[Int(id)] }
 
     /// Every name seen for `address`, sorted.
     public func allNames(for address: IPAddress) -> [String] {

@@ -95,7 +95,7 @@ struct FlowState {
     var tcp: Int32 = -1
     var scheduledAt = Double.infinity
     var timerToken: UInt32 = 0
-    /// Index into the table's responder names, or -1.
+    /// The id of the name the originator resolved for the responder (DNSNameTable), or -1.
     var respName: Int32 = -1
     /// Index into the table's tunnel-parent lists, or -1.
     var parents: Int32 = -1
@@ -164,45 +164,6 @@ struct TCPState {
     var expireAt = Double.infinity
     /// Bytes acknowledged but never seen, both directions (content gaps).
     var missed: UInt64 = 0
-}
-
-/// A growable store of plain values with a free list, in fixed-size chunks: growing adds a
-/// chunk and never moves existing values (no copy spike, and pointers stay valid).
-struct ValueSlots<Element> {
-    private static var chunkShift: Int { 14 }
-    private static var chunkSize: Int { 1 << chunkShift }
-    private var chunks: [UnsafeMutablePointer<Element>] = []
-    private var used = 0
-    private var free: [Int32] = []
-
-    init() {}
-
-    func deallocate() { for c in chunks { c.deallocate() } }
-
-    @inline(__always)
-    subscript(_ i: Int32) -> UnsafeMutablePointer<Element> {
-        let n = Int(i)
-        return chunks[n >> Self.chunkShift] + (n & (Self.chunkSize - 1))
-    }
-
-    mutating func insert(_ v: Element) -> Int32 {
-        if let s = free.popLast() {
-            self[s].initialize(to: v)
-            return s
-        }
-        if used == chunks.count * Self.chunkSize {
-            chunks.append(.allocate(capacity: Self.chunkSize))
-        }
-        let s = Int32(used)
-        used += 1
-        self[s].initialize(to: v)
-        return s
-    }
-
-    mutating func remove(_ i: Int32) {
-        _ = self[i].move()
-        free.append(i)
-    }
 }
 
 /// History masks (Zeek's HIST_* bits); the responder's are shifted left by 16.

@@ -11,9 +11,7 @@ public final class FlowTable {
     private var slots = FlowSlots()
     private var tcpSlots = ValueSlots<TCPState>()
     private var heap = TimerHeap()
-    /// Interned responder names and tunnel-parent lists, referenced from flow state by index.
-    private var nameStrings: [String] = []
-    private var nameIndex: [String: Int32] = [:]
+    /// Tunnel-parent lists, referenced from flow state by index.
     private var parentLists: [[FlowID]] = []
     /// Data segments that arrived past a hole, per TCP endpoint (rare; keyed by the endpoint's
     /// address in the TCP slots, which is stable while the flow lives).
@@ -201,20 +199,12 @@ public final class FlowTable {
             default: break
             }
         }
-        if !names.isEmpty, let n = names.nameAsked(by: f.origH, for: f.respH, before: t) {
-            f.respName = intern(n)
+        if !names.isEmpty, let id = names.nameIDAsked(by: f.origH, for: f.respH, before: t) {
+            f.respName = id
         }
         let slot = slots.insert(f, hash: h)
         if slots.count > peakActiveFlows { peakActiveFlows = slots.count }
         return slot
-    }
-
-    private func intern(_ n: String) -> Int32 {
-        if let i = nameIndex[n] { return i }
-        let i = Int32(nameStrings.count)
-        nameStrings.append(n)
-        nameIndex[n] = i
-        return i
     }
 
     // MARK: TCP (Zeek's TCPAnalyzer::DeliverPacket and TCPSessionAdapter state machine)
@@ -623,7 +613,7 @@ public final class FlowTable {
         default:
             state = "OTH"
         }
-        var respName: String? = f.respName >= 0 ? nameStrings[Int(f.respName)] : nil
+        var respName: String? = f.respName >= 0 ? names.name(f.respName) : nil
         var respNames: [String] = []
         if !names.isEmpty {
             let all = names.allNames(for: f.respH)
