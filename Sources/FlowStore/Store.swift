@@ -1,6 +1,10 @@
 import FlowCore
 import GRDB
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Why the store could not be used.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var path: String
@@ -44,8 +48,12 @@ public final class FlowStore {
     public let path: String
     private let db: DatabasePool
 
-    public init(path: String) throws(StoreError) {
+    /// Opens (and with `create`, creates) the store at `path`, migrating it to the current schema.
+    public init(path: String, create: Bool = true) throws(StoreError) {
         self.path = path
+        if !create && !FlowStore.fileExists(path) {
+            throw StoreError(path: path, reason: "no such file (write one with `flowmap ingest --db`)")
+        }
         do {
             var config = Configuration()
             config.foreignKeysEnabled = true
@@ -56,6 +64,10 @@ public final class FlowStore {
         } catch {
             throw StoreError(path: path, reason: "cannot open database: \(error)")
         }
+    }
+
+    static func fileExists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
     }
 
     static func explain(_ e: DatabaseError) -> String {

@@ -31,7 +31,7 @@ struct FlowsCommand: ParsableCommand {
         var writer = FlowWriter(format: format)
         if let db = source.db {
             let store: FlowStore
-            do { store = try FlowStore(path: db) } catch { throw fail(error.description) }
+            do { store = try FlowStore(path: db, create: false) } catch { throw fail(error.description) }
             do {
                 try store.forEachFlow(since: source.sinceTime, until: source.untilTime) { writer.add($0) }
             } catch {

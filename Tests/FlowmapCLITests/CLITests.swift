@@ -30,6 +30,10 @@ final class CLITests: XCTestCase {
         // A bad path among good ones fails before any output.
         assertOneLineError(try runFlowmap(["flows", wikipedia, "/nonexistent/y.pcap"]), mentions: "y.pcap")
         assertOneLineError(try runFlowmap(["flows", "--db", "/nonexistent/dir/flows.db"]), mentions: "/nonexistent/dir/flows.db")
+        // Reading a store that does not exist is an error, and creates nothing.
+        let missing = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-\(UUID().uuidString).db")
+        assertOneLineError(try runFlowmap(["flows", "--db", missing.path]), mentions: "no such file")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing.path))
         assertOneLineError(try runFlowmap(["ingest", wikipedia, "--db", "/nonexistent/dir/flows.db"]), mentions: "flows.db")
         let dir = try tempDir()
         let notDB = dir.appendingPathComponent("junk.db")
