@@ -224,13 +224,14 @@ public final class FlowStore {
             try db.write { db in
                 let st = try db.cachedStatement(sql: """
                     INSERT INTO dns_name (source_id, client, name, address, chain, ttl, first_seen, last_seen, answers)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(source_id, client, name, address) DO UPDATE SET
-                      last_seen = max(last_seen, excluded.last_seen), ttl = excluded.ttl, answers = answers + 1
+                      last_seen = max(last_seen, excluded.last_seen), ttl = excluded.ttl,
+                      answers = answers + excluded.answers
                     """)
                 for o in obs {
                     try st.execute(arguments: [source, o.client?.description ?? "", o.name, o.address.description,
-                                               o.chain.joined(separator: ","), Int64(o.ttl), o.ts, o.ts])
+                                               o.chain.joined(separator: ","), Int64(o.ttl), o.ts, o.lastSeen, o.answers])
                 }
             }
         } catch { throw StoreError(path: path, reason: "\(error)") }

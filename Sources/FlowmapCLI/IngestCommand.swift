@@ -92,7 +92,7 @@ struct IngestCommand: ParsableCommand {
                 throw fail("\(error)")
             }
             for w in result.warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
-            Terminal.stderr("flowmap: \(reader.path): \(result.stats.packetsRead) packets, \(result.flows) flows (\(added) new), \(result.names.observations.count) DNS answers\n")
+            Terminal.stderr("flowmap: \(reader.path): \(result.stats.packetsRead) packets, \(result.flows) flows (\(added) new), \(result.names.observations.count) distinct DNS answers\n")
         }
     }
 

@@ -52,5 +52,11 @@ final class DNSTests: XCTestCase {
         let theirs = try XCTUnwrap(recs.first { $0.origH == IPAddress(other) })
         XCTAssertEqual(theirs.respName, "www.example.com")
         XCTAssertEqual(h.table.names.observations.count, 1)
+        // The same answer again is counted, not stored twice.
+        h.table.names.learn(DNSObservation(client: IPAddress(client), name: "www.example.com", chain: [],
+                                           address: IPAddress("93.184.216.34")!, ttl: 60, ts: 9))
+        XCTAssertEqual(h.table.names.observations.count, 1)
+        XCTAssertEqual(h.table.names.observations[0].answers, 2)
+        XCTAssertEqual(h.table.names.observations[0].lastSeen, 9)
     }
 }

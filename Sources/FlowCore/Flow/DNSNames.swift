@@ -8,7 +8,16 @@ public struct DNSObservation: Sendable, Equatable {
     public var chain: [String]
     public var address: IPAddress
     public var ttl: UInt32
+    /// When the answer was first seen.
     public var ts: Double
+    /// When the same (client, name, address) answer was last seen, and how many times.
+    public var lastSeen: Double
+    public var answers: Int
+
+    public init(client: IPAddress?, name: String, chain: [String], address: IPAddress, ttl: UInt32, ts: Double) {
+        self.client = client; self.name = name; self.chain = chain; self.address = address; self.ttl = ttl
+        self.ts = ts; lastSeen = ts; answers = 1
+    }
 }
 
 /// Which DNS names resolved to which addresses, per client and globally.
@@ -36,8 +45,15 @@ public final class DNSNameTable {
     /// Interned names: each distinct name is stored once.
     private var strings: [String] = []
     private var ids: [String: Int32] = [:]
-    /// Every observation, in packet order, for the store.
+    /// Every distinct (client, name, address) answer, in the order first seen, with its count
+    /// and last time: memory grows with distinct answers, not with DNS traffic.
     public private(set) var observations: [DNSObservation] = []
+    private var observationIndex: [ObservationKey: Int] = [:]
+    struct ObservationKey: Hashable {
+        var client: IPAddress?
+        var name: Int32
+        var address: IPAddress
+    }
     public var keepObservations = true
 
     public init() {}
@@ -53,8 +69,18 @@ public final class DNSNameTable {
     }
 
     func learn(_ o: DNSObservation) {
-        if keepObservations { observations.append(o) }
         let id = intern(o.name)
+        if keepObservations {
+            let k = ObservationKey(client: o.client, name: id, address: o.address)
+            if let i = observationIndex[k] {
+                observations[i].lastSeen = max(observations[i].lastSeen, o.ts)
+                observations[i].answers += 1
+                observations[i].ttl = o.ttl
+            } else {
+                observationIndex[k] = observations.count
+                observations.append(o)
+            }
+        }
         if let c = o.client {
             let k = ClientKey(client: c, address: o.address)
             if perClient[k] == nil { perClient[k] = Binding(first: id, learnedAt: o.ts) }
