@@ -6,20 +6,28 @@ public enum SourceKind: String, Sendable, Codable, CaseIterable {
 }
 
 /// Who owns one local end of a flow (filled by the live agent from /proc; nil from captures).
-public struct ProcessAttribution: Sendable, Equatable, Codable {
-    public var pid: Int?
-    public var comm: String?
-    public var exe: String?
-    public var cmdline: String?
-    public var user: String?
-    public var uid: Int?
-    public var cgroup: String?
-    public var container: String?
-    public var unit: String?
+///
+/// A reference type, so that a flow record without attribution stays small to copy.
+public final class ProcessAttribution: Sendable, Equatable, Codable {
+    public let pid: Int?
+    public let comm: String?
+    public let exe: String?
+    public let cmdline: String?
+    public let user: String?
+    public let uid: Int?
+    public let cgroup: String?
+    public let container: String?
+    public let unit: String?
+
     public init(pid: Int? = nil, comm: String? = nil, exe: String? = nil, cmdline: String? = nil, user: String? = nil,
                 uid: Int? = nil, cgroup: String? = nil, container: String? = nil, unit: String? = nil) {
         self.pid = pid; self.comm = comm; self.exe = exe; self.cmdline = cmdline; self.user = user
         self.uid = uid; self.cgroup = cgroup; self.container = container; self.unit = unit
+    }
+
+    public static func == (a: ProcessAttribution, b: ProcessAttribution) -> Bool {
+        a.pid == b.pid && a.comm == b.comm && a.exe == b.exe && a.cmdline == b.cmdline && a.user == b.user
+            && a.uid == b.uid && a.cgroup == b.cgroup && a.container == b.container && a.unit == b.unit
     }
 }
 
