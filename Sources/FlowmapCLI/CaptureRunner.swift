@@ -1,6 +1,10 @@
 import FlowCapture
 import FlowCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The outcome of reading one or more captures through one flow table.
 struct CaptureRun {
     var stats: AnalysisStats
@@ -70,6 +74,17 @@ enum CaptureRunner {
             }
         }
         if let pipeline { pipeline.finish() } else { analyzer.finish() }
+        // Diagnostics for benchmarking: CPU time of each stage.
+        if getenv("FLOWMAP_THREAD_TIMES") != nil {
+            let mine = threadCPUSeconds()
+            if let pipeline {
+                let w = pipeline.waits
+                Terminal.stderr("thread_cpu_seconds\treader=\(Fmt.fixed(mine, digits: 3))\ttable=\(Fmt.fixed(pipeline.tableThreadCPU.seconds, digits: 3))\n")
+                Terminal.stderr("thread_wait_seconds\treader=\(Fmt.fixed(w.reader, digits: 3))\ttable=\(Fmt.fixed(w.table, digits: 3))\n")
+            } else {
+                Terminal.stderr("thread_cpu_seconds\tsingle=\(Fmt.fixed(mine, digits: 3))\n")
+            }
+        }
         tableRef = nil
         return CaptureRun(stats: analyzer.stats, warnings: warnings, flows: counter.emitted, names: names,
                           peakActiveFlows: table.peakActiveFlows)

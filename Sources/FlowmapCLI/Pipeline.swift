@@ -25,11 +25,19 @@ final class SPSCRing<Element>: @unchecked Sendable {
         slots.deallocate()
     }
 
+    /// Seconds spent waiting to push (producer side) and to pop (consumer side).
+    private(set) var pushWait = 0.0
+    private(set) var popWait = 0.0
+
     func push(_ e: Element, whileWaiting: () -> Void = {}) {
         let t = tail.load(ordering: .relaxed)
-        while t - head.load(ordering: .acquiring) >= size {
-            whileWaiting()
-            sched_yield()
+        if t - head.load(ordering: .acquiring) >= size {
+            let start = Terminal.monotonic()
+            while t - head.load(ordering: .acquiring) >= size {
+                whileWaiting()
+                sched_yield()
+            }
+            pushWait += Terminal.monotonic() - start
         }
         slots[t % size] = e
         tail.store(t + 1, ordering: .releasing)
@@ -38,10 +46,14 @@ final class SPSCRing<Element>: @unchecked Sendable {
     /// The next element, waiting for one; nil once the ring is closed and drained.
     func pop(whileWaiting: () -> Void = {}) -> Element? {
         let h = head.load(ordering: .relaxed)
-        while h >= tail.load(ordering: .acquiring) {
-            if closed.load(ordering: .acquiring) && h >= tail.load(ordering: .acquiring) { return nil }
-            whileWaiting()
-            sched_yield()
+        if h >= tail.load(ordering: .acquiring) {
+            let start = Terminal.monotonic()
+            defer { popWait += Terminal.monotonic() - start }
+            while h >= tail.load(ordering: .acquiring) {
+                if closed.load(ordering: .acquiring) && h >= tail.load(ordering: .acquiring) { return nil }
+                whileWaiting()
+                sched_yield()
+            }
         }
         return take(h)
     }
@@ -99,6 +111,9 @@ final class Pipeline: @unchecked Sendable {
     private let finished: SPSCRing<[FlowRecord]>
     private let onFlow: (FlowRecord) -> Void
     private var worker: WorkerThread!
+    /// CPU time the table thread used (for diagnostics; read after `finish`).
+    final class CPUBox: @unchecked Sendable { var seconds = 0.0 }
+    let tableThreadCPU = CPUBox()
 
     init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
@@ -128,7 +143,9 @@ final class Pipeline: @unchecked Sendable {
                 outbox.records.reserveCapacity(256)
             }
         }
+        let cpu = self.tableThreadCPU
         worker = WorkerThread {
+            defer { cpu.seconds = threadCPUSeconds() }
             while let b = full.pop() {
                 table.apply(b)
                 b.clear()
@@ -145,6 +162,11 @@ final class Pipeline: @unchecked Sendable {
         while let rs = finished.tryPop() { for r in rs { onFlow(r) } }
     }
 
+    /// Seconds the reader waited for the table thread, and the table thread for the reader.
+    var waits: (reader: Double, table: Double) {
+        (full.pushWait + empty.popWait, full.popWait + empty.pushWait)
+    }
+
     /// Hands off the last events, waits for the table thread to apply them and flush, writing
     /// out every flow.
     func finish() {
@@ -158,6 +180,13 @@ final class Pipeline: @unchecked Sendable {
 /// glibc's mallopt(3); <malloc.h> is not part of the Glibc module.
 @_silgen_name("mallopt")
 private func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+
+/// CPU seconds used by the calling thread.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
 
 /// How many CPUs this process may use.
 func availableCPUs() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
