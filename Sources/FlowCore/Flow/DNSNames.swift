@@ -123,34 +123,60 @@ public enum DNSParser {
         let qd = Int(b.u16be(o + 4)), an = Int(b.u16be(o + 6))
         if an == 0 { return [] }
         var p = o + 12
+        var question = -1
         for _ in 0..<qd {
-            guard let (_, next) = name(b, msg: o, at: p, end: end), next + 4 <= end else { return nil }
+            guard let next = skipName(b, at: p, end: end), next + 4 <= end else { return nil }
+            if question < 0 { question = p }
             p = next + 4
         }
-        var cname: [String: String] = [:]  // owner → target (lower-cased)
-        var addrs: [(String, IPAddress, UInt32)] = []
+        // First pass without building strings: where each address's owner name is.
+        var addrs: [(owner: Int, address: IPAddress, ttl: UInt32)] = []
+        var cnames: [(owner: Int, target: Int, end: Int)] = []
         for _ in 0..<an {
-            guard let (owner, next) = name(b, msg: o, at: p, end: end), next + 10 <= end else { return nil }
+            guard let next = skipName(b, at: p, end: end), next + 10 <= end else { return nil }
             let type = b.u16be(next), ttl = b.u32be(next + 4), rdlen = Int(b.u16be(next + 8))
             let rd = next + 10
             guard rd + rdlen <= end else { return nil }
             switch type {
             case 1 where rdlen == 4:
-                addrs.append((owner, IPAddress(v4: b.u32be(rd)), ttl))
+                addrs.append((p, IPAddress(v4: b.u32be(rd)), ttl))
             case 28 where rdlen == 16:
-                addrs.append((owner, IPAddress(v6hi: b.u64be(rd), v6lo: b.u64be(rd + 8)), ttl))
+                addrs.append((p, IPAddress(v6hi: b.u64be(rd), v6lo: b.u64be(rd + 8)), ttl))
             case 5:
-                if let (target, _) = name(b, msg: o, at: rd, end: rd + rdlen) { cname[owner] = target }
+                cnames.append((p, rd, rd + rdlen))
             default:
                 break
             }
             p = rd + rdlen
         }
-        if cname.isEmpty { return addrs.map { ($0.0, [], $0.1, $0.2) } }
-        // Walk each address's owner back up the CNAME chain to the asked name.
-        var reverse: [String: String] = [:]
-        for (k, v) in cname { reverse[v] = k }
-        return addrs.map { owner, addr, ttl in
+        if addrs.isEmpty { return [] }
+        if cnames.isEmpty {
+            // The common answer: addresses owned by the asked name, which is decoded once.
+            var asked: String?
+            var out: [(name: String, chain: [String], address: IPAddress, ttl: UInt32)] = []
+            out.reserveCapacity(addrs.count)
+            for a in addrs {
+                if question >= 0 && sameName(b, msg: o, a.owner, question, end: end) {
+                    if asked == nil { asked = name(b, msg: o, at: question, end: end)?.0 }
+                    guard let n = asked else { return nil }
+                    out.append((n, [], a.address, a.ttl))
+                } else {
+                    guard let (n, _) = name(b, msg: o, at: a.owner, end: end) else { return nil }
+                    out.append((n, [], a.address, a.ttl))
+                }
+            }
+            return out
+        }
+        // With CNAMEs: walk each address's owner back up the chain to the asked name.
+        var reverse: [String: String] = [:]  // target → owner (lower-cased)
+        for c in cnames {
+            guard let (owner, _) = name(b, msg: o, at: c.owner, end: end),
+                  let (target, _) = name(b, msg: o, at: c.target, end: c.end) else { return nil }
+            reverse[target] = owner
+        }
+        var out: [(name: String, chain: [String], address: IPAddress, ttl: UInt32)] = []
+        for a in addrs {
+            guard let (owner, _) = name(b, msg: o, at: a.owner, end: end) else { return nil }
             var chain = [owner]
             var cur = owner
             var hops = 0
@@ -159,7 +185,58 @@ public enum DNSParser {
                 cur = up
                 hops += 1
             }
-            return (chain.first ?? owner, chain.count > 1 ? chain : [], addr, ttl)
+            out.append((chain.first ?? owner, chain.count > 1 ? chain : [], a.address, a.ttl))
+        }
+        return out
+    }
+
+    /// The offset after a (possibly compressed) name, without decoding it.
+    static func skipName(_ b: UnsafeRawBufferPointer, at start: Int, end: Int) -> Int? {
+        var p = start
+        var labels = 0
+        while true {
+            guard p < end else { return nil }
+            let len = Int(b.u8(p))
+            if len == 0 { return p + 1 }
+            if len & 0xC0 == 0xC0 { return p + 2 <= end ? p + 2 : nil }
+            guard len & 0xC0 == 0 else { return nil }
+            p += 1 + len
+            labels += 1
+            if labels > 127 { return nil }
+        }
+    }
+
+    /// Whether the names at `x` and `y` are equal (case-insensitively), following compression
+    /// pointers; no allocation.
+    static func sameName(_ b: UnsafeRawBufferPointer, msg: Int, _ x0: Int, _ y0: Int, end: Int) -> Bool {
+        var x = x0, y = y0
+        var jumps = 0
+        while true {
+            // Follow pointers on either side.
+            while x < end, b.u8(x) & 0xC0 == 0xC0 {
+                guard x + 1 < end, jumps < 64 else { return false }
+                x = msg + (Int(b.u8(x) & 0x3F) << 8 | Int(b.u8(x + 1)))
+                jumps += 1
+            }
+            while y < end, b.u8(y) & 0xC0 == 0xC0 {
+                guard y + 1 < end, jumps < 64 else { return false }
+                y = msg + (Int(b.u8(y) & 0x3F) << 8 | Int(b.u8(y + 1)))
+                jumps += 1
+            }
+            guard x < end, y < end else { return false }
+            if x == y { return true }
+            let lx = Int(b.u8(x)), ly = Int(b.u8(y))
+            guard lx == ly, lx & 0xC0 == 0 else { return false }
+            if lx == 0 { return true }
+            guard x + 1 + lx <= end, y + 1 + ly <= end else { return false }
+            for i in 1...lx {
+                var cx = b.u8(x + i), cy = b.u8(y + i)
+                if cx >= 65 && cx <= 90 { cx |= 0x20 }
+                if cy >= 65 && cy <= 90 { cy |= 0x20 }
+                if cx != cy { return false }
+            }
+            x += 1 + lx
+            y += 1 + ly
         }
     }
 
