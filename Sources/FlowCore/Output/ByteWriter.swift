@@ -107,9 +107,25 @@ public final class ByteWriter {
             return
         }
         let v = a.v4
-        decimal(UInt64(v >> 24)); byte(46)
-        decimal(UInt64((v >> 16) & 0xFF)); byte(46)
-        decimal(UInt64((v >> 8) & 0xFF)); byte(46)
-        decimal(UInt64(v & 0xFF))
+        reserve(15)
+        let p = base
+        var i = count
+        @inline(__always) func octet(_ o: UInt8) {
+            if o >= 100 {
+                p[i] = 48 &+ o / 100; p[i + 1] = 48 &+ (o / 10) % 10; p[i + 2] = 48 &+ o % 10
+                i += 3
+            } else if o >= 10 {
+                p[i] = 48 &+ o / 10; p[i + 1] = 48 &+ o % 10
+                i += 2
+            } else {
+                p[i] = 48 &+ o
+                i += 1
+            }
+        }
+        octet(UInt8(truncatingIfNeeded: v >> 24)); p[i] = 46; i += 1
+        octet(UInt8(truncatingIfNeeded: v >> 16)); p[i] = 46; i += 1
+        octet(UInt8(truncatingIfNeeded: v >> 8)); p[i] = 46; i += 1
+        octet(UInt8(truncatingIfNeeded: v))
+        count = i
     }
 }
