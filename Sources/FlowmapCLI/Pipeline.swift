@@ -108,7 +108,7 @@ final class Pipeline: @unchecked Sendable {
     private(set) var analyzer: PacketAnalyzer!
     private let full: SPSCRing<EventBatch>
     private let empty: SPSCRing<EventBatch>
-    private let finished: SPSCRing<[FlowRecord]>
+    private let finished: SPSCRing<[FlowSnapshot]>
     private let onFlow: (FlowRecord) -> Void
     private var worker: WorkerThread!
     /// CPU time the table thread used (for diagnostics; read after `finish`).
@@ -121,7 +121,7 @@ final class Pipeline: @unchecked Sendable {
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
         let full = SPSCRing<EventBatch>(size: batches + 1)
         let empty = SPSCRing<EventBatch>(size: batches + 1)
-        let finished = SPSCRing<[FlowRecord]>(size: 64)
+        let finished = SPSCRing<[FlowSnapshot]>(size: 64)
         for _ in 1..<batches { empty.push(EventBatch(capacity: batchSize)) }
         self.full = full
         self.empty = empty
@@ -132,10 +132,11 @@ final class Pipeline: @unchecked Sendable {
             self.drain()
             return empty.pop(whileWaiting: self.drain) ?? EventBatch(capacity: batchSize)
         }
-        // Finished flows travel back in small arrays.
-        final class Outbox { var records: [FlowRecord] = [] }
+        // Finished flows travel back in small arrays, as snapshots: building the records (ids,
+        // strings) is left to the reading thread.
+        final class Outbox { var records: [FlowSnapshot] = [] }
         let outbox = Outbox()
-        table.onFlow = { r in
+        table.onSnapshot = { r in
             outbox.records.append(r)
             if outbox.records.count >= 256 {
                 finished.push(outbox.records)
@@ -159,7 +160,7 @@ final class Pipeline: @unchecked Sendable {
 
     /// Writes out finished flows that have arrived (on the calling thread).
     private func drain() {
-        while let rs = finished.tryPop() { for r in rs { onFlow(r) } }
+        while let rs = finished.tryPop() { for r in rs { onFlow(r.record()) } }
     }
 
     /// Seconds the reader waited for the table thread, and the table thread for the reader.
@@ -172,7 +173,7 @@ final class Pipeline: @unchecked Sendable {
     func finish() {
         analyzer.finishDecoding()
         full.close()
-        while let rs = finished.pop() { for r in rs { onFlow(r) } }
+        while let rs = finished.pop() { for r in rs { onFlow(r.record()) } }
         worker.join()
     }
 }

@@ -156,3 +156,27 @@ public enum FlowUID {
         }
     }
 }
+
+/// An ended flow as the table left it: plain values plus the names it resolved. `record()`
+/// builds the `FlowRecord` (ids and strings), wherever that is cheapest.
+public struct FlowSnapshot: @unchecked Sendable {
+    let flow: FlowState
+    let origBytes: UInt64
+    let respBytes: UInt64
+    let missed: UInt64
+    let state: StaticString
+    let respName: String?
+    let respNames: [String]
+    let parents: [FlowID]
+
+    public func record() -> FlowRecord {
+        let f = flow
+        return FlowRecord(
+            ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
+            ipProto: f.key.proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
+            connState: state.description, missedBytes: missed, history: f.history.string,
+            origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
+            tunnelParents: parents.isEmpty ? [] : parents.map(\.text).sorted(), flipped: f.flipped,
+            respName: respName, respNames: respNames)
+    }
+}

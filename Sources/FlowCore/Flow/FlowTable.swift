@@ -6,6 +6,9 @@
 public final class FlowTable {
     public let timeouts: Timeouts
     public var onFlow: (FlowRecord) -> Void
+    /// When set, ended flows go here instead of `onFlow`, as snapshots to be turned into
+    /// records elsewhere (the two-thread pipeline does that on the reading thread).
+    public var onSnapshot: ((FlowSnapshot) -> Void)?
     /// Names for responders, learned from DNS answers.
     public let names: DNSNameTable
     private var slots = FlowSlots()
@@ -571,7 +574,7 @@ public final class FlowTable {
         let f = slots[slot]
         guard !f.pointee.removed else { return }
         f.pointee.removed = true
-        let rec = record(f)
+        let snap = snapshot(f)
         if f.pointee.tcp >= 0 {
             if !outOfOrder.isEmpty {
                 let ts = tcpSlots[f.pointee.tcp]
@@ -586,17 +589,20 @@ public final class FlowTable {
         }
         slots.remove(slot)
         flowsEmitted += 1
-        onFlow(rec)
+        if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record()) }
     }
 
     // MARK: Records
 
-    func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord {
+    func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord { snapshot(fp).record() }
+
+    /// Everything a flow record needs, taken from the table's state. Turning it into a
+    /// `FlowRecord` (ids, strings) can then happen on another thread.
+    func snapshot(_ fp: UnsafeMutablePointer<FlowState>) -> FlowSnapshot {
         let f = fp.pointee
-        let proto = f.key.proto
         var origBytes: UInt64 = 0, respBytes: UInt64 = 0, missed: UInt64 = 0
-        let state: String
-        switch proto.rawValue {
+        let state: StaticString
+        switch f.key.proto.rawValue {
         case 6 where f.tcp >= 0:
             let ts = tcpSlots[f.tcp].pointee
             missed = ts.missed
@@ -620,12 +626,9 @@ public final class FlowTable {
             if respName == nil { respName = all.first }
             if all.count > 1 { respNames = all }
         }
-        return FlowRecord(
-            ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
-            ipProto: proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
-            connState: state, missedBytes: missed, history: f.history.string,
-            origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
-            tunnelParents: f.parents >= 0 ? parentLists[Int(f.parents)].map(\.text).sorted() : [], flipped: f.flipped, respName: respName, respNames: respNames)
+        return FlowSnapshot(flow: f, origBytes: origBytes, respBytes: respBytes, missed: missed, state: state,
+                            respName: respName, respNames: respNames,
+                            parents: f.parents >= 0 ? parentLists[Int(f.parents)] : [])
     }
 
     /// Zeek's conn_state for TCP (base/protocols/conn/main.zeek), a pure function of both
@@ -634,11 +637,11 @@ public final class FlowTable {
                                     respSize: UInt64, history: [UInt8]) -> String {
         var h = HistoryLetters()
         for c in history { h.append(c) }
-        return tcpConnState(os, rs, origSize: origSize, respSize: respSize, history: h)
+        return tcpConnState(os, rs, origSize: origSize, respSize: respSize, history: h).description
     }
 
     static func tcpConnState(_ os: TCPEndpointState, _ rs: TCPEndpointState, origSize: UInt64,
-                             respSize: UInt64, history: HistoryLetters) -> String {
+                             respSize: UInt64, history: HistoryLetters) -> StaticString {
         let oInactive = os == .inactive || os == .partial
         let rInactive = rs == .inactive || rs == .partial
         if rs == .reset {
