@@ -63,8 +63,8 @@ if threads:
     out.append("\n## Where the time goes (one extra 2-thread run, `FLOWMAP_THREAD_TIMES=1`)\n")
     out.append("| thread | CPU s | of which waiting for the other s | works on |")
     out.append("|---|---:|---:|---|")
-    out.append("| reader | %s | %s | libpcap reads, decoding, DNS answers, output formatting |" % (cpu.get("reader", "?"), wait.get("reader", "?")))
-    out.append("| table | %s | %s | flow table, TCP state machine, timers, flow records |" % (cpu.get("table", "?"), wait.get("table", "?")))
+    out.append("| reader | %s | %s | libpcap reads, decoding, DNS answers, flow records and output formatting |" % (cpu.get("reader", "?"), wait.get("reader", "?")))
+    out.append("| table | %s | %s | flow table, TCP state machine, timers, DNS names, ended-flow snapshots |" % (cpu.get("table", "?"), wait.get("table", "?")))
     out.append("\nWaiting is spinning (it counts as CPU time): both stages are busy most of the run, so "
                "the remaining gap to the target is work to remove on both, not a missing thread.")
 out.append("\n## Targets\n")
