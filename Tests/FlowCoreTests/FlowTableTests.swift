@@ -155,6 +155,31 @@ final class FlowTableTests: XCTestCase {
         XCTAssertEqual(FlowTable.tcpConnState(.reset, .established, origSize: 1, respSize: 0, history: []), "RSTO")
     }
 
+    func testGeneveGTPAndSixInFourInnerFlows() throws {
+        let h = Harness()
+        let inner = PB.ipv4(src: "172.16.0.1", dst: "172.16.0.2", proto: 17, PB.udp(sport: 7, dport: 9, payload: [1, 2]))
+        // Geneve carrying IPv4 (protocol type 0x0800), no options.
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 17, PB.udp(sport: 5000, dport: 6081, payload: [0, 0, 0x08, 0x00, 0, 0, 1, 0] + inner))), at: 1)
+        // GTP-U G-PDU with a sequence number (S flag) and no extension headers.
+        let gtp: [UInt8] = [0x32, 0xFF] + PB.be16(inner.count + 4) + [0, 0, 0, 9] + [0, 1, 0, 0] + inner
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 17, PB.udp(sport: 2152, dport: 2152, payload: gtp))), at: 2)
+        // 6in4: IPv6 ICMPv6 echo inside IPv4 protocol 41 (no outer flow, a tunnel parent).
+        let v6 = PB.ipv6(src: "2001:db8::1", dst: "2001:db8::2", next: 58, PB.icmp(type: 128, code: 0))
+        h.feed(PB.ether(PB.ipv4(src: c, dst: s, proto: 41, v6)), at: 3)
+        let recs = h.finish()
+        let innerUDP = recs.filter { $0.origH == IPAddress("172.16.0.1") }
+        XCTAssertEqual(innerUDP.count, 1)  // the same inner 5-tuple through both tunnels
+        XCTAssertEqual(innerUDP.first?.origPkts, 2)
+        XCTAssertEqual(innerUDP.first?.tunnelParents.count, 2)
+        XCTAssertTrue(recs.contains { $0.respP == 6081 })
+        XCTAssertTrue(recs.contains { $0.respP == 2152 })
+        let icmp6 = try XCTUnwrap(recs.first { $0.ipProto.rawValue == 58 })
+        XCTAssertEqual(icmp6.origP, 128)
+        XCTAssertEqual(icmp6.respP, 129)
+        XCTAssertEqual(icmp6.tunnelParents.count, 1)
+        XCTAssertFalse(recs.contains { $0.ipProto.rawValue == 41 })
+    }
+
     func testTunnelledFlowsNameTheirParents() throws {
         let h = Harness()
         // VXLAN: outer UDP to 4789, 8-byte header with the I flag, inner Ethernet + IPv4 ICMP.
