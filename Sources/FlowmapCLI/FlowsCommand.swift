@@ -25,10 +25,13 @@ struct FlowsCommand: ParsableCommand {
     @Flag(name: .long, help: "Print packets read and decoded and every anomaly counter on stderr.")
     var stats = false
 
+    @Flag(name: .customLong("community-id"), help: "Add each flow's Community ID v1 (json, csv and zeek formats).")
+    var communityID = false
+
     init() {}
 
     func run() throws {
-        var writer = FlowWriter(format: format)
+        var writer = FlowWriter(format: format, communityID: communityID)
         if let db = source.db {
             let store: FlowStore
             do { store = try FlowStore(path: db, create: false) } catch { throw fail(error.description) }
@@ -59,28 +62,33 @@ import FlowCapture
 /// Writes records in one format; streams where the format allows.
 struct FlowWriter {
     let format: FlowFormat
+    let communityID: Bool
     var openTime: Double?
     private var buffered: [FlowRecord] = []
     private var started = false
     private var firstTS: Double?
 
-    init(format: FlowFormat) { self.format = format }
+    init(format: FlowFormat, communityID: Bool = false) {
+        self.format = format
+        self.communityID = communityID
+    }
 
     mutating func add(_ r: FlowRecord) {
         switch format {
         case .table:
             buffered.append(r)
         case .json:
-            Terminal.out(JSONLines.line(r))
+            Terminal.out(JSONLines.line(r, communityID: communityID))
         case .csv:
-            if !started { Terminal.out(CSVWriter.header); started = true }
-            Terminal.out(CSVWriter.row(r))
+            if !started { Terminal.out(CSVWriter.header(communityID: communityID)); started = true }
+            Terminal.out(CSVWriter.row(r, communityID: communityID))
         case .zeek:
             if !started {
-                Terminal.out(ZeekConnLogWriter.header(openTime: openTime))
+                Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID))
                 started = true
             }
-            Terminal.out { ZeekConnLogWriter.write(r, into: $0) }
+            let cid = communityID
+            Terminal.out { ZeekConnLogWriter.write(r, into: $0, communityID: cid) }
         }
     }
 
@@ -90,9 +98,9 @@ struct FlowWriter {
             buffered.sort(by: FlowRecord.outputOrder)
             Terminal.out(TableWriter.render(buffered))
         case .csv:
-            if !started { Terminal.out(CSVWriter.header) }
+            if !started { Terminal.out(CSVWriter.header(communityID: communityID)) }
         case .zeek:
-            if !started { Terminal.out(ZeekConnLogWriter.header(openTime: openTime)) }
+            if !started { Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID)) }
             Terminal.out(ZeekConnLogWriter.footer(closeTime: closeTime ?? openTime))
         case .json:
             break

@@ -95,7 +95,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(stored, records.sorted(by: FlowRecord.outputOrder))
         let fromDB = try runFlowmap(["flows", "--db", db, "--format", "json"])
         XCTAssertEqual(fromDB.status, 0)
-        XCTAssertEqual(fromDB.stdout, stored.map(JSONLines.line).joined())
+        XCTAssertEqual(fromDB.stdout, stored.map { JSONLines.line($0) }.joined())
 
         // Time windows: --since is inclusive, --until exclusive.
         let t0 = stored[10].ts

@@ -2,8 +2,9 @@ import FlowCore
 import Foundation
 import XCTest
 
-/// The connection ids (originator, responder, ports, protocol) Zeek printed for the traces in
-/// Fixtures/zeek-parity/connids: flowmap must find the same connections, in the same direction.
+/// The connection ids (originator, responder, ports, protocol) and Community IDs Zeek printed
+/// for the traces in Fixtures/zeek-parity/connids: flowmap must find the same connections, in
+/// the same direction, with the same Community ID.
 final class ConnIDTests: XCTestCase {
     func testConnectionIDsMatchZeek() throws {
         let dir = Repo.fixtures.appendingPathComponent("zeek-parity/connids")
@@ -22,11 +23,32 @@ final class ConnIDTests: XCTestCase {
                 }
                 let op = d["orig_p"]?.split(separator: "/").first.map(String.init) ?? "?"
                 let rp = d["resp_p"]?.split(separator: "/").first.map(String.init) ?? "?"
-                expected.append("\(d["orig_h"] ?? "?"):\(op) > \(d["resp_h"] ?? "?"):\(rp) proto \(d["proto"] ?? "?")")
+                let hash = line.split(separator: " ").last.map(String.init) ?? "?"
+                expected.append("\(d["orig_h"] ?? "?"):\(op) > \(d["resp_h"] ?? "?"):\(rp) proto \(d["proto"] ?? "?") \(hash)")
             }
             let (records, _) = try analyze([dir.appendingPathComponent("\(name).pcap").path])
-            let ours = records.map { "\($0.origH):\($0.origP) > \($0.respH):\($0.respP) proto \($0.ipProto.rawValue)" }
+            let ours = records.map {
+                "\($0.origH):\($0.origP) > \($0.respH):\($0.respP) proto \($0.ipProto.rawValue) \(CommunityID.v1($0))"
+            }
             XCTAssertEqual(Set(ours), Set(expected), "\(name)")
         }
+    }
+}
+
+final class CommunityIDOutputTests: XCTestCase {
+    /// `--community-id` adds the field to json, csv and zeek output (and nothing by default).
+    func testCommunityIDField() throws {
+        let tcp = Repo.fixtures.appendingPathComponent("zeek-parity/connids/tcp.pcap").path
+        let json = try runFlowmap(["flows", "--format", "json", "--community-id", "-q", tcp])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertTrue(json.stdout.contains("\"community_id\":\"1:LQU9qZlK+B5F3KDmev6m5PMibrg=\""), json.stdout)
+        let zeek = try runFlowmap(["flows", "--format", "zeek", "--community-id", "-q", tcp])
+        let fields = zeek.stdout.split(separator: "\n").first { $0.hasPrefix("#fields") } ?? ""
+        XCTAssertTrue(fields.hasSuffix("\tcommunity_id"))
+        XCTAssertTrue(zeek.stdout.contains("\t1:LQU9qZlK+B5F3KDmev6m5PMibrg=\n"))
+        let csv = try runFlowmap(["flows", "--format", "csv", "--community-id", "-q", tcp])
+        XCTAssertTrue(csv.stdout.hasPrefix(CSVWriter.columns.joined(separator: ",") + ",community_id\n"))
+        let plain = try runFlowmap(["flows", "--format", "json", "-q", tcp])
+        XCTAssertFalse(plain.stdout.contains("community_id"))
     }
 }

@@ -16,11 +16,12 @@ public struct ZeekConnLogWriter {
     ]
 
     /// The header; `openTime` is the first packet's time (kept deterministic, unlike Zeek's wall clock).
-    public static func header(openTime: Double?) -> String {
+    /// With `communityID`, a last `community_id` column, as Zeek's community-id-logging policy adds.
+    public static func header(openTime: Double?, communityID: Bool = false) -> String {
         var s = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
         s += "#open\t\(Fmt.zeekStamp(openTime ?? 0))\n"
-        s += "#fields\t" + fields.joined(separator: "\t") + "\n"
-        s += "#types\t" + types.joined(separator: "\t") + "\n"
+        s += "#fields\t" + fields.joined(separator: "\t") + (communityID ? "\tcommunity_id" : "") + "\n"
+        s += "#types\t" + types.joined(separator: "\t") + (communityID ? "\tstring" : "") + "\n"
         return s
     }
 
@@ -51,7 +52,7 @@ public struct ZeekConnLogWriter {
     }
 
     /// Appends one conn.log row (with its newline) to `w`.
-    public static func write(_ r: FlowRecord, into w: ByteWriter) {
+    public static func write(_ r: FlowRecord, into w: ByteWriter, communityID: Bool = false) {
         w.fixed6(r.ts); w.byte(9)
         w.text(r.uid); w.byte(9)
         w.address(r.origH); w.byte(9)
@@ -86,6 +87,10 @@ public struct ZeekConnLogWriter {
         }
         w.byte(9)
         w.decimal(UInt64(r.ipProto.rawValue))
+        if communityID {
+            w.byte(9)
+            w.text(CommunityID.v1(r))
+        }
         w.byte(10)
     }
 }
@@ -127,7 +132,7 @@ public enum JSONLines {
         return "{" + parts.joined(separator: ",") + "}"
     }
 
-    public static func line(_ r: FlowRecord) -> String {
+    public static func line(_ r: FlowRecord, communityID: Bool = false) -> String {
         var s = "{\"ts\":\(Fmt.fixed(r.ts)),\"uid\":\(quote(r.uid))"
         s += ",\"orig_h\":\(quote(r.origH.description)),\"orig_p\":\(r.origP)"
         s += ",\"resp_h\":\(quote(r.respH.description)),\"resp_p\":\(r.respP)"
@@ -142,6 +147,7 @@ public enum JSONLines {
         if !r.respNames.isEmpty { s += ",\"resp_names\":[" + r.respNames.map(quote).joined(separator: ",") + "]" }
         if let p = r.origProcess { s += ",\"orig_process\":" + process(p) }
         if let p = r.respProcess { s += ",\"resp_process\":" + process(p) }
+        if communityID { s += ",\"community_id\":" + quote(CommunityID.v1(r)) }
         return s + "}\n"
     }
 }
@@ -155,6 +161,10 @@ public enum CSVWriter {
     ]
     public static var header: String { columns.joined(separator: ",") + "\n" }
 
+    public static func header(communityID: Bool) -> String {
+        columns.joined(separator: ",") + (communityID ? ",community_id" : "") + "\n"
+    }
+
     static func field(_ s: String) -> String {
         if s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
             return "\"" + s.replacingAll("\"", with: "\"\"") + "\""
@@ -162,14 +172,15 @@ public enum CSVWriter {
         return s
     }
 
-    public static func row(_ r: FlowRecord) -> String {
-        let cols: [String] = [
+    public static func row(_ r: FlowRecord, communityID: Bool = false) -> String {
+        var cols: [String] = [
             Fmt.fixed(r.ts), r.uid, r.origH.description, String(r.origP), r.respH.description, String(r.respP),
             r.proto, String(r.ipProto.rawValue), Fmt.fixed(r.duration), String(r.origPkts), String(r.origBytes),
             String(r.origIPBytes), String(r.respPkts), String(r.respBytes), String(r.respIPBytes), r.connState,
             r.history, String(r.missedBytes), r.flipped ? "true" : "false", r.tunnelParents.joined(separator: ";"),
             r.respName ?? "", r.respNames.joined(separator: ";"),
         ]
+        if communityID { cols.append(CommunityID.v1(r)) }
         return cols.map(field).joined(separator: ",") + "\n"
     }
 }
