@@ -35,16 +35,16 @@ struct SourceOptions: ParsableArguments {
 
 /// Flow-table settings shared by every command that reads captures.
 struct AnalysisOptions: ParsableArguments {
-    @Option(name: .customLong("tcp-timeout"), help: "TCP inactivity timeout in seconds (Zeek's default: 300).")
+    @Option(name: .customLong("tcp-timeout"), help: ArgumentHelp("TCP inactivity timeout in seconds (Zeek's default).", valueName: "seconds"))
     var tcpTimeout: Double = 300
 
-    @Option(name: .customLong("udp-timeout"), help: "UDP inactivity timeout in seconds (default: 60).")
+    @Option(name: .customLong("udp-timeout"), help: ArgumentHelp("UDP inactivity timeout in seconds.", valueName: "seconds"))
     var udpTimeout: Double = 60
 
-    @Option(name: .customLong("icmp-timeout"), help: "ICMP inactivity timeout in seconds (default: 60).")
+    @Option(name: .customLong("icmp-timeout"), help: ArgumentHelp("ICMP inactivity timeout in seconds.", valueName: "seconds"))
     var icmpTimeout: Double = 60
 
-    @Option(name: .customLong("other-timeout"), help: "Inactivity timeout for other IP protocols (default: 60).")
+    @Option(name: .customLong("other-timeout"), help: ArgumentHelp("Inactivity timeout for other IP protocols, in seconds.", valueName: "seconds"))
     var otherTimeout: Double = 60
 
     @Flag(name: .shortAndLong, help: "No progress bar.")
