@@ -107,6 +107,8 @@ public final class PacketAnalyzer {
     }
 
     private var packetEvents: UInt64 = 0
+    /// The current packet's VLAN tags (they apply to every flow the packet carries).
+    private var vlans = VLANTags()
 
     @inline(__always)
     private func emit(_ e: FlowEvent) {
@@ -124,7 +126,8 @@ public final class PacketAnalyzer {
         stats.lastTimestamp = t
         if b.count < wireLength { stats.snaplenTruncated &+= 1 }
         let before = packetEvents
-        switch LinkDecoder.decode(linkType, b) {
+        vlans = VLANTags()
+        switch LinkDecoder.decode(linkType, b, vlans: &vlans) {
         case .ip(let off):
             if processIP(b, at: off, wireEnd: max(wireLength, b.count), t: t, depth: 0, parent: .none) {
                 stats.packetsDecoded &+= 1
@@ -198,7 +201,9 @@ public final class PacketAnalyzer {
             }
         }
         let dst = ip.dst, tpView = tp
-        emit(FlowEvent(kind: .packet, t: t, packet: PacketSummary(ip: ip, tp: tp), packetIndex: packetIndex,
+        var summary = PacketSummary(ip: ip, tp: tp)
+        summary.vlans = vlans
+        emit(FlowEvent(kind: .packet, t: t, packet: summary, packetIndex: packetIndex,
                        depth: UInt8(min(depth, 7)), parent: parent, first: 0, count: 0))
         guard tpView.hasHeader else { return true }
         if proto == 17 {

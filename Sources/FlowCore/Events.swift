@@ -22,6 +22,8 @@ public struct PacketSummary: Sendable {
     public var proto = IPProtocol(rawValue: 0)
     public var tcpFlags: UInt8 = 0
     public var hasHeader = false
+    /// The frame's VLAN tags (outermost two).
+    public var vlans = VLANTags()
     public init() {}
 
     @inline(__always)

@@ -152,6 +152,12 @@ public final class FlowStore {
                 CREATE INDEX dns_name_address ON dns_name(address);
                 """)
         }
+        m.registerMigration("v2: vlan") { db in
+            try db.execute(sql: """
+                ALTER TABLE flow ADD COLUMN vlan INTEGER;
+                ALTER TABLE flow ADD COLUMN inner_vlan INTEGER;
+                """)
+        }
         return m
     }
 
@@ -193,8 +199,9 @@ public final class FlowStore {
                       orig_h, orig_p, resp_h, resp_p, orig_pkts, orig_bytes, orig_ip_bytes, resp_pkts, resp_bytes,
                       resp_ip_bytes, conn_state, history, missed_bytes, flipped, tunnel_parents, resp_name, resp_names,
                       orig_pid, orig_comm, orig_exe, orig_cmdline, orig_user, orig_uid, orig_cgroup, orig_container, orig_unit,
-                      resp_pid, resp_comm, resp_exe, resp_cmdline, resp_user, resp_uid, resp_cgroup, resp_container, resp_unit)
-                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                      resp_pid, resp_comm, resp_exe, resp_cmdline, resp_user, resp_uid, resp_cgroup, resp_container, resp_unit,
+                      vlan, inner_vlan)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                     """)
                 var added = 0
                 for r in flows {
@@ -209,6 +216,7 @@ public final class FlowStore {
                     for p in [r.origProcess, r.respProcess] {
                         args += [p?.pid, p?.comm, p?.exe, p?.cmdline, p?.user, p?.uid, p?.cgroup, p?.container, p?.unit]
                     }
+                    args += [r.vlan.map { Int($0) }, r.innerVlan.map { Int($0) }]
                     try st.execute(arguments: StatementArguments(args))
                     added += db.changesCount
                 }
@@ -329,6 +337,8 @@ public final class FlowStore {
             tunnelParents: tp.isEmpty ? [] : tp.split(separator: ",").map(String.init),
             flipped: row["flipped"], respName: row["resp_name"],
             respNames: names.isEmpty ? [] : names.split(separator: ",").map(String.init),
-            origProcess: process(row, "orig"), respProcess: process(row, "resp"))
+            origProcess: process(row, "orig"), respProcess: process(row, "resp"),
+            vlan: (row["vlan"] as Int?).map { UInt16(truncatingIfNeeded: $0) },
+            innerVlan: (row["inner_vlan"] as Int?).map { UInt16(truncatingIfNeeded: $0) })
     }
 }

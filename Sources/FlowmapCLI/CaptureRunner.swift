@@ -40,13 +40,13 @@ enum CaptureRunner {
 
     /// Reads the captures; flows reach `onFlow` (on the table thread when `threads` > 1).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
-                    threads: Int = 1, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
+                    threads: Int = 1, vlanAware: Bool = false, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
         let names = DNSNameTable()
         names.keepObservations = keepNames
         final class Counter: @unchecked Sendable { var emitted = 0 }
         let counter = Counter()
         var tableRef: FlowTable?
-        let table = FlowTable(timeouts: timeouts, names: names) { r in
+        let table = FlowTable(timeouts: timeouts, names: names, vlanAware: vlanAware) { r in
             counter.emitted += 1
             onFlow(r, tableRef?.firstTime)
         }

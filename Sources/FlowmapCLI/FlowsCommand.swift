@@ -28,10 +28,13 @@ struct FlowsCommand: ParsableCommand {
     @Flag(name: .customLong("community-id"), help: "Add each flow's Community ID v1 (json, csv and zeek formats).")
     var communityID = false
 
+    @Flag(name: .customLong("vlan-fields"), help: "Add vlan and inner_vlan columns to csv and zeek output (json has them whenever a flow is tagged); implied by --vlan-aware.")
+    var vlanFields = false
+
     init() {}
 
     func run() throws {
-        var writer = FlowWriter(format: format, communityID: communityID)
+        var writer = FlowWriter(format: format, communityID: communityID, vlanFields: vlanFields || analysis.vlanAware)
         if let db = source.db {
             let store: FlowStore
             do { store = try FlowStore(path: db, create: false) } catch { throw fail(error.description) }
@@ -46,7 +49,7 @@ struct FlowsCommand: ParsableCommand {
         let readers: [FlowCapture.PcapReader]
         do { readers = try CaptureRunner.open(source.captures) } catch { throw fail(error.message) }
         let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
-                                           threads: analysis.threadCount) { r, first in
+                                           threads: analysis.threadCount, vlanAware: analysis.vlanAware) { r, first in
             if writer.openTime == nil { writer.openTime = first }
             writer.add(r)
         }
@@ -63,14 +66,16 @@ import FlowCapture
 struct FlowWriter {
     let format: FlowFormat
     let communityID: Bool
+    let vlanFields: Bool
     var openTime: Double?
     private var buffered: [FlowRecord] = []
     private var started = false
     private var firstTS: Double?
 
-    init(format: FlowFormat, communityID: Bool = false) {
+    init(format: FlowFormat, communityID: Bool = false, vlanFields: Bool = false) {
         self.format = format
         self.communityID = communityID
+        self.vlanFields = vlanFields
     }
 
     mutating func add(_ r: FlowRecord) {
@@ -80,15 +85,15 @@ struct FlowWriter {
         case .json:
             Terminal.out(JSONLines.line(r, communityID: communityID))
         case .csv:
-            if !started { Terminal.out(CSVWriter.header(communityID: communityID)); started = true }
-            Terminal.out(CSVWriter.row(r, communityID: communityID))
+            if !started { Terminal.out(CSVWriter.header(communityID: communityID, vlanFields: vlanFields)); started = true }
+            Terminal.out(CSVWriter.row(r, communityID: communityID, vlanFields: vlanFields))
         case .zeek:
             if !started {
-                Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID))
+                Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID, vlanFields: vlanFields))
                 started = true
             }
-            let cid = communityID
-            Terminal.out { ZeekConnLogWriter.write(r, into: $0, communityID: cid) }
+            let cid = communityID, vf = vlanFields
+            Terminal.out { ZeekConnLogWriter.write(r, into: $0, communityID: cid, vlanFields: vf) }
         }
     }
 
@@ -98,9 +103,11 @@ struct FlowWriter {
             buffered.sort(by: FlowRecord.outputOrder)
             Terminal.out(TableWriter.render(buffered))
         case .csv:
-            if !started { Terminal.out(CSVWriter.header(communityID: communityID)) }
+            if !started { Terminal.out(CSVWriter.header(communityID: communityID, vlanFields: vlanFields)) }
         case .zeek:
-            if !started { Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID)) }
+            if !started {
+                Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: communityID, vlanFields: vlanFields))
+            }
             Terminal.out(ZeekConnLogWriter.footer(closeTime: closeTime ?? openTime))
         case .json:
             break

@@ -66,7 +66,8 @@ struct IngestCommand: ParsableCommand {
             var added = 0
             var storeError: StoreError?
             let result = CaptureRunner.run([reader], timeouts: analysis.timeouts, quiet: analysis.quiet,
-                                           keepNames: true, threads: analysis.threadCount) { r, _ in
+                                           keepNames: true, threads: analysis.threadCount,
+                                           vlanAware: analysis.vlanAware) { r, _ in
                 batch.append(r)
                 if batch.count >= 4096, storeError == nil {
                     do { added += try store.insert(batch, source: sourceID, kind: .pcap, hostID: hostID) }

@@ -50,6 +50,9 @@ struct AnalysisOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "No progress bar.")
     var quiet = false
 
+    @Flag(name: .customLong("vlan-aware"), help: "Make VLAN IDs part of the flow key (Zeek's vlan_fivetuple): the same 5-tuple in different VLANs is different flows.")
+    var vlanAware = false
+
     @Option(name: .long, help: "Threads: 1 decodes and tracks flows on one thread; 2 (the default with two or more CPUs) decodes on one and tracks flows on another. Output is identical.")
     var threads: Int?
 

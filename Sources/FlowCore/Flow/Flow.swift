@@ -76,6 +76,9 @@ struct FlowState {
     /// True when the originator is the key's first endpoint (addresses and ports live only in
     /// the key).
     var origIsA: Bool
+    /// The VLAN tags of the flow's first packet (logged as vlan / inner_vlan), packed into the
+    /// padding after `origIsA`: tag count << 24 | outer << 12 | inner.
+    private var vlanPacked: UInt32 = 0
     var start: Double
     var last: Double
     var origPkts: UInt64 = 0
@@ -116,6 +119,20 @@ struct FlowState {
         let (oh, ol) = origH.idWords, (rh, rl) = respH.idWords
         return FlowID(a: FlowUID.mix(oh, ol, rh, rl, ports, tsBits),
                       b: FlowUID.mix(tsBits, serial >> 3, ports, ol ^ rl))
+    }
+
+    var vlans: VLANTags {
+        get {
+            var v = VLANTags()
+            v.count = UInt8(vlanPacked >> 24)
+            v.outer = UInt16((vlanPacked >> 12) & 0xFFF)
+            v.inner = UInt16(vlanPacked & 0xFFF)
+            return v
+        }
+        set {
+            vlanPacked = UInt32(min(newValue.count, 255)) << 24 | UInt32(newValue.outer & 0xFFF) << 12
+                | UInt32(newValue.inner & 0xFFF)
+        }
     }
 
     var origH: IPAddress { origIsA ? key.addrA : key.addrB }

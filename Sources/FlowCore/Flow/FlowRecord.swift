@@ -62,12 +62,16 @@ public struct FlowRecord: Sendable, Equatable {
     public var respNames: [String]
     public var origProcess: ProcessAttribution?
     public var respProcess: ProcessAttribution?
+    /// The outermost 802.1Q/802.1ad VLAN ID of the flow's first packet, and the next one in.
+    public var vlan: UInt16?
+    public var innerVlan: UInt16?
 
     public init(ts: Double, uid: String, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
                 ipProto: IPProtocol, duration: Double, origBytes: UInt64, respBytes: UInt64, connState: String,
                 missedBytes: UInt64, history: String, origPkts: UInt64, origIPBytes: UInt64, respPkts: UInt64,
                 respIPBytes: UInt64, tunnelParents: [String], flipped: Bool, respName: String?, respNames: [String],
-                origProcess: ProcessAttribution? = nil, respProcess: ProcessAttribution? = nil) {
+                origProcess: ProcessAttribution? = nil, respProcess: ProcessAttribution? = nil,
+                vlan: UInt16? = nil, innerVlan: UInt16? = nil) {
         self.ts = ts; self.uid = uid; self.origH = origH; self.origP = origP; self.respH = respH; self.respP = respP
         self.ipProto = ipProto; self.duration = duration; self.origBytes = origBytes; self.respBytes = respBytes
         self.connState = connState; self.missedBytes = missedBytes; self.history = history
@@ -75,6 +79,7 @@ public struct FlowRecord: Sendable, Equatable {
         self.respIPBytes = respIPBytes; self.tunnelParents = tunnelParents; self.flipped = flipped
         self.respName = respName; self.respNames = respNames
         self.origProcess = origProcess; self.respProcess = respProcess
+        self.vlan = vlan; self.innerVlan = innerVlan
     }
 
     /// Zeek's proto column.
@@ -177,6 +182,7 @@ public struct FlowSnapshot: @unchecked Sendable {
             connState: state.description, missedBytes: missed, history: f.history.string,
             origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,
             tunnelParents: parents.isEmpty ? [] : parents.map(\.text).sorted(), flipped: f.flipped,
-            respName: respName, respNames: respNames)
+            respName: respName, respNames: respNames,
+            vlan: f.vlans.count > 0 ? f.vlans.outer : nil, innerVlan: f.vlans.count > 1 ? f.vlans.inner : nil)
     }
 }

@@ -27,9 +27,13 @@ public final class FlowTable {
     public private(set) var firstTime: Double?
     public private(set) var flowsEmitted = 0
 
-    public init(timeouts: Timeouts = Timeouts(), names: DNSNameTable = DNSNameTable(),
+    /// VLAN IDs are part of the flow key (Zeek's vlan_fivetuple); by default they are not.
+    public let vlanAware: Bool
+
+    public init(timeouts: Timeouts = Timeouts(), names: DNSNameTable = DNSNameTable(), vlanAware: Bool = false,
                 onFlow: @escaping (FlowRecord) -> Void) {
         self.timeouts = timeouts
+        self.vlanAware = vlanAware
         self.names = names
         self.onFlow = onFlow
     }
@@ -98,7 +102,10 @@ public final class FlowTable {
         let proto = ip.proto
         let sport = tp.hasHeader ? tp.sport : 0, dport = tp.hasHeader ? tp.dport : 0
         var keyFlipped = false
-        let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, flipped: &keyFlipped)
+        let vl = summary.vlans
+        let vlanKey: UInt32 = vlanAware && vl.count > 0 ? UInt32(vl.outer) << 12 | UInt32(vl.count > 1 ? vl.inner : 0) : 0
+        let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, vlans: vlanKey,
+                          flipped: &keyFlipped)
         let h = FlowSlots.hash(key)
         var slot = slots.find(key, hash: h)
         if let s = slot, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
@@ -167,6 +174,7 @@ public final class FlowTable {
     private func create(key: FlowKey, hash h: UInt64, t: Double, ip: PacketSummary, tp: PacketSummary, sport: UInt16,
                         dport: UInt16, serial: UInt64) -> Int32 {
         var f = FlowState(key: key, serial: serial, origH: ip.src, origP: sport, start: t)
+        f.vlans = ip.vlans
         var flip = false
         switch ip.proto.rawValue {
         case 6 where tp.hasHeader:

@@ -27,6 +27,7 @@ struct FlowSlots {
         x ^= k.addrA.hi &* 0x1656_67B1_9E37_79F9
         x ^= k.addrB.hi &* 0x27D4_EB2F_1656_67C5
         x ^= (UInt64(k.portA) << 32 | UInt64(k.portB) << 8 | UInt64(k.proto.rawValue)) &* 0xFF51_AFD7_ED55_8CCD
+        x ^= UInt64(k.vlanHigh) << 48 | UInt64(k.vlanLow) << 32
         x ^= x >> 29
         x = x &* 0xBF58_476D_1CE4_E5B9
         x ^= x >> 32

@@ -17,11 +17,14 @@ public struct ZeekConnLogWriter {
 
     /// The header; `openTime` is the first packet's time (kept deterministic, unlike Zeek's wall clock).
     /// With `communityID`, a last `community_id` column, as Zeek's community-id-logging policy adds.
-    public static func header(openTime: Double?, communityID: Bool = false) -> String {
+    /// With `vlanFields`, `vlan` and `inner_vlan` columns, as Zeek's vlan-logging policy adds.
+    public static func header(openTime: Double?, communityID: Bool = false, vlanFields: Bool = false) -> String {
         var s = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
         s += "#open\t\(Fmt.zeekStamp(openTime ?? 0))\n"
-        s += "#fields\t" + fields.joined(separator: "\t") + (communityID ? "\tcommunity_id" : "") + "\n"
-        s += "#types\t" + types.joined(separator: "\t") + (communityID ? "\tstring" : "") + "\n"
+        s += "#fields\t" + fields.joined(separator: "\t") + (vlanFields ? "\tvlan\tinner_vlan" : "")
+            + (communityID ? "\tcommunity_id" : "") + "\n"
+        s += "#types\t" + types.joined(separator: "\t") + (vlanFields ? "\tint\tint" : "")
+            + (communityID ? "\tstring" : "") + "\n"
         return s
     }
 
@@ -52,7 +55,7 @@ public struct ZeekConnLogWriter {
     }
 
     /// Appends one conn.log row (with its newline) to `w`.
-    public static func write(_ r: FlowRecord, into w: ByteWriter, communityID: Bool = false) {
+    public static func write(_ r: FlowRecord, into w: ByteWriter, communityID: Bool = false, vlanFields: Bool = false) {
         w.fixed6(r.ts); w.byte(9)
         w.text(r.uid); w.byte(9)
         w.address(r.origH); w.byte(9)
@@ -87,6 +90,12 @@ public struct ZeekConnLogWriter {
         }
         w.byte(9)
         w.decimal(UInt64(r.ipProto.rawValue))
+        if vlanFields {
+            w.byte(9)
+            if let v = r.vlan { w.decimal(UInt64(v)) } else { w.byte(45) }
+            w.byte(9)
+            if let v = r.innerVlan { w.decimal(UInt64(v)) } else { w.byte(45) }
+        }
         if communityID {
             w.byte(9)
             w.text(CommunityID.v1(r))
@@ -147,6 +156,8 @@ public enum JSONLines {
         if !r.respNames.isEmpty { s += ",\"resp_names\":[" + r.respNames.map(quote).joined(separator: ",") + "]" }
         if let p = r.origProcess { s += ",\"orig_process\":" + process(p) }
         if let p = r.respProcess { s += ",\"resp_process\":" + process(p) }
+        if let v = r.vlan { s += ",\"vlan\":\(v)" }
+        if let v = r.innerVlan { s += ",\"inner_vlan\":\(v)" }
         if communityID { s += ",\"community_id\":" + quote(CommunityID.v1(r)) }
         return s + "}\n"
     }
@@ -161,8 +172,8 @@ public enum CSVWriter {
     ]
     public static var header: String { columns.joined(separator: ",") + "\n" }
 
-    public static func header(communityID: Bool) -> String {
-        columns.joined(separator: ",") + (communityID ? ",community_id" : "") + "\n"
+    public static func header(communityID: Bool, vlanFields: Bool = false) -> String {
+        columns.joined(separator: ",") + (vlanFields ? ",vlan,inner_vlan" : "") + (communityID ? ",community_id" : "") + "\n"
     }
 
     static func field(_ s: String) -> String {
@@ -172,7 +183,7 @@ public enum CSVWriter {
         return s
     }
 
-    public static func row(_ r: FlowRecord, communityID: Bool = false) -> String {
+    public static func row(_ r: FlowRecord, communityID: Bool = false, vlanFields: Bool = false) -> String {
         var cols: [String] = [
             Fmt.fixed(r.ts), r.uid, r.origH.description, String(r.origP), r.respH.description, String(r.respP),
             r.proto, String(r.ipProto.rawValue), Fmt.fixed(r.duration), String(r.origPkts), String(r.origBytes),
@@ -180,6 +191,7 @@ public enum CSVWriter {
             r.history, String(r.missedBytes), r.flipped ? "true" : "false", r.tunnelParents.joined(separator: ";"),
             r.respName ?? "", r.respNames.joined(separator: ";"),
         ]
+        if vlanFields { cols += [r.vlan.map { String($0) } ?? "", r.innerVlan.map { String($0) } ?? ""] }
         if communityID { cols.append(CommunityID.v1(r)) }
         return cols.map(field).joined(separator: ",") + "\n"
     }

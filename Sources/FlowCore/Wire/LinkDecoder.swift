@@ -13,20 +13,41 @@ public enum LinkResult: Equatable, Sendable {
     case anomaly(Anomaly)
 }
 
+/// The 802.1Q/802.1ad tags of a frame: the VLAN IDs of the outermost two (Zeek's vlan and
+/// inner_vlan).
+public struct VLANTags: Sendable, Equatable {
+    public var outer: UInt16 = 0
+    public var inner: UInt16 = 0
+    public var count: UInt8 = 0
+    public init() {}
+
+    @inline(__always)
+    mutating func push(_ vid: UInt16) {
+        if count == 0 { outer = vid } else if count == 1 { inner = vid }
+        count &+= 1
+    }
+}
+
 public enum LinkDecoder {
     /// Decodes the link layer of `linkType` and returns where IP begins.
     public static func decode(_ linkType: LinkType, _ b: UnsafeRawBufferPointer) -> LinkResult {
+        var v = VLANTags()
+        return decode(linkType, b, vlans: &v)
+    }
+
+    /// Decodes the link layer and records the frame's VLAN tags in `vlans`.
+    public static func decode(_ linkType: LinkType, _ b: UnsafeRawBufferPointer, vlans: inout VLANTags) -> LinkResult {
         switch linkType.rawValue {
-        case 1: return ethernet(b, at: 0)
+        case 1: return ethernet(b, at: 0, vlans: &vlans)
         case 12, 14, 101, 228, 229: return rawIP(b, at: 0)
         case 0: return null(b, networkOrder: false)
         case 108: return null(b, networkOrder: true)
         case 113:
             guard b.count >= 16 else { return .anomaly(.truncatedLinkHeader) }
-            return etherType(b.u16be(14), b, at: 16)
+            return etherType(b.u16be(14), b, at: 16, vlans: &vlans)
         case 276:
             guard b.count >= 20 else { return .anomaly(.truncatedLinkHeader) }
-            return etherType(b.u16be(0), b, at: 20)
+            return etherType(b.u16be(0), b, at: 20, vlans: &vlans)
         case 9, 50: return ppp(b, at: 0)
         case 104:
             guard b.count >= 4 else { return .anomaly(.truncatedLinkHeader) }
@@ -52,10 +73,15 @@ public enum LinkDecoder {
 
     /// Ethernet II or 802.3 with LLC/SNAP, starting at `o`.
     public static func ethernet(_ b: UnsafeRawBufferPointer, at o: Int) -> LinkResult {
+        var v = VLANTags()
+        return ethernet(b, at: o, vlans: &v)
+    }
+
+    static func ethernet(_ b: UnsafeRawBufferPointer, at o: Int, vlans: inout VLANTags) -> LinkResult {
         guard b.count >= o + 14 else { return .anomaly(.truncatedLinkHeader) }
         let type = b.u16be(o + 12)
         if type <= 1500 { return llc(b, at: o + 14) }
-        return etherType(type, b, at: o + 14)
+        return etherType(type, b, at: o + 14, vlans: &vlans)
     }
 
     /// 802.2 LLC: only SNAP (AA AA 03) carries an EtherType; anything else is not IP.
@@ -68,6 +94,12 @@ public enum LinkDecoder {
 
     /// Follows an EtherType through VLAN tags (802.1Q, 802.1ad, QinQ), MPLS and PPPoE sessions.
     public static func etherType(_ type0: UInt16, _ b: UnsafeRawBufferPointer, at o0: Int) -> LinkResult {
+        var v = VLANTags()
+        return etherType(type0, b, at: o0, vlans: &v)
+    }
+
+    static func etherType(_ type0: UInt16, _ b: UnsafeRawBufferPointer, at o0: Int,
+                          vlans: inout VLANTags) -> LinkResult {
         var type = type0
         var o = o0
         var hops = 0
@@ -78,6 +110,7 @@ public enum LinkDecoder {
                 return .ip(offset: o)
             case 0x8100, 0x88A8, 0x9100, 0x9200:
                 guard b.count >= o + 4 else { return .anomaly(.truncatedVLANHeader) }
+                vlans.push(b.u16be(o) & 0x0FFF)
                 type = b.u16be(o + 2)
                 o += 4
             case 0x8847, 0x8848:
@@ -95,14 +128,14 @@ public enum LinkDecoder {
                 if nibble == 4 || nibble == 6 { return .ip(offset: o) }
                 if nibble == 0 {
                     // Pseudowire control word, then an Ethernet frame.
-                    return ethernet(b, at: o + 4)
+                    return ethernet(b, at: o + 4, vlans: &vlans)
                 }
                 return .nonIP
             case 0x8864:
                 guard b.count >= o + 8 else { return .anomaly(.truncatedPPPoEHeader) }
                 return pppProtocol(b.u16be(o + 6), b, at: o + 8)
             case 0x6558:
-                return ethernet(b, at: o)
+                return ethernet(b, at: o, vlans: &vlans)
             default:
                 return .nonIP
             }
