@@ -33,38 +33,11 @@ public enum CommunityID {
         return "1:" + Base64.encode(SHA1.digest(msg))
     }
 
-    /// The reply type of an ICMP request (or the request of a reply), per the spec's table.
+    /// The reply type of an ICMP request (or the request of a reply), per the spec's table:
+    /// Zeek's pairs, less ICMPv6 mobile prefix solicitation/advertisement (146/147).
     static func twoWayCounterpart(v6: Bool, type: UInt8) -> UInt8? {
-        if v6 {
-            switch type {
-            case 128: return 129
-            case 129: return 128
-            case 130: return 131
-            case 131: return 130
-            case 133: return 134
-            case 134: return 133
-            case 135: return 136
-            case 136: return 135
-            case 139: return 140
-            case 140: return 139
-            case 144: return 145
-            case 145: return 144
-            default: return nil
-            }
-        }
-        switch type {
-        case 8: return 0
-        case 0: return 8
-        case 13: return 14
-        case 14: return 13
-        case 15: return 16
-        case 16: return 15
-        case 10: return 9
-        case 9: return 10
-        case 17: return 18
-        case 18: return 17
-        default: return nil
-        }
+        if v6 && (type == 146 || type == 147) { return nil }
+        return ICMPPorts.twoWay(v6: v6, type: type)
     }
 
     static func bytes(_ a: IPAddress) -> [UInt8] {

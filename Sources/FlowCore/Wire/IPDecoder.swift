@@ -196,6 +196,12 @@ public enum IPDecoder {
 public enum ICMPPorts {
     @inline(__always)
     public static func counterpart(v6: Bool, type: UInt8, code: UInt8) -> UInt16 {
+        UInt16(twoWay(v6: v6, type: type) ?? code)
+    }
+
+    /// The other half of a request/reply type pair, or nil for a one-way message.
+    @inline(__always)
+    public static func twoWay(v6: Bool, type: UInt8) -> UInt8? {
         if !v6 {
             switch type {
             case 8: return 0
@@ -208,7 +214,7 @@ public enum ICMPPorts {
             case 9: return 10
             case 17: return 18
             case 18: return 17
-            default: return UInt16(code)
+            default: return nil
             }
         }
         switch type {
@@ -226,7 +232,7 @@ public enum ICMPPorts {
         case 145: return 144
         case 146: return 147
         case 147: return 146
-        default: return UInt16(code)
+        default: return nil
         }
     }
 }
