@@ -164,8 +164,6 @@ public final class PacketAnalyzer {
         if batch.count > 0 { batch = handoff(batch) }
     }
 
-    public func recordAnomaly(_ a: Anomaly) { stats.anomalies.record(a) }
-
     /// Returns true if the packet was counted to a flow.
     private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
                            parent: ParentRef) -> Bool {

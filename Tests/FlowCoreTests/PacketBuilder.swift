@@ -57,16 +57,13 @@ struct PacketBuilder {
 
 /// Runs frames through a fresh analyzer and collects the flows it emits.
 final class Harness {
-    var records: [FlowRecord] = []
     let analyzer: PacketAnalyzer
     let table: FlowTable
 
     init(timeouts: Timeouts = Timeouts()) {
-        var sink: [FlowRecord] = []
         let box = Box()
         table = FlowTable(timeouts: timeouts) { box.records.append($0) }
         analyzer = PacketAnalyzer(table: table)
-        _ = sink
         self.box = box
     }
     private let box: Box

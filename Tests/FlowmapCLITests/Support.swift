@@ -99,3 +99,25 @@ func assertGolden(_ actual: String, _ name: String, file: StaticString = #filePa
                 file: file, line: line)
     }
 }
+
+/// Reads a Zeek log (or zeek-cut -m output) into one dictionary per row, by column name.
+enum ZeekLog {
+    static func rows(_ text: String) -> [[String: String]] {
+        var fields: [String] = []
+        var out: [[String: String]] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("#fields") { fields = line.split(separator: "\t").dropFirst().map(String.init); continue }
+            if line.hasPrefix("#") { continue }
+            // zeek-cut -m output (.cut baselines) names its columns in a plain first line.
+            if fields.isEmpty && line.hasPrefix("ts\t") {
+                fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                continue
+            }
+            let cols = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            var d: [String: String] = [:]
+            for (f, c) in zip(fields, cols) where !f.isEmpty { d[f] = c }
+            out.append(d)
+        }
+        return out
+    }
+}

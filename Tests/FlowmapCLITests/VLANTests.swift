@@ -6,22 +6,8 @@ import XCTest
 /// VLAN tags against Zeek's own logs: vlan / inner_vlan logging (q-in-q, Zeek's vlan-logging
 /// policy) and VLAN-aware flow keys (vlan-collisions, Zeek's vlan_fivetuple conn key).
 final class VLANTests: XCTestCase {
-    /// Rows of a Zeek log as dictionaries, whatever its column names.
     func rows(_ name: String) throws -> [[String: String]] {
-        let text = try String(contentsOf: Repo.fixtures.appendingPathComponent("zeek-parity/\(name)"), encoding: .utf8)
-        var fields: [String] = []
-        var out: [[String: String]] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("#fields") { fields = line.split(separator: "\t").dropFirst().map(String.init); continue }
-            if line.hasPrefix("#") { continue }
-            if fields.isEmpty && line.hasPrefix("ts\t") {
-                fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                continue
-            }
-            let cols = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            out.append(Dictionary(uniqueKeysWithValues: zip(fields, cols).filter { !$0.0.isEmpty }))
-        }
-        return out
+        ZeekLog.rows(try String(contentsOf: Repo.fixtures.appendingPathComponent("zeek-parity/\(name)"), encoding: .utf8))
     }
 
     func analyze(_ trace: String, vlanAware: Bool) throws -> [FlowRecord] {

@@ -30,27 +30,14 @@ final class ZeekParityTests: XCTestCase {
     }
 
     static func parseConnLog(_ text: String) -> [ConnRow] {
-        var fields: [String] = []
-        var rows: [ConnRow] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("#fields") { fields = line.split(separator: "\t").dropFirst().map(String.init); continue }
-            if line.hasPrefix("#") { continue }
-            // zeek-cut -m output (.cut baselines) names its columns in a plain first line.
-            if fields.isEmpty && line.hasPrefix("ts\t") {
-                fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                continue
-            }
-            let cols = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            var d: [String: String] = [:]
-            for (i, f) in fields.enumerated() where i < cols.count { d[f] = cols[i] }
-            guard let proto = d["proto"] ?? inferProto(d) else { continue }
-            rows.append(ConnRow(proto: proto, origH: d["id.orig_h"] ?? "", origP: d["id.orig_p"] ?? "",
-                                respH: d["id.resp_h"] ?? "", respP: d["id.resp_p"] ?? "", origPkts: d["orig_pkts"],
-                                origIPBytes: d["orig_ip_bytes"], respPkts: d["resp_pkts"],
-                                respIPBytes: d["resp_ip_bytes"], connState: d["conn_state"], history: d["history"],
-                                origBytes: d["orig_bytes"], respBytes: d["resp_bytes"], missedBytes: d["missed_bytes"]))
+        ZeekLog.rows(text).compactMap { d in
+            guard let proto = d["proto"] ?? inferProto(d) else { return nil }
+            return ConnRow(proto: proto, origH: d["id.orig_h"] ?? "", origP: d["id.orig_p"] ?? "",
+                           respH: d["id.resp_h"] ?? "", respP: d["id.resp_p"] ?? "", origPkts: d["orig_pkts"],
+                           origIPBytes: d["orig_ip_bytes"], respPkts: d["resp_pkts"],
+                           respIPBytes: d["resp_ip_bytes"], connState: d["conn_state"], history: d["history"],
+                           origBytes: d["orig_bytes"], respBytes: d["resp_bytes"], missedBytes: d["missed_bytes"])
         }
-        return rows
     }
 
     /// `.cut` baselines lack `proto`; their only trace is TCP.

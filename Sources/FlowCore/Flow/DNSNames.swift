@@ -88,12 +88,8 @@ public final class DNSNameTable {
         global[o.address, default: []].insertSorted(strings[Int(id)])
     }
 
-    /// The name `client` resolved for `address` at or before `t` (the first it asked for).
-    public func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> String? {
-        nameIDAsked(by: client, for: address, before: t).map(name)
-    }
-
-    /// Like `nameAsked`, as the interned name's id (see `name(_:)`).
+    /// The name `client` resolved for `address` at or before `t` (the first it asked for), as
+    /// the interned name's id (see `name(_:)`).
     func nameIDAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> Int32? {
         guard !perClient.isEmpty, let b = perClient[DNSNameTable.clientKey(client, address)],
               b.learnedAt <= t else { return nil }

@@ -25,7 +25,6 @@ public final class FlowTable {
     public private(set) var now: Double = -.infinity
     /// The time of the first event applied (the first packet's timestamp).
     public private(set) var firstTime: Double?
-    public private(set) var flowsEmitted = 0
 
     /// VLAN IDs are part of the flow key (Zeek's vlan_fivetuple); by default they are not.
     public let vlanAware: Bool
@@ -59,8 +58,6 @@ public final class FlowTable {
     public var activeFlows: Int { slots.count }
     /// The most flows open at once so far (what memory is proportional to).
     public private(set) var peakActiveFlows = 0
-    /// Pending timer entries (diagnostics).
-    public var pendingTimers: Int { heap.count }
 
     // MARK: Time
 
@@ -596,7 +593,6 @@ public final class FlowTable {
             freeParentLists.append(f.pointee.parents)
         }
         slots.remove(slot)
-        flowsEmitted += 1
         if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record()) }
     }
 

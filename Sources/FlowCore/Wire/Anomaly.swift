@@ -75,7 +75,4 @@ public struct AnomalyCounters: Sendable, Equatable {
         Anomaly.allCases.compactMap { counts[$0.rawValue] > 0 ? ($0.name, counts[$0.rawValue]) : nil }
     }
 
-    public mutating func merge(_ other: AnomalyCounters) {
-        for i in counts.indices { counts[i] += other.counts[i] }
-    }
 }
