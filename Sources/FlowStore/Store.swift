@@ -14,7 +14,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Metadata about one ingested source (a capture file, or later a conntrack/live session).
-public struct SourceInfo: Sendable, Equatable {
+public struct SourceInfo: Sendable {
     public var kind: SourceKind
     public var hostID: String
     public var path: String
@@ -32,11 +32,6 @@ public struct SourceInfo: Sendable, Equatable {
     public init(kind: SourceKind, hostID: String, path: String, sha256: String?, linkType: String?) {
         self.kind = kind; self.hostID = hostID; self.path = path; self.sha256 = sha256; self.linkType = linkType
         packets = 0; decoded = 0; nonIP = 0; anomalies = []; complete = true
-    }
-
-    public static func == (a: SourceInfo, b: SourceInfo) -> Bool {
-        a.kind == b.kind && a.hostID == b.hostID && a.path == b.path && a.sha256 == b.sha256
-            && a.packets == b.packets && a.anomalies.map { "\($0.name)=\($0.count)" } == b.anomalies.map { "\($0.name)=\($0.count)" }
     }
 }
 

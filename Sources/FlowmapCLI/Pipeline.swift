@@ -75,12 +75,13 @@ final class SPSCRing<Element>: @unchecked Sendable {
     func close() { closed.store(true, ordering: .releasing) }
 }
 
-/// Runs `body` on a new POSIX thread; `join()` waits for it.
+/// Runs `body` on a new POSIX thread; `join()` waits for it. Nil when no thread can be made
+/// (the caller then works on one thread: running `body` inline would wait for itself).
 final class WorkerThread: @unchecked Sendable {
     private var thread = pthread_t()
     private let body: () -> Void
 
-    init(_ body: @escaping () -> Void) {
+    init?(_ body: @escaping () -> Void) {
         self.body = body
         let box = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
@@ -89,16 +90,12 @@ final class WorkerThread: @unchecked Sendable {
             return nil
         }, box)
         if rc != 0 {
-            // No thread: run inline so work is never lost.
             Unmanaged<WorkerThread>.fromOpaque(box).release()
-            body()
-            thread = pthread_t()
+            return nil
         }
     }
 
-    func join() {
-        if thread != pthread_t() { pthread_join(thread, nil) }
-    }
+    func join() { pthread_join(thread, nil) }
 }
 
 /// Decoding (and output) on the calling thread, the flow table on a second one: event batches
@@ -115,7 +112,8 @@ final class Pipeline: @unchecked Sendable {
     final class CPUBox: @unchecked Sendable { var seconds = 0.0 }
     let tableThreadCPU = CPUBox()
 
-    init(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
+    /// Nil when the table thread cannot be started; the table is then left as it was.
+    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
@@ -145,7 +143,7 @@ final class Pipeline: @unchecked Sendable {
             }
         }
         let cpu = self.tableThreadCPU
-        worker = WorkerThread {
+        let started = WorkerThread {
             defer { cpu.seconds = threadCPUSeconds() }
             while let b = full.pop() {
                 table.apply(b)
@@ -156,6 +154,11 @@ final class Pipeline: @unchecked Sendable {
             if !outbox.records.isEmpty { finished.push(outbox.records) }
             finished.close()
         }
+        guard let started else {
+            table.onSnapshot = nil
+            return nil
+        }
+        worker = started
     }
 
     /// Writes out finished flows that have arrived (on the calling thread).

@@ -11,7 +11,6 @@ struct TimerHeap {
     private(set) var items: [Entry] = []
 
     var isEmpty: Bool { items.isEmpty }
-    var count: Int { items.count }
 
     @inline(__always)
     var topTime: Double { items.isEmpty ? .infinity : items[0].time }
