@@ -33,6 +33,15 @@ struct FlowsCommand: ParsableCommand {
 
     init() {}
 
+    func validate() throws {
+        if communityID && format == .table {
+            throw ValidationError("--community-id adds a field to json, csv and zeek output, not to the table.")
+        }
+        if vlanFields && (format == .table || format == .json) {
+            throw ValidationError("--vlan-fields adds columns to csv and zeek output (json has vlan fields whenever a flow is tagged).")
+        }
+    }
+
     func run() throws {
         var writer = FlowWriter(format: format, communityID: communityID, vlanFields: vlanFields || analysis.vlanAware)
         if let db = source.db {

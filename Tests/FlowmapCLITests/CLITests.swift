@@ -44,6 +44,9 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(usage.status, 64)
         XCTAssertEqual(try runFlowmap(["flows", "--format", "xml", wikipedia]).status, 64)
         XCTAssertEqual(try runFlowmap(["flows", "--db", "x.db", "--since", "yesterday"]).status, 64)
+        // Options that would do nothing for the chosen format are refused, not ignored.
+        XCTAssertEqual(try runFlowmap(["flows", "--community-id", wikipedia]).status, 64)
+        XCTAssertEqual(try runFlowmap(["flows", "--format", "json", "--vlan-fields", wikipedia]).status, 64)
     }
 
     func testTruncatedCaptureKeepsFlowsAndWarns() throws {
