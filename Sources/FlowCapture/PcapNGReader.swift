@@ -19,6 +19,8 @@ final class PcapNGReader {
 
     private let file: UnsafeMutablePointer<FILE>
     private let ownsFile: Bool
+    /// The FILE's stdio buffer, freed after the FILE is closed (when the reader owns both).
+    private let stdioBuffer: UnsafeMutableRawPointer?
     private var bigEndian = false
     private var interfaces: [Interface] = []
     private var buffer: UnsafeMutableRawPointer
@@ -32,9 +34,10 @@ final class PcapNGReader {
 
     /// Opens `file` (positioned at the start of the first section) and reads the first
     /// section header; throws the reason if it is not a valid one.
-    init(file: UnsafeMutablePointer<FILE>, ownsFile: Bool) throws(CaptureError) {
+    init(file: UnsafeMutablePointer<FILE>, ownsFile: Bool, buffer stdioBuffer: UnsafeMutableRawPointer? = nil) throws(CaptureError) {
         self.file = file
         self.ownsFile = ownsFile
+        self.stdioBuffer = stdioBuffer
         capacity = 1 << 16
         buffer = .allocate(byteCount: capacity, alignment: 8)
         var type: UInt32 = 0
@@ -48,7 +51,10 @@ final class PcapNGReader {
 
     deinit {
         buffer.deallocate()
-        if ownsFile { fclose(file) }
+        if ownsFile {
+            fclose(file)
+            free(stdioBuffer)
+        }
     }
 
     var position: Int64 { Int64(ftello(file)) }

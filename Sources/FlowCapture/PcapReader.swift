@@ -36,6 +36,10 @@ public final class PcapReader {
     public let linkType: LinkType
     /// The file's size in bytes, when it is a regular file (not standard input).
     public let fileSize: Int64?
+    /// The stdio buffer of the capture file: 1 MiB instead of stdio's default of one 4 KiB
+    /// block, so that reading costs one read(2) per MiB rather than one per 4 KiB.
+    private let ioBuffer: UnsafeMutableRawPointer?
+    private static let ioBufferSize = 1 << 20
 
     /// Opens `path` ("-" reads standard input).
     public init(path: String) throws(CaptureError) {
@@ -49,35 +53,51 @@ public final class PcapReader {
             if (st.st_mode & S_IFMT) == S_IFDIR { throw CaptureError(path: shown, reason: "is a directory, not a capture file") }
             fileSize = Int64(st.st_size)
             guard let f = fopen(path, "rb") else { throw CaptureError(path: shown, reason: PcapReader.errnoText()) }
+            let buffer = malloc(PcapReader.ioBufferSize)
+            if let buffer { setvbuf(f, buffer.assumingMemoryBound(to: CChar.self), _IOFBF, PcapReader.ioBufferSize) }
             var magic: UInt32 = 0
             let n = fread(&magic, 1, 4, f)
             if n == 4 && magic == 0x0A0D_0D0A {
                 rewind(f)
                 do throws(CaptureError) {
-                    let r = try PcapNGReader(file: f, ownsFile: true)
+                    let r = try PcapNGReader(file: f, ownsFile: true, buffer: buffer)
                     if let reason = r.readFirstInterface() { throw CaptureError(path: shown, reason: reason) }
                     backend = .pcapng(r)
+                    ioBuffer = nil
                     linkType = r.firstLinkType ?? LinkType(rawValue: 1)
                     return
                 } catch {
                     throw CaptureError(path: shown, reason: error.reason)
                 }
             }
-            fclose(f)
+            // libpcap reads the same FILE (and closes it in pcap_close).
+            rewind(f)
+            var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+            guard let h = pcap_fopen_offline_with_tstamp_precision(f, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+                fclose(f)
+                free(buffer)
+                let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw CaptureError(path: shown, reason: PcapReader.explain(msg, path: path))
+            }
+            backend = .libpcap(h)
+            ioBuffer = buffer
+            linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
         } else {
             fileSize = nil
+            ioBuffer = nil
+            var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+            guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+                let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw CaptureError(path: shown, reason: PcapReader.explain(msg, path: path))
+            }
+            backend = .libpcap(h)
+            linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
         }
-        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
-            let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw CaptureError(path: shown, reason: PcapReader.explain(msg, path: path))
-        }
-        backend = .libpcap(h)
-        linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
     }
 
     deinit {
         if case .libpcap(let h) = backend { pcap_close(h) }
+        free(ioBuffer)  // after the FILE that used it is closed
     }
 
     /// Bytes consumed so far (for progress), when known.

@@ -168,7 +168,7 @@ final class Pipeline: @unchecked Sendable {
 
     /// Seconds the reader waited for the table thread, and the table thread for the reader.
     var waits: (reader: Double, table: Double) {
-        (full.pushWait + empty.popWait, full.popWait + empty.pushWait)
+        (full.pushWait + empty.popWait, full.popWait + empty.pushWait + finished.pushWait)
     }
 
     /// Hands off the last events, waits for the table thread to apply them and flush, writing
