@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System library: libpcap (Debian: libpcap-dev).
@@ -25,15 +26,19 @@ let package = Package(
             // is static (no shared mutable state across threads in this module).
             .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
         ]),
+        // PURE: inventory, workload identity, the workload graph and its renderers.
+        .target(name: "FlowGraph", dependencies: ["FlowCore"]),
+        // Inventory (and policy) files: YAML through Yams, with file:line:column errors.
+        .target(name: "FlowConfig", dependencies: ["FlowGraph", .product(name: "Yams", package: "Yams")]),
         // ADAPTER: libpcap offline reading.
         .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"], swiftSettings: [
             .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
         ]),
         // ADAPTER: SQLite store through GRDB.
-        .target(name: "FlowStore", dependencies: ["FlowCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "FlowStore", dependencies: ["FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift")]),
         // ArgumentParser commands.
         .target(name: "FlowmapCLI", dependencies: [
-            "FlowCore", "FlowCapture", "FlowStore",
+            "FlowCore", "FlowCapture", "FlowStore", "FlowGraph", "FlowConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [
             // The capture loop's closures run on one thread; skip dynamic exclusivity checks there.
@@ -42,5 +47,6 @@ let package = Package(
         .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
         .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),
         .testTarget(name: "FlowmapCLITests", dependencies: ["FlowmapCLI", "FlowCore", "FlowCapture", "FlowStore"]),
+        .testTarget(name: "FlowGraphTests", dependencies: ["FlowGraph", "FlowConfig", "FlowCore"]),
     ]
 )

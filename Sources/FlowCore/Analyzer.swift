@@ -27,6 +27,9 @@ public final class PacketAnalyzer {
     private let handoff: (EventBatch) -> EventBatch
     public private(set) var stats = AnalysisStats()
     public var maxTunnelDepth = 4
+    /// Called with each DNS response's answers as they are decoded, on the decoding thread
+    /// (ahead of the flow table, which learns them in order with the packets).
+    public var onNames: (([DNSObservation]) -> Void)?
     private var packetIndex: UInt64 = 0
     private var ip = IPView()
     private var tp = TransportView()
@@ -238,8 +241,10 @@ public final class PacketAnalyzer {
             return
         }
         let who = multicast || client.isBroadcastOrMulticast ? nil : client
-        batch.appendNames(answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
-                                                       ttl: $0.ttl, ts: t) }, t: t)
+        let obs = answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
+                                               ttl: $0.ttl, ts: t) }
+        onNames?(obs)
+        batch.appendNames(obs, t: t)
         if batch.isFull { batch = handoff(batch) }
     }
 

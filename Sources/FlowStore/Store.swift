@@ -41,7 +41,7 @@ public struct SourceInfo: Sendable {
 /// process attribution of each end), `dns_name` (names seen on the wire).
 public final class FlowStore {
     public let path: String
-    private let db: DatabasePool
+    let db: DatabasePool
 
     /// Opens (and with `create`, creates) the store at `path`, migrating it to the current schema.
     public init(path: String, create: Bool = true) throws(StoreError) {

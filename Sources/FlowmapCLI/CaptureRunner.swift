@@ -40,7 +40,8 @@ enum CaptureRunner {
 
     /// Reads the captures; flows reach `onFlow` (on the table thread when `threads` > 1).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
-                    threads: Int = 1, vlanAware: Bool = false, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
+                    threads: Int = 1, vlanAware: Bool = false,
+                    onNames: (([DNSObservation]) -> Void)? = nil, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
         let names = DNSNameTable()
         names.keepObservations = keepNames
         final class Counter: @unchecked Sendable { var emitted = 0 }
@@ -56,6 +57,7 @@ enum CaptureRunner {
             onFlow(r, tableRef?.firstTime)
         } : nil
         let analyzer = pipeline?.analyzer ?? PacketAnalyzer(table: table)
+        analyzer.onNames = onNames
         var warnings: [String] = []
         for r in readers {
             let progress = Progress(label: r.path == "-" ? "<stdin>" : r.path, total: r.fileSize, enabled: !quiet)

@@ -60,7 +60,7 @@ struct FlowsCommand: ParsableCommand {
         let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
                                            threads: analysis.threadCount, vlanAware: analysis.vlanAware) { r, first in
             if writer.openTime == nil { writer.openTime = first }
-            writer.add(r)
+            if source.admits(r.ts) { writer.add(r) }
         }
         if writer.openTime == nil { writer.openTime = result.stats.firstTimestamp }
         writer.finish(closeTime: result.stats.lastTimestamp)

@@ -9,10 +9,10 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Read flows from this flowmap SQLite store instead of captures.", valueName: "file"))
     var db: String?
 
-    @Option(name: .long, help: ArgumentHelp("With --db: only flows that started at or after T (epoch seconds or RFC 3339 UTC).", valueName: "T"))
+    @Option(name: .long, help: ArgumentHelp("Only flows that started at or after T (epoch seconds or RFC 3339 UTC).", valueName: "T"))
     var since: String?
 
-    @Option(name: .long, help: ArgumentHelp("With --db: only flows that started before T.", valueName: "T"))
+    @Option(name: .long, help: ArgumentHelp("Only flows that started before T.", valueName: "T"))
     var until: String?
 
     func validate() throws {
@@ -22,15 +22,19 @@ struct SourceOptions: ParsableArguments {
         if !captures.isEmpty && db != nil {
             throw ValidationError("Give either capture files or --db FILE, not both.")
         }
-        if (since != nil || until != nil) && db == nil {
-            throw ValidationError("--since and --until filter a store; use them with --db.")
-        }
         if let s = since, Fmt.parseTime(s) == nil { throw ValidationError("--since: '\(s)' is not a time (epoch seconds or RFC 3339).") }
         if let u = until, Fmt.parseTime(u) == nil { throw ValidationError("--until: '\(u)' is not a time (epoch seconds or RFC 3339).") }
     }
 
     var sinceTime: Double? { since.flatMap(Fmt.parseTime) }
     var untilTime: Double? { until.flatMap(Fmt.parseTime) }
+
+    /// True when a flow that started at `ts` is inside [since, until).
+    func admits(_ ts: Double) -> Bool {
+        if let s = sinceTime, ts < s { return false }
+        if let u = untilTime, ts >= u { return false }
+        return true
+    }
 }
 
 /// Flow-table settings shared by every command that reads captures.

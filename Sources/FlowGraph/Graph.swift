@@ -1,0 +1,402 @@
+import FlowCore
+
+/// How a workload got its identity.
+public enum WorkloadKind: String, Sendable, CaseIterable, Comparable {
+    /// Named by the inventory.
+    case inventory
+    /// A process on a host (agent data): host + exe/comm, user, container or unit.
+    case process
+    /// A DNS name that the endpoint's clients resolved.
+    case dns
+    /// A private-range (or otherwise non-public) address, as itself.
+    case address
+    /// Public addresses with no other identity.
+    case external
+
+    public static func < (a: WorkloadKind, b: WorkloadKind) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// How public endpoints that the inventory does not name are grouped.
+public enum ExternalGrouping: String, Sendable, CaseIterable {
+    /// By the DNS name their clients resolved; unnamed ones per /24 (IPv6: /48).
+    case name
+    /// By the registrable domain of that name (api.stripe.com → stripe.com); unnamed per prefix.
+    case domain
+    /// Per /24 (IPv6: /48), names ignored.
+    case prefix
+    /// All in one `external` workload.
+    case all
+}
+
+public struct GraphOptions: Sendable {
+    public var groupExternal: ExternalGrouping = .name
+    public var externalPrefixV4 = 24
+    public var externalPrefixV6 = 48
+    public var publicSuffixes = PublicSuffixList()
+    public init() {}
+}
+
+/// One flow as the graph needs it.
+public struct GraphFlow: Sendable {
+    public var ts: Double
+    public var duration: Double
+    public var origH: IPAddress
+    public var origP: UInt16
+    public var respH: IPAddress
+    public var respP: UInt16
+    public var ipProto: IPProtocol
+    public var origPkts: UInt64
+    public var respPkts: UInt64
+    public var origIPBytes: UInt64
+    public var respIPBytes: UInt64
+    public var history: String
+    public var flipped: Bool
+    public var origProcess: ProcessAttribution?
+    public var respProcess: ProcessAttribution?
+    /// The host whose agent saw the flow (names process workloads); "" for captures.
+    public var hostID: String
+
+    public init(ts: Double, duration: Double, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
+                ipProto: IPProtocol, origPkts: UInt64, respPkts: UInt64, origIPBytes: UInt64, respIPBytes: UInt64,
+                history: String, flipped: Bool, origProcess: ProcessAttribution? = nil,
+                respProcess: ProcessAttribution? = nil, hostID: String = "") {
+        self.ts = ts; self.duration = duration; self.origH = origH; self.origP = origP; self.respH = respH
+        self.respP = respP; self.ipProto = ipProto; self.origPkts = origPkts; self.respPkts = respPkts
+        self.origIPBytes = origIPBytes; self.respIPBytes = respIPBytes; self.history = history
+        self.flipped = flipped; self.origProcess = origProcess; self.respProcess = respProcess; self.hostID = hostID
+    }
+
+    public init(_ r: FlowRecord, hostID: String = "") {
+        ts = r.ts; duration = r.duration; origH = r.origH; origP = r.origP; respH = r.respH; respP = r.respP
+        ipProto = r.ipProto; origPkts = r.origPkts; respPkts = r.respPkts; origIPBytes = r.origIPBytes
+        respIPBytes = r.respIPBytes; history = r.history; flipped = r.flipped
+        origProcess = r.origProcess; respProcess = r.respProcess; self.hostID = hostID
+    }
+
+    /// Whether the flow shows who is client and who is server, without guessing:
+    /// TCP when the handshake was seen (the originator's SYN, or the responder's SYN-ACK);
+    /// UDP when no port heuristic chose the originator (the first packet's sender is the
+    /// client); ICMP for request types (echo, timestamp, solicitations); never for other
+    /// protocols (GRE, ESP, … are peer to peer).
+    public var directionKnown: Bool {
+        switch ipProto.rawValue {
+        case 6:
+            return history.utf8.contains(UInt8(ascii: "S")) || history.utf8.contains(UInt8(ascii: "h"))
+        case 17:
+            return !flipped
+        case 1:
+            return [8, 10, 13, 15, 17].contains(origP)
+        case 58:
+            return [128, 133, 135, 139].contains(origP)
+        default:
+            return false
+        }
+    }
+
+    /// The service "port" of an edge: the responder's port for TCP and UDP, the request type
+    /// for ICMP (Zeek's orig_p), none for other protocols.
+    public var servicePort: UInt16? {
+        switch ipProto.rawValue {
+        case 6, 17: return respP
+        case 1, 58: return origP
+        default: return nil
+        }
+    }
+}
+
+/// The protocol's name on edges and in rules.
+public func protocolName(_ p: IPProtocol) -> String {
+    switch p.rawValue {
+    case 6: return "tcp"
+    case 17: return "udp"
+    case 1: return "icmp"
+    case 58: return "icmp6"
+    case 47: return "gre"
+    case 50: return "esp"
+    case 51: return "ah"
+    case 132: return "sctp"
+    default: return "ip-\(p.rawValue)"
+    }
+}
+
+public struct GraphNode: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var kind: WorkloadKind
+    /// Labels, sorted by key.
+    public var labels: [(key: String, value: String)]
+    /// Distinct endpoint addresses seen in this workload.
+    public var endpoints: Int
+    /// False when `endpoints` is an estimate (more than 256 distinct).
+    public var endpointsExact: Bool
+
+    public func label(_ key: String) -> String? { labels.first { $0.key == key }?.value }
+
+    public static func == (a: GraphNode, b: GraphNode) -> Bool {
+        a.id == b.id && a.name == b.name && a.kind == b.kind && a.endpoints == b.endpoints
+            && a.labels.map(\.key) == b.labels.map(\.key) && a.labels.map(\.value) == b.labels.map(\.value)
+    }
+}
+
+public struct GraphEdge: Sendable, Equatable {
+    /// Node ids. For an edge of unknown direction, `from` < `to` and neither is the client.
+    public var from: String
+    public var to: String
+    /// The server port (ICMP: the request type); nil for unknown direction and portless protocols.
+    public var port: UInt16?
+    public var proto: String
+    public var directionKnown: Bool
+    public var flows: UInt64
+    public var packetsToServer: UInt64
+    public var packetsToClient: UInt64
+    /// IP bytes (headers included), as the network carried them.
+    public var bytesToServer: UInt64
+    public var bytesToClient: UInt64
+    public var firstSeen: Double
+    public var lastSeen: Double
+    /// Distinct client endpoints (for unknown direction: distinct endpoints on the `from` side).
+    public var clients: Int
+    public var clientsExact: Bool
+    public var clientProcesses: [String]
+    public var clientUsers: [String]
+    public var serverProcesses: [String]
+    public var serverUsers: [String]
+
+    public var packets: UInt64 { packetsToServer + packetsToClient }
+    public var bytes: UInt64 { bytesToServer + bytesToClient }
+}
+
+/// Workloads and the edges between them.
+public struct WorkloadGraph: Sendable, Equatable {
+    /// Sorted by id.
+    public var nodes: [GraphNode]
+    /// Sorted by (from, to, proto, port), edges of known direction first.
+    public var edges: [GraphEdge]
+    /// Flows that went into the graph.
+    public var flows: UInt64
+
+    public func node(_ id: String) -> GraphNode? { nodes.first { $0.id == id } }
+
+    /// Drops edges with fewer than `minFlows` flows and every node (and its edges) whose name
+    /// or id matches one of `exclude`; then nodes left without edges.
+    public func filtered(minFlows: UInt64 = 0, exclude: [Glob] = []) -> WorkloadGraph {
+        let excluded = Set(nodes.filter { n in exclude.contains { $0.matches(n.name) || $0.matches(n.id) } }.map(\.id))
+        let kept = edges.filter { $0.flows >= minFlows && !excluded.contains($0.from) && !excluded.contains($0.to) }
+        var used = Set<String>()
+        for e in kept { used.insert(e.from); used.insert(e.to) }
+        return WorkloadGraph(nodes: nodes.filter { used.contains($0.id) }, edges: kept, flows: flows)
+    }
+}
+
+/// Builds a workload graph from flows, one at a time; memory grows with workloads and edges.
+public final class GraphBuilder {
+    public let inventory: Inventory
+    public let names: NameResolver
+    public let options: GraphOptions
+
+    private struct NodeAcc {
+        var id: String
+        var name: String
+        var kind: WorkloadKind
+        var labels: [(key: String, value: String)]
+        var endpoints = DistinctCounter()
+    }
+    private struct EdgeKey: Hashable {
+        var from: Int32
+        var to: Int32
+        var port: Int32
+        var proto: UInt8
+        var known: Bool
+    }
+    private struct EdgeAcc {
+        var flows: UInt64 = 0
+        var packetsToServer: UInt64 = 0, packetsToClient: UInt64 = 0
+        var bytesToServer: UInt64 = 0, bytesToClient: UInt64 = 0
+        var first = Double.infinity, last = -Double.infinity
+        var clients = DistinctCounter()
+        var clientProcesses: Set<String> = []
+        var clientUsers: Set<String> = []
+        var serverProcesses: Set<String> = []
+        var serverUsers: Set<String> = []
+    }
+    private var nodes: [NodeAcc] = []
+    private var nodeIndex: [String: Int32] = [:]
+    private var edges: [EdgeKey: EdgeAcc] = [:]
+    /// Workloads decided by the address (and served port) alone, when nothing else can change
+    /// the answer: bounded, cleared when full.
+    private var addressCache: [AddressKey: Int32] = [:]
+    private static let addressCacheLimit = 1 << 18
+    private struct AddressKey: Hashable {
+        var address: IPAddress
+        var port: Int32
+    }
+    public private(set) var flowCount: UInt64 = 0
+
+    public init(inventory: Inventory = Inventory(), names: NameResolver = NameResolver(), options: GraphOptions = GraphOptions()) {
+        self.inventory = inventory
+        self.names = names
+        self.options = options
+    }
+
+    private func node(id: String, name: String, kind: WorkloadKind, labels: [(key: String, value: String)] = []) -> Int32 {
+        if let i = nodeIndex[id] { return i }
+        let i = Int32(nodes.count)
+        nodes.append(NodeAcc(id: id, name: name, kind: kind, labels: labels))
+        nodeIndex[id] = i
+        return i
+    }
+
+    /// The workload of one endpoint of a flow at time `t`. `client` is the flow's client when
+    /// this endpoint is its server (whose own DNS answers name it first).
+    private func workload(_ address: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
+                          process: ProcessAttribution?, host: String) -> Int32 {
+        let cacheable = process == nil && !names.knows(address)
+        let portKey: Int32 = inventory.usesPorts ? Int32(servedPort ?? 0) - (servedPort == nil ? 1 : 0) : -2
+        if cacheable, let hit = addressCache[AddressKey(address: address, port: portKey)] { return hit }
+        let result = resolve(address, servedPort: servedPort, client: client, t: t, process: process, host: host)
+        if cacheable {
+            if addressCache.count >= GraphBuilder.addressCacheLimit { addressCache.removeAll(keepingCapacity: true) }
+            addressCache[AddressKey(address: address, port: portKey)] = result
+        }
+        return result
+    }
+
+    private func resolve(_ address: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
+                         process: ProcessAttribution?, host: String) -> Int32 {
+        var nameList: [String]?
+        func currentNames() -> [String] {
+            if let n = nameList { return n }
+            let n = names.isEmpty ? [] : names.names(for: address, client: client, at: t)
+            nameList = n
+            return n
+        }
+        // 1. The inventory, first match in file order.
+        if !inventory.workloads.isEmpty {
+            let needsNames = inventory.workloads.contains { !$0.match.hosts.isEmpty }
+            let facts = EndpointFacts(address: address, servedPort: servedPort,
+                                      names: needsNames ? currentNames() : [], process: process)
+            if let i = inventory.firstMatch(facts) {
+                let w = inventory.workloads[i]
+                return node(id: "workload:" + w.name, name: w.name, kind: .inventory, labels: w.labels)
+            }
+        }
+        // 2. Process identity (agent data).
+        if let p = process, let program = p.exe.flatMap({ $0.split(separator: "/").last.map(String.init) }) ?? p.comm {
+            let h = host.isEmpty ? address.description : host
+            var labels: [(key: String, value: String)] = [("host", h)]
+            var name = "\(program)@\(h)"
+            let scope = p.container.map { "container " + String($0.prefix(12)) } ?? p.unit
+            if let c = p.container { labels.append(("container", String(c.prefix(12)))) }
+            if let u = p.unit { labels.append(("unit", u)) }
+            if let u = p.user { labels.append(("user", u)) }
+            if let s = scope { name += " (\(s))" }
+            let id = "process:\(h)/\(program)/\(p.user ?? "")/\(p.container ?? p.unit ?? "")"
+            return node(id: id, name: name, kind: .process, labels: labels)
+        }
+        let isPublic = address.isPublic
+        // 3. A DNS name its clients resolved.
+        if !isPublic || (options.groupExternal != .prefix && options.groupExternal != .all) {
+            if let n = currentNames().first {
+                let shown = isPublic && options.groupExternal == .domain ? options.publicSuffixes.registrableDomain(n) : n
+                var labels: [(key: String, value: String)] = [("domain", options.publicSuffixes.registrableDomain(n))]
+                if !isPublic { labels.append(("scope", "internal")) } else { labels.append(("scope", "external")) }
+                return node(id: "dns:" + shown, name: shown, kind: .dns, labels: labels)
+            }
+        }
+        // 4. A private-range address as itself.
+        if !isPublic {
+            return node(id: "ip:" + address.description, name: address.description, kind: .address)
+        }
+        // 5. Public addresses: external, per prefix (or all together).
+        if options.groupExternal == .all {
+            return node(id: "external", name: "external", kind: .external, labels: [("scope", "external")])
+        }
+        let len = address.isV6 ? options.externalPrefixV6 : options.externalPrefixV4
+        let prefix = CIDR(network: address, length: len).description
+        return node(id: "external:" + prefix, name: "external " + prefix, kind: .external, labels: [("scope", "external")])
+    }
+
+    @inline(__always)
+    private static func hash(_ a: IPAddress) -> UInt64 { mix64(a.hi, a.lo) }
+
+    private static func programName(_ p: ProcessAttribution?) -> String? {
+        guard let p else { return nil }
+        return p.exe.flatMap { $0.split(separator: "/").last.map(String.init) } ?? p.comm
+    }
+
+    public func add(_ f: GraphFlow) {
+        flowCount += 1
+        let known = f.directionKnown
+        let port = f.servicePort
+        let client = workload(f.origH, servedPort: nil, client: nil, t: f.ts, process: f.origProcess, host: f.hostID)
+        let server = workload(f.respH, servedPort: known ? port : nil, client: f.origH, t: f.ts, process: f.respProcess,
+                              host: f.hostID)
+        nodes[Int(client)].endpoints.insert(GraphBuilder.hash(f.origH))
+        nodes[Int(server)].endpoints.insert(GraphBuilder.hash(f.respH))
+        var from = client, to = server
+        var toServerPkts = f.origPkts, toClientPkts = f.respPkts
+        var toServerBytes = f.origIPBytes, toClientBytes = f.respIPBytes
+        var clientAddr = f.origH
+        var cp = f.origProcess, sp = f.respProcess
+        if !known && nodes[Int(from)].id > nodes[Int(to)].id {
+            // Unknown direction: a canonical order, so A–B and B–A are one edge.
+            swap(&from, &to)
+            swap(&toServerPkts, &toClientPkts)
+            swap(&toServerBytes, &toClientBytes)
+            clientAddr = f.respH
+            swap(&cp, &sp)
+        }
+        let key = EdgeKey(from: from, to: to, port: known ? Int32(port ?? 0) - (port == nil ? 1 : 0) : -1,
+                          proto: f.ipProto.rawValue, known: known)
+        var e = edges[key] ?? EdgeAcc()
+        edges[key] = nil  // mutate without a copy
+        e.flows += 1
+        e.packetsToServer &+= toServerPkts
+        e.packetsToClient &+= toClientPkts
+        e.bytesToServer &+= toServerBytes
+        e.bytesToClient &+= toClientBytes
+        e.first = min(e.first, f.ts)
+        e.last = max(e.last, f.ts + f.duration)
+        e.clients.insert(GraphBuilder.hash(clientAddr))
+        if let n = GraphBuilder.programName(cp) { e.clientProcesses.insert(n) }
+        if let u = cp?.user { e.clientUsers.insert(u) }
+        if let n = GraphBuilder.programName(sp) { e.serverProcesses.insert(n) }
+        if let u = sp?.user { e.serverUsers.insert(u) }
+        edges[key] = e
+    }
+
+    /// The graph so far, sorted.
+    public func build() -> WorkloadGraph {
+        let outNodes = nodes.map {
+            GraphNode(id: $0.id, name: $0.name, kind: $0.kind, labels: $0.labels, endpoints: $0.endpoints.count,
+                      endpointsExact: $0.endpoints.isExact)
+        }.sorted { $0.id < $1.id }
+        var outEdges: [GraphEdge] = []
+        outEdges.reserveCapacity(edges.count)
+        for (k, e) in edges {
+            outEdges.append(GraphEdge(
+                from: nodes[Int(k.from)].id, to: nodes[Int(k.to)].id,
+                port: k.port >= 0 ? UInt16(k.port) : nil, proto: protocolName(IPProtocol(rawValue: k.proto)),
+                directionKnown: k.known, flows: e.flows, packetsToServer: e.packetsToServer,
+                packetsToClient: e.packetsToClient, bytesToServer: e.bytesToServer, bytesToClient: e.bytesToClient,
+                firstSeen: e.first, lastSeen: e.last, clients: e.clients.count, clientsExact: e.clients.isExact,
+                clientProcesses: e.clientProcesses.sorted(), clientUsers: e.clientUsers.sorted(),
+                serverProcesses: e.serverProcesses.sorted(), serverUsers: e.serverUsers.sorted()))
+        }
+        outEdges.sort(by: GraphEdge.order)
+        return WorkloadGraph(nodes: outNodes, edges: outEdges, flows: flowCount)
+    }
+}
+
+extension GraphEdge {
+    /// Known direction first, then (from, to, proto, port).
+    public static func order(_ a: GraphEdge, _ b: GraphEdge) -> Bool {
+        if a.directionKnown != b.directionKnown { return a.directionKnown }
+        if a.from != b.from { return a.from < b.from }
+        if a.to != b.to { return a.to < b.to }
+        if a.proto != b.proto { return a.proto < b.proto }
+        return (a.port.map(Int.init) ?? -1) < (b.port.map(Int.init) ?? -1)
+    }
+}

@@ -1,0 +1,100 @@
+import FlowCore
+
+/// Which DNS names an address had, and when: built from the DNS answers seen on the wire
+/// (the name a client asked for, not the CNAME target), asked per flow at the flow's time, so
+/// that an address that changes hands never carries its old name into new flows.
+///
+/// An answer run (the same name for the same address, answered again and again) is valid from
+/// its first answer until its last answer plus the TTL plus `grace`. A client's own answers
+/// are preferred: for (client, address) the most recent run that began at or before the flow.
+/// Otherwise any client's runs valid at the flow's time, the most recently begun first.
+public final class NameResolver {
+    struct Run {
+        var name: Int32
+        var first: Double
+        var last: Double
+        var ttl: Double
+        var validUntil: Double { last + ttl }
+    }
+    private var strings: [String] = []
+    private var ids: [String: Int32] = [:]
+    /// Per (client, address): runs in order of their first answer.
+    private var perClient: [PairKey: [Run]] = [:]
+    /// Per address, any client: runs in order of their first answer.
+    private var perAddress: [IPAddress: [Run]] = [:]
+    /// How long after its TTL an answer still names an address for clients that did not ask.
+    public let grace: Double
+
+    struct PairKey: Hashable {
+        var client: IPAddress
+        var address: IPAddress
+    }
+
+    public init(grace: Double = 3600) { self.grace = grace }
+
+    public var isEmpty: Bool { perAddress.isEmpty }
+
+    /// True when some answer named `address` (at any time).
+    public func knows(_ address: IPAddress) -> Bool { !perAddress.isEmpty && perAddress[address] != nil }
+    public var answerCount: Int { perAddress.values.reduce(0) { $0 + $1.count } }
+
+    private func intern(_ s: String) -> Int32 {
+        if let i = ids[s] { return i }
+        let i = Int32(strings.count)
+        strings.append(s)
+        ids[s] = i
+        return i
+    }
+
+    /// Adds one answer (or an aggregate of repeated answers from first to last).
+    public func add(client: IPAddress?, name: String, address: IPAddress, ttl: UInt32, first: Double, last: Double) {
+        let id = intern(name.lowercased())
+        let ttl = Double(ttl)
+        if let c = client { NameResolver.merge(&perClient[PairKey(client: c, address: address), default: []], id, first, last, ttl) }
+        NameResolver.merge(&perAddress[address, default: []], id, first, last, ttl)
+    }
+
+    public func add(_ o: DNSObservation) {
+        add(client: o.client, name: o.name, address: o.address, ttl: o.ttl, first: o.ts, last: o.lastSeen)
+    }
+
+    /// Extends the latest run of the same name, or starts a new run (kept in order of first).
+    private static func merge(_ runs: inout [Run], _ id: Int32, _ first: Double, _ last: Double, _ ttl: Double) {
+        // Extend the most recent run with this name if the answer does not begin before it
+        // and no other name began in between.
+        if let i = runs.lastIndex(where: { $0.name == id }), runs[i].first <= first,
+           !runs[(i + 1)...].contains(where: { $0.first <= first }) {
+            runs[i].last = max(runs[i].last, last)
+            runs[i].ttl = max(runs[i].ttl, ttl)
+            return
+        }
+        let r = Run(name: id, first: first, last: last, ttl: ttl)
+        var lo = 0, hi = runs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if runs[mid].first <= first { lo = mid + 1 } else { hi = mid }
+        }
+        runs.insert(r, at: lo)
+    }
+
+    /// The names of `address` at time `t` for `client` (nil: any client), preferred first:
+    /// the client's own latest name, then other names valid at `t` (latest begun first, then
+    /// alphabetical).
+    public func names(for address: IPAddress, client: IPAddress?, at t: Double) -> [String] {
+        var out: [Int32] = []
+        if let c = client, let runs = perClient[PairKey(client: c, address: address)] {
+            if let r = runs.last(where: { $0.first <= t }) { out.append(r.name) }
+        }
+        if let runs = perAddress[address] {
+            let valid = runs.filter { $0.first <= t && t <= $0.validUntil + grace }
+            let ordered = valid.sorted { a, b in a.first != b.first ? a.first > b.first : strings[Int(a.name)] < strings[Int(b.name)] }
+            for r in ordered where !out.contains(r.name) { out.append(r.name) }
+        }
+        return out.map { strings[Int($0)] }
+    }
+
+    /// The preferred name of `address` at `t` for `client`.
+    public func name(for address: IPAddress, client: IPAddress?, at t: Double) -> String? {
+        names(for: address, client: client, at: t).first
+    }
+}

@@ -1,0 +1,84 @@
+import FlowCore
+import FlowGraph
+import GRDB
+
+extension FlowStore {
+    /// Streams flows in [since, until) as the graph needs them (only the columns it reads),
+    /// ordered by start time.
+    public func forEachGraphFlow(since: Double? = nil, until: Double? = nil, _ body: (GraphFlow) throws -> Void) throws {
+        let sides = ["orig", "resp"]
+        let processColumns = sides.flatMap { s in
+            ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit"].map { "\(s)_\($0)" }
+        }
+        var sql = """
+            SELECT ts, duration, orig_h, orig_p, resp_h, resp_p, ip_proto, orig_pkts, resp_pkts,
+                   orig_ip_bytes, resp_ip_bytes, history, flipped, host_id, \(processColumns.joined(separator: ", "))
+            FROM flow
+            """
+        var conds: [String] = []
+        var args: [any DatabaseValueConvertible] = []
+        if let s = since { conds.append("ts >= ?"); args.append(s) }
+        if let u = until { conds.append("ts < ?"); args.append(u) }
+        if !conds.isEmpty { sql += " WHERE " + conds.joined(separator: " AND ") }
+        sql += " ORDER BY ts"
+        // Addresses repeat across flows: parse each distinct text once (bounded cache).
+        var parsed: [String: IPAddress] = [:]
+        func address(_ text: String) throws -> IPAddress {
+            if let a = parsed[text] { return a }
+            guard let a = IPAddress(text) else { throw StoreError(path: path, reason: "bad address '\(text)' in store") }
+            if parsed.count >= 1 << 16 { parsed.removeAll(keepingCapacity: true) }
+            parsed[text] = a
+            return a
+        }
+        do {
+            try db.read { db in
+                let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
+                while let row = try cursor.next() {
+                    var f = GraphFlow(
+                        ts: row[0], duration: row[1], origH: try address(row[2]),
+                        origP: UInt16(truncatingIfNeeded: row[3] as Int64), respH: try address(row[4]),
+                        respP: UInt16(truncatingIfNeeded: row[5] as Int64),
+                        ipProto: IPProtocol(rawValue: UInt8(truncatingIfNeeded: row[6] as Int64)),
+                        origPkts: UInt64(row[7] as Int64), respPkts: UInt64(row[8] as Int64),
+                        origIPBytes: UInt64(row[9] as Int64), respIPBytes: UInt64(row[10] as Int64),
+                        history: row[11], flipped: row[12], hostID: row[13])
+                    f.origProcess = FlowStore.process(row, from: 14)
+                    f.respProcess = FlowStore.process(row, from: 23)
+                    try body(f)
+                }
+            }
+        } catch let e as DatabaseError {
+            throw StoreError(path: path, reason: FlowStore.explain(e))
+        }
+    }
+
+    /// Process attribution from nine columns starting at `i` (pid, comm, exe, cmdline, user,
+    /// uid, cgroup, container, unit); nil when all are NULL.
+    static func process(_ row: Row, from i: Int) -> ProcessAttribution? {
+        var any = false
+        for k in i..<(i + 9) where !row.hasNull(atIndex: k) { any = true; break }
+        guard any else { return nil }
+        return ProcessAttribution(pid: row[i], comm: row[i + 1], exe: row[i + 2], cmdline: row[i + 3], user: row[i + 4],
+                                  uid: row[i + 5], cgroup: row[i + 6], container: row[i + 7], unit: row[i + 8])
+    }
+
+    /// Every DNS answer in the store, merged per (client, name, address) and source, for
+    /// time-aware naming.
+    public func loadNames(into resolver: NameResolver) throws(StoreError) {
+        do {
+            try db.read { db in
+                let cursor = try Row.fetchCursor(db, sql: """
+                    SELECT client, name, address, ttl, first_seen, last_seen FROM dns_name ORDER BY first_seen, id
+                    """)
+                while let row = try cursor.next() {
+                    let clientText: String = row[0], addrText: String = row[2]
+                    guard let addr = IPAddress(addrText) else { continue }
+                    resolver.add(client: clientText.isEmpty ? nil : IPAddress(clientText), name: row[1], address: addr,
+                                 ttl: UInt32(clamping: row[3] as Int64), first: row[4], last: row[5])
+                }
+            }
+        } catch let e as DatabaseError {
+            throw StoreError(path: path, reason: FlowStore.explain(e))
+        } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+}

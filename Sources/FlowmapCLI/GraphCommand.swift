@@ -1,0 +1,182 @@
+import ArgumentParser
+import FlowCapture
+import FlowConfig
+import FlowCore
+import FlowGraph
+import FlowStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension GraphFormat: ExpressibleByArgument {}
+extension ExternalGrouping: ExpressibleByArgument {}
+
+/// Image formats `--render` asks Graphviz for.
+enum RenderFormat: String, ExpressibleByArgument, CaseIterable {
+    case svg, png
+}
+
+/// Workload identity settings shared by `graph`, `suggest` and `simulate`.
+struct IdentityOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Inventory YAML naming workloads (docs/inventory.md); a policy file works too.", valueName: "file"))
+    var inventory: String?
+
+    @Option(name: .customLong("group-external"), help: "Public endpoints the inventory does not name: name (by the DNS name their clients resolved), domain (by registrable domain), prefix (per /24 or /48), all (one 'external' workload).")
+    var groupExternal: ExternalGrouping = .name
+
+    @Option(name: .customLong("public-suffix-list"), help: ArgumentHelp("The Public Suffix List, for registrable domains.", valueName: "file"))
+    var publicSuffixList = "/usr/share/publicsuffix/public_suffix_list.dat"
+
+    /// The inventory, or a one-line error naming file, line and column.
+    func loadInventory() throws(UserError) -> Inventory {
+        guard let path = inventory else { return Inventory() }
+        let text = try Files.readText(path)
+        do { return try InventoryParser.parse(text, file: path) } catch { throw UserError(message: error.description) }
+    }
+
+    func graphOptions(warn: (String) -> Void) -> GraphOptions {
+        var o = GraphOptions()
+        o.groupExternal = groupExternal
+        if Files.exists(publicSuffixList), let text = try? Files.readText(publicSuffixList) {
+            o.publicSuffixes = PublicSuffixList(text: text)
+        } else if groupExternal == .domain {
+            warn("no Public Suffix List at \(publicSuffixList) (Debian: apt-get install publicsuffix); a name's last two labels are taken as its domain")
+        }
+        return o
+    }
+}
+
+/// Reads flows (and the DNS answers that name their endpoints) from captures or a store.
+enum FlowSourceReader {
+    /// Streams every admitted flow to `body`; DNS answers reach `names` before the flows they
+    /// name. Returns warnings (cut-short captures).
+    static func read(_ source: SourceOptions, analysis: AnalysisOptions, names: NameResolver,
+                     body: @escaping (GraphFlow) -> Void) throws(UserError) -> [String] {
+        if let db = source.db {
+            let store: FlowStore
+            do { store = try FlowStore(path: db, create: false) } catch { throw UserError(message: error.description) }
+            do {
+                try store.loadNames(into: names)
+                try store.forEachGraphFlow(since: source.sinceTime, until: source.untilTime) { body($0) }
+            } catch let e as StoreError {
+                throw UserError(message: e.description)
+            } catch {
+                throw UserError(message: "\(db): \(error)")
+            }
+            return []
+        }
+        let readers = try CaptureRunner.open(source.captures)
+        let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
+                                       threads: analysis.threadCount, vlanAware: analysis.vlanAware,
+                                       onNames: { for o in $0 { names.add(o) } }) { r, _ in
+            if source.admits(r.ts) { body(GraphFlow(r)) }
+        }
+        return result.warnings
+    }
+}
+
+/// `flowmap graph`: workloads and who talks to whom, as DOT, JSON or Mermaid.
+struct GraphCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graph",
+        abstract: "Draw the workload graph: client workload -> server workload, port, protocol.",
+        discussion: """
+            Endpoints become workloads by the inventory (first match wins), else by process (agent \
+            data), else by the DNS name their clients resolved, else private addresses as themselves \
+            and public ones as external (per /24). Flows whose direction is unknown (no handshake \
+            seen, heuristic originator, peer protocols) are drawn as dotted edges without a port. \
+            See docs/graph.md.
+            """
+    )
+
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var identity: IdentityOptions
+    @OptionGroup var analysis: AnalysisOptions
+
+    @Option(name: .long, help: "Output format: dot, json or mermaid.")
+    var format: GraphFormat = .dot
+
+    @Option(name: .customLong("cluster-by"), help: ArgumentHelp("Group nodes into clusters by this label (dot, mermaid).", valueName: "label"))
+    var clusterBy: String?
+
+    @Option(name: .customLong("min-flows"), help: ArgumentHelp("Leave out edges with fewer flows.", valueName: "n"))
+    var minFlows: UInt64 = 0
+
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Leave out these workloads (names or ids; globs) and their edges.", valueName: "workload"))
+    var exclude: [String] = []
+
+    @Option(name: .long, help: "Render with Graphviz's dot into this image format (needs -o for png).")
+    var render: RenderFormat?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write to this file instead of standard output.", valueName: "file"))
+    var output: String?
+
+    init() {}
+
+    func validate() throws {
+        if render != nil && format != .dot {
+            throw ValidationError("--render draws the DOT graph; leave out --format or use --format dot.")
+        }
+        if render == .png && output == nil {
+            throw ValidationError("--render png writes an image: give -o FILE.")
+        }
+    }
+
+    func run() throws {
+        do {
+            try runGraph()
+        } catch let e as UserError {
+            throw fail(e.message)
+        }
+    }
+
+    func runGraph() throws(UserError) {
+        let inventory = try identity.loadInventory()
+        var warnings: [String] = []
+        let options = identity.graphOptions { warnings.append($0) }
+        let names = NameResolver()
+        let builder = GraphBuilder(inventory: inventory, names: names, options: options)
+        warnings += try FlowSourceReader.read(source, analysis: analysis, names: names) { builder.add($0) }
+        for w in warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
+        let graph = builder.build().filtered(minFlows: minFlows, exclude: exclude.map { Glob($0) })
+        let title = "flowmap: \(graph.nodes.count) workloads, \(graph.edges.count) edges, \(graph.flows) flows"
+        let text: String
+        switch format {
+        case .dot: text = DOTRenderer.render(graph, clusterBy: clusterBy, title: title)
+        case .json: text = GraphJSON.render(graph)
+        case .mermaid: text = MermaidRenderer.render(graph, clusterBy: clusterBy)
+        }
+        if let r = render {
+            try GraphCommand.renderImage(dot: text, format: r, to: output)
+            if let o = output { Terminal.stderr("flowmap: wrote \(o) (\(graph.nodes.count) workloads, \(graph.edges.count) edges)\n") }
+            return
+        }
+        if let o = output {
+            try Files.write(Array(text.utf8), to: o)
+        } else {
+            Terminal.out(text)
+            Terminal.flush()
+        }
+    }
+
+    /// Runs Graphviz's dot on the DOT text; a clear error when dot is not installed.
+    static func renderImage(dot text: String, format: RenderFormat, to output: String?) throws(UserError) {
+        guard let dot = Files.which("dot") else {
+            throw UserError(message: "--render needs Graphviz's dot, which is not installed (Debian: apt-get install graphviz); --format dot -o FILE writes the source instead")
+        }
+        let input = try Files.temporary(Array(text.utf8))
+        defer { unlink(input) }
+        var args = [dot, "-T\(format.rawValue)"]
+        if let o = output { args += ["-o", o] }
+        if output == nil { Terminal.flush() }
+        let (status, err) = Files.run(args, stdinPath: input)
+        if status != 0 {
+            let first = err.split(separator: "\n").first.map(String.init) ?? "exit status \(status)"
+            throw UserError(message: "dot failed: \(first)")
+        }
+        if !err.isEmpty {
+            for line in err.split(separator: "\n") { Terminal.stderr("flowmap: dot: \(line)\n") }
+        }
+    }
+}
