@@ -83,10 +83,11 @@ public enum DOTRenderer {
         return "\(c / 100).\(c % 100 < 10 ? "0" : "")\(c % 100)"
     }
 
-    /// Edge widths from 1 to 6, by log(bytes) relative to the largest edge.
-    static func width(_ bytes: UInt64, max maxBytes: UInt64) -> String {
-        guard maxBytes > 1, bytes > 1 else { return "1.00" }
-        let w = 1 + 5 * naturalLog(Double(bytes)) / naturalLog(Double(maxBytes))
+    /// Edge widths from 1 to 6, by log(bytes) between the smallest and the largest edge.
+    static func width(_ bytes: UInt64, min minBytes: UInt64, max maxBytes: UInt64) -> String {
+        guard maxBytes > minBytes, bytes > 0, minBytes > 0 else { return "2.00" }
+        let lo = naturalLog(Double(minBytes)), hi = naturalLog(Double(maxBytes))
+        let w = 1 + 5 * (naturalLog(Double(bytes)) - lo) / (hi - lo)
         return fixed2(min(6, max(1, w)))
     }
 
@@ -120,9 +121,10 @@ public enum DOTRenderer {
             for n in g.nodes { out += nodeLine(n, indent: "  ") }
         }
         let maxBytes = g.edges.map(\.bytes).max() ?? 0
+        let minBytes = g.edges.map(\.bytes).filter { $0 > 0 }.min() ?? 0
         for (i, e) in g.edges.enumerated() {
             guard let a = ids[e.from], let b = ids[e.to] else { continue }
-            var attrs = "label=\(quote(e.label)), penwidth=\(width(e.bytes, max: maxBytes))"
+            var attrs = "label=\(quote(e.label)), penwidth=\(width(e.bytes, min: minBytes, max: maxBytes))"
             attrs += ", tooltip=\(quote("\(e.label) · \(compactCount(e.packets)) packets · \(compactCount(e.bytes)) bytes · \(e.clients)\(e.clientsExact ? "" : "~") client\(e.clients == 1 ? "" : "s")"))"
             if !e.directionKnown { attrs += ", dir=none, style=dotted, color=\"#999999\"" }
             if blocked.contains(i) { attrs += ", style=dashed, color=\"#d62728\", fontcolor=\"#d62728\"" }
@@ -133,7 +135,7 @@ public enum DOTRenderer {
         out += "  subgraph cluster_legend {\n"
         out += "    label=\"legend\"; style=\"rounded\"; color=\"#bbbbbb\"; fontsize=9;\n"
         for k in kinds {
-            out += "    legend_\(k.rawValue) [label=\(quote(kindText(k))), shape=\(shape(k)), fillcolor=\(quote(fill(k))), fontsize=8];\n"
+            out += "    legend_\(k.rawValue) [label=\(quote(kindText(k))), shape=\(shape(k)), fillcolor=\(quote(fill(k))), fontsize=8, height=0.3];\n"
         }
         out += "    legend_edges [shape=plain, style=\"\", fontsize=8, label=\"solid: client -> server, label proto/port · flows\\lwidth: log(bytes)\\ldotted: direction unknown\\l"
         out += blocked.isEmpty ? "\"];\n" : "red dashed: blocked by policy\\l\"];\n"
