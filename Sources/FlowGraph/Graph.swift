@@ -209,6 +209,10 @@ public final class GraphBuilder {
         var port: Int32
         var proto: UInt8
         var known: Bool
+        func hash(into h: inout Hasher) {
+            h.combine(mix64(UInt64(UInt32(bitPattern: from)) << 32 | UInt64(UInt32(bitPattern: to)),
+                            UInt64(UInt32(bitPattern: port)) << 16 | UInt64(proto) << 1 | (known ? 1 : 0)))
+        }
     }
     private struct EdgeAcc {
         var flows: UInt64 = 0
@@ -227,11 +231,19 @@ public final class GraphBuilder {
     /// Workloads decided by the address (and served port) alone, when nothing else can change
     /// the answer: bounded, cleared when full.
     private var addressCache: [AddressKey: Int32] = [:]
+    private var nameCache: [AddressKey: Int32] = [:]
     private static let addressCacheLimit = 1 << 18
     private struct AddressKey: Hashable {
         var address: IPAddress
         var port: Int32
+        var name: Int32
+        var names: UInt64
+        func hash(into h: inout Hasher) {
+            h.combine(mix64(address.hi ^ names, address.lo ^ (UInt64(UInt32(bitPattern: port)) << 32 | UInt64(UInt32(bitPattern: name)))))
+        }
     }
+    private lazy var usesHosts = inventory.workloads.contains { !$0.match.hosts.isEmpty }
+    private lazy var inventoryPorts = Set(inventory.workloads.flatMap(\.match.ports))
     public private(set) var flowCount: UInt64 = 0
 
     public init(inventory: Inventory = Inventory(), names: NameResolver = NameResolver(), options: GraphOptions = GraphOptions()) {
@@ -252,34 +264,50 @@ public final class GraphBuilder {
     /// this endpoint is its server (whose own DNS answers name it first).
     private func workload(_ address: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
                           process: ProcessAttribution?, host: String) -> Int32 {
-        let cacheable = process == nil && !names.knows(address)
-        let portKey: Int32 = inventory.usesPorts ? Int32(servedPort ?? 0) - (servedPort == nil ? 1 : 0) : -2
-        if cacheable, let hit = addressCache[AddressKey(address: address, port: portKey)] { return hit }
-        let result = resolve(address, servedPort: servedPort, client: client, t: t, process: process, host: host)
-        if cacheable {
-            if addressCache.count >= GraphBuilder.addressCacheLimit { addressCache.removeAll(keepingCapacity: true) }
-            addressCache[AddressKey(address: address, port: portKey)] = result
+        guard process == nil else {
+            return resolve(address, servedPort: servedPort, client: client, t: t, process: process, host: host).node
         }
-        return result
+        // Without process data the answer depends on the address and the served port (when the
+        // inventory has ports) — and, only if resolving it consulted DNS names, on the
+        // preferred name at `t` and the set of names valid at `t`. Two caches, keyed on exactly
+        // that; both bounded.
+        // Only ports the inventory names can change the answer: every other port is one class.
+        let port: Int32
+        if let p = servedPort {
+            port = inventoryPorts.contains(p) ? Int32(p) : -3
+        } else {
+            port = -1
+        }
+        let plain = AddressKey(address: address, port: port, name: -1, names: 0)
+        if let hit = addressCache[plain] { return hit }
+        var named = plain
+        // -2: no answer ever named the address (yet: a later answer makes a different key).
+        named.name = names.isEmpty ? -2 : names.preferredID(for: address, client: client, at: t)
+        if usesHosts && named.name != -2 { named.names = names.validSetSignature(for: address, at: t) }
+        if let hit = nameCache[named] { return hit }
+        let (node, usedNames) = resolve(address, servedPort: servedPort, client: client, t: t, process: nil, host: host)
+        if usedNames {
+            if nameCache.count >= GraphBuilder.addressCacheLimit { nameCache.removeAll(keepingCapacity: true) }
+            nameCache[named] = node
+        } else {
+            if addressCache.count >= GraphBuilder.addressCacheLimit { addressCache.removeAll(keepingCapacity: true) }
+            addressCache[plain] = node
+        }
+        return node
     }
 
+    /// The workload of an endpoint, and whether DNS names were consulted to decide it (if not,
+    /// the answer holds for the address at any time).
     private func resolve(_ address: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
-                         process: ProcessAttribution?, host: String) -> Int32 {
-        var nameList: [String]?
-        func currentNames() -> [String] {
-            if let n = nameList { return n }
-            let n = names.isEmpty ? [] : names.names(for: address, client: client, at: t)
-            nameList = n
-            return n
-        }
+                         process: ProcessAttribution?, host: String) -> (node: Int32, usedNames: Bool) {
+        let resolver = names
+        let lazy = LazyNames { resolver.isEmpty ? [] : resolver.validNames(for: address, at: t) }
         // 1. The inventory, first match in file order.
         if !inventory.workloads.isEmpty {
-            let needsNames = inventory.workloads.contains { !$0.match.hosts.isEmpty }
-            let facts = EndpointFacts(address: address, servedPort: servedPort,
-                                      names: needsNames ? currentNames() : [], process: process)
+            let facts = EndpointFacts(address: address, servedPort: servedPort, names: lazy, process: process)
             if let i = inventory.firstMatch(facts) {
                 let w = inventory.workloads[i]
-                return node(id: "workload:" + w.name, name: w.name, kind: .inventory, labels: w.labels)
+                return (node(id: "workload:" + w.name, name: w.name, kind: .inventory, labels: w.labels), lazy.consulted)
             }
         }
         // 2. Process identity (agent data).
@@ -293,29 +321,30 @@ public final class GraphBuilder {
             if let u = p.user { labels.append(("user", u)) }
             if let s = scope { name += " (\(s))" }
             let id = "process:\(h)/\(program)/\(p.user ?? "")/\(p.container ?? p.unit ?? "")"
-            return node(id: id, name: name, kind: .process, labels: labels)
+            return (node(id: id, name: name, kind: .process, labels: labels), lazy.consulted)
         }
         let isPublic = address.isPublic
-        // 3. A DNS name its clients resolved.
+        // 3. A DNS name its clients resolved (the flow's client's own answer first).
         if !isPublic || (options.groupExternal != .prefix && options.groupExternal != .all) {
-            if let n = currentNames().first {
-                let shown = isPublic && options.groupExternal == .domain ? options.publicSuffixes.registrableDomain(n) : n
-                var labels: [(key: String, value: String)] = [("domain", options.publicSuffixes.registrableDomain(n))]
-                if !isPublic { labels.append(("scope", "internal")) } else { labels.append(("scope", "external")) }
-                return node(id: "dns:" + shown, name: shown, kind: .dns, labels: labels)
+            let preferred = resolver.isEmpty ? -1 : resolver.preferredID(for: address, client: client, at: t)
+            if let n = resolver.string(preferred) {
+                let domain = options.publicSuffixes.registrableDomain(n)
+                let shown = isPublic && options.groupExternal == .domain ? domain : n
+                let labels: [(key: String, value: String)] = [("domain", domain), ("scope", isPublic ? "external" : "internal")]
+                return (node(id: "dns:" + shown, name: shown, kind: .dns, labels: labels), true)
             }
         }
         // 4. A private-range address as itself.
         if !isPublic {
-            return node(id: "ip:" + address.description, name: address.description, kind: .address)
+            return (node(id: "ip:" + address.description, name: address.description, kind: .address), true)
         }
         // 5. Public addresses: external, per prefix (or all together).
         if options.groupExternal == .all {
-            return node(id: "external", name: "external", kind: .external, labels: [("scope", "external")])
+            return (node(id: "external", name: "external", kind: .external, labels: [("scope", "external")]), lazy.consulted)
         }
         let len = address.isV6 ? options.externalPrefixV6 : options.externalPrefixV4
         let prefix = CIDR(network: address, length: len).description
-        return node(id: "external:" + prefix, name: "external " + prefix, kind: .external, labels: [("scope", "external")])
+        return (node(id: "external:" + prefix, name: "external " + prefix, kind: .external, labels: [("scope", "external")]), true)
     }
 
     @inline(__always)
@@ -350,8 +379,14 @@ public final class GraphBuilder {
         }
         let key = EdgeKey(from: from, to: to, port: known ? Int32(port ?? 0) - (port == nil ? 1 : 0) : -1,
                           proto: f.ipProto.rawValue, known: known)
-        var e = edges[key] ?? EdgeAcc()
-        edges[key] = nil  // mutate without a copy
+        GraphBuilder.count(&edges[key, default: EdgeAcc()], f, toServerPkts, toClientPkts, toServerBytes, toClientBytes,
+                           clientAddr, cp, sp)
+    }
+
+    /// Adds one flow to an edge, in place in the dictionary (no copy of the accumulator).
+    private static func count(_ e: inout EdgeAcc, _ f: GraphFlow, _ toServerPkts: UInt64, _ toClientPkts: UInt64,
+                              _ toServerBytes: UInt64, _ toClientBytes: UInt64, _ clientAddr: IPAddress,
+                              _ cp: ProcessAttribution?, _ sp: ProcessAttribution?) {
         e.flows += 1
         e.packetsToServer &+= toServerPkts
         e.packetsToClient &+= toClientPkts
@@ -360,22 +395,39 @@ public final class GraphBuilder {
         e.first = min(e.first, f.ts)
         e.last = max(e.last, f.ts + f.duration)
         e.clients.insert(GraphBuilder.hash(clientAddr))
-        if let n = GraphBuilder.programName(cp) { e.clientProcesses.insert(n) }
-        if let u = cp?.user { e.clientUsers.insert(u) }
-        if let n = GraphBuilder.programName(sp) { e.serverProcesses.insert(n) }
-        if let u = sp?.user { e.serverUsers.insert(u) }
-        edges[key] = e
+        if let cp {
+            if let n = programName(cp) { e.clientProcesses.insert(n) }
+            if let u = cp.user { e.clientUsers.insert(u) }
+        }
+        if let sp {
+            if let n = programName(sp) { e.serverProcesses.insert(n) }
+            if let u = sp.user { e.serverUsers.insert(u) }
+        }
     }
 
     /// The graph so far, sorted.
     public func build() -> WorkloadGraph {
-        let outNodes = nodes.map {
-            GraphNode(id: $0.id, name: $0.name, kind: $0.kind, labels: $0.labels, endpoints: $0.endpoints.count,
-                      endpointsExact: $0.endpoints.isExact)
-        }.sorted { $0.id < $1.id }
+        let order = nodes.indices.sorted { nodes[$0].id < nodes[$1].id }
+        var rank = [Int32](repeating: 0, count: nodes.count)
+        for (r, i) in order.enumerated() { rank[i] = Int32(r) }
+        let outNodes = order.map { i in
+            let n = nodes[i]
+            return GraphNode(id: n.id, name: n.name, kind: n.kind, labels: n.labels, endpoints: n.endpoints.count,
+                             endpointsExact: n.endpoints.isExact)
+        }
+        // Edges in GraphEdge.order, compared on node ranks (integers) rather than id strings.
+        let keys = edges.keys.sorted { a, b in
+            if a.known != b.known { return a.known }
+            if rank[Int(a.from)] != rank[Int(b.from)] { return rank[Int(a.from)] < rank[Int(b.from)] }
+            if rank[Int(a.to)] != rank[Int(b.to)] { return rank[Int(a.to)] < rank[Int(b.to)] }
+            let pa = protocolName(IPProtocol(rawValue: a.proto)), pb = protocolName(IPProtocol(rawValue: b.proto))
+            if pa != pb { return pa < pb }
+            return a.port < b.port
+        }
         var outEdges: [GraphEdge] = []
         outEdges.reserveCapacity(edges.count)
-        for (k, e) in edges {
+        for k in keys {
+            let e = edges[k]!
             outEdges.append(GraphEdge(
                 from: nodes[Int(k.from)].id, to: nodes[Int(k.to)].id,
                 port: k.port >= 0 ? UInt16(k.port) : nil, proto: protocolName(IPProtocol(rawValue: k.proto)),
@@ -385,7 +437,6 @@ public final class GraphBuilder {
                 clientProcesses: e.clientProcesses.sorted(), clientUsers: e.clientUsers.sorted(),
                 serverProcesses: e.serverProcesses.sorted(), serverUsers: e.serverUsers.sorted()))
         }
-        outEdges.sort(by: GraphEdge.order)
         return WorkloadGraph(nodes: outNodes, edges: outEdges, flows: flowCount)
     }
 }

@@ -70,7 +70,7 @@ public struct WorkloadMatch: Sendable, Equatable {
         }
         for c in cidrs where c.contains(e.address) { return true }
         if !hosts.isEmpty {
-            for n in e.names { for g in hosts where g.matches(n) { return true } }
+            for n in e.names.list { for g in hosts where g.matches(n) { return true } }
         }
         if let p = e.process {
             if !processes.isEmpty {
@@ -96,9 +96,21 @@ struct EndpointFacts {
     var address: IPAddress
     /// The flow's server port, when this endpoint is the server.
     var servedPort: UInt16?
-    /// DNS names valid for the address when the flow happened (preferred first).
-    var names: [String]
+    /// DNS names valid for the address when the flow happened, computed when first asked.
+    var names: LazyNames
     var process: ProcessAttribution?
+}
+
+/// The DNS names of an endpoint, looked up only if a matcher needs them (and then once).
+final class LazyNames {
+    private let compute: () -> [String]
+    private(set) var consulted = false
+    private var cached: [String] = []
+    init(_ compute: @escaping () -> [String]) { self.compute = compute }
+    var list: [String] {
+        if !consulted { cached = compute(); consulted = true }
+        return cached
+    }
 }
 
 /// The inventory: workloads in file order (the first that matches wins).

@@ -28,6 +28,7 @@ public final class NameResolver {
     struct PairKey: Hashable {
         var client: IPAddress
         var address: IPAddress
+        func hash(into h: inout Hasher) { h.combine(mix64(client.hi ^ address.lo, client.lo ^ address.hi &* 31)) }
     }
 
     public init(grace: Double = 3600) { self.grace = grace }
@@ -83,10 +84,11 @@ public final class NameResolver {
     public func names(for address: IPAddress, client: IPAddress?, at t: Double) -> [String] {
         var out: [Int32] = []
         if let c = client, let runs = perClient[PairKey(client: c, address: address)] {
-            if let r = runs.last(where: { $0.first <= t }) { out.append(r.name) }
+            let i = NameResolver.lastBegun(runs, by: t)
+            if i >= 0 { out.append(runs[i].name) }
         }
         if let runs = perAddress[address] {
-            let valid = runs.filter { $0.first <= t && t <= $0.validUntil + grace }
+            let valid = runs[0..<(NameResolver.lastBegun(runs, by: t) + 1)].filter { t <= $0.validUntil + grace }
             let ordered = valid.sorted { a, b in a.first != b.first ? a.first > b.first : strings[Int(a.name)] < strings[Int(b.name)] }
             for r in ordered where !out.contains(r.name) { out.append(r.name) }
         }
@@ -95,6 +97,69 @@ public final class NameResolver {
 
     /// The preferred name of `address` at `t` for `client`.
     public func name(for address: IPAddress, client: IPAddress?, at t: Double) -> String? {
-        names(for: address, client: client, at: t).first
+        string(preferredID(for: address, client: client, at: t))
+    }
+
+    /// The id of the preferred name (as `names(...).first`): -1 when none is valid at `t`, -2
+    /// when no answer ever named the address; no allocation.
+    func preferredID(for address: IPAddress, client: IPAddress?, at t: Double) -> Int32 {
+        guard let runs = perAddress[address] else { return -2 }
+        if let c = client, let own = perClient[PairKey(client: c, address: address)] {
+            let i = NameResolver.lastBegun(own, by: t)
+            if i >= 0 { return own[i].name }
+        }
+        var i = NameResolver.lastBegun(runs, by: t)
+        var best: Int32 = -1
+        var bestFirst = -Double.infinity
+        while i >= 0 {
+            let r = runs[i]
+            if r.first < bestFirst { break }  // sorted by first: nothing later can win
+            if t <= r.validUntil + grace {
+                if best < 0 || r.first > bestFirst || strings[Int(r.name)] < strings[Int(best)] {
+                    best = r.name
+                    bestFirst = r.first
+                }
+            }
+            i -= 1
+        }
+        return best
+    }
+
+    /// Every name valid for `address` at `t` from any client's answers, unordered.
+    func validNames(for address: IPAddress, at t: Double) -> [String] {
+        guard let runs = perAddress[address] else { return [] }
+        var out: [String] = []
+        var i = NameResolver.lastBegun(runs, by: t)
+        while i >= 0 {
+            if t <= runs[i].validUntil + grace { out.append(strings[Int(runs[i].name)]) }
+            i -= 1
+        }
+        return out
+    }
+
+    func string(_ id: Int32) -> String? { id >= 0 && Int(id) < strings.count ? strings[Int(id)] : nil }
+
+    /// A hash of every name valid for `address` at `t` (any client), to tell apart moments
+    /// whose name sets differ; no allocation.
+    func validSetSignature(for address: IPAddress, at t: Double) -> UInt64 {
+        guard let runs = perAddress[address] else { return 0 }
+        var sig: UInt64 = 0
+        var i = NameResolver.lastBegun(runs, by: t)
+        while i >= 0 {
+            if t <= runs[i].validUntil + grace { sig = sig &+ mix64(UInt64(runs[i].name), 0x5157) }
+            i -= 1
+        }
+        return sig
+    }
+
+    /// The index of the last run that began at or before `t` (runs are sorted by first), or -1.
+    @inline(__always)
+    static func lastBegun(_ runs: [Run], by t: Double) -> Int {
+        var lo = 0, hi = runs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if runs[mid].first <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo - 1
     }
 }

@@ -170,33 +170,85 @@ public enum GraphJSON {
 
     static func strings(_ a: [String]) -> String { "[" + a.map(quote).joined(separator: ",") + "]" }
 
+    /// Appends `s` as a JSON string (escaping only what must be escaped).
+    static func quote(_ s: String, into w: ByteWriter) {
+        var plain = true
+        for b in s.utf8 where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { plain = false; break }
+        w.byte(UInt8(ascii: "\""))
+        if plain { w.text(s) } else { w.text(String(quote(s).dropFirst().dropLast())) }
+        w.byte(UInt8(ascii: "\""))
+    }
+
+    static func strings(_ a: [String], into w: ByteWriter) {
+        w.byte(UInt8(ascii: "["))
+        for (i, s) in a.enumerated() {
+            if i > 0 { w.byte(UInt8(ascii: ",")) }
+            quote(s, into: w)
+        }
+        w.byte(UInt8(ascii: "]"))
+    }
+
     public static func render(_ g: WorkloadGraph, blocked: Set<Int> = []) -> String {
-        var out = "{\n  \"nodes\": ["
+        var out: [UInt8] = []
+        render(g, blocked: blocked) { w in w.withBytes { out.append(contentsOf: $0) } }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Renders in chunks of about 64 KiB handed to `chunk` (which may write them out), so that
+    /// a large graph is never held twice in memory as text.
+    public static func render(_ g: WorkloadGraph, blocked: Set<Int> = [], chunk: (ByteWriter) -> Void) {
+        let w = ByteWriter(capacity: 1 << 17)
+        func spill() {
+            if w.count >= 1 << 16 { chunk(w); w.clear() }
+        }
+        w.ascii("{\n  \"nodes\": [")
         for (i, n) in g.nodes.enumerated() {
-            out += i == 0 ? "\n" : ",\n"
-            let labels = n.labels.map { "\(quote($0.key)):\(quote($0.value))" }.joined(separator: ",")
-            out += "    {\"id\":\(quote(n.id)),\"name\":\(quote(n.name)),\"kind\":\(quote(n.kind.rawValue)),"
-            out += "\"labels\":{\(labels)},\"endpoints\":\(n.endpoints),\"endpointsExact\":\(n.endpointsExact)}"
+            w.ascii(i == 0 ? "\n    {\"id\":" : ",\n    {\"id\":")
+            quote(n.id, into: w)
+            w.ascii(",\"name\":"); quote(n.name, into: w)
+            w.ascii(",\"kind\":"); quote(n.kind.rawValue, into: w)
+            w.ascii(",\"labels\":{")
+            for (j, l) in n.labels.enumerated() {
+                if j > 0 { w.byte(UInt8(ascii: ",")) }
+                quote(l.key, into: w); w.byte(UInt8(ascii: ":")); quote(l.value, into: w)
+            }
+            w.ascii("},\"endpoints\":"); w.decimal(n.endpoints)
+            w.ascii(n.endpointsExact ? ",\"endpointsExact\":true}" : ",\"endpointsExact\":false}")
+            spill()
         }
-        out += g.nodes.isEmpty ? "],\n" : "\n  ],\n"
-        out += "  \"edges\": ["
+        w.ascii(g.nodes.isEmpty ? "],\n" : "\n  ],\n")
+        w.ascii("  \"edges\": [")
         for (i, e) in g.edges.enumerated() {
-            out += i == 0 ? "\n" : ",\n"
-            out += "    {\"from\":\(quote(e.from)),\"to\":\(quote(e.to)),\"port\":\(e.port.map(String.init) ?? "null"),"
-            out += "\"proto\":\(quote(e.proto)),\"direction\":\(quote(e.directionKnown ? "client-server" : "unknown")),"
-            out += "\"flows\":\(e.flows),\"packets\":\(e.packets),\"bytes\":\(e.bytes),"
-            out += "\"packetsToServer\":\(e.packetsToServer),\"packetsToClient\":\(e.packetsToClient),"
-            out += "\"bytesToServer\":\(e.bytesToServer),\"bytesToClient\":\(e.bytesToClient),"
-            out += "\"firstSeen\":\(quote(Fmt.iso8601(e.firstSeen))),\"lastSeen\":\(quote(Fmt.iso8601(e.lastSeen))),"
-            out += "\"clients\":\(e.clients),\"clientsExact\":\(e.clientsExact),"
-            out += "\"clientProcesses\":\(strings(e.clientProcesses)),\"clientUsers\":\(strings(e.clientUsers)),"
-            out += "\"serverProcesses\":\(strings(e.serverProcesses)),\"serverUsers\":\(strings(e.serverUsers))"
-            if !blocked.isEmpty { out += ",\"blocked\":\(blocked.contains(i))" }
-            out += "}"
+            w.ascii(i == 0 ? "\n    {\"from\":" : ",\n    {\"from\":")
+            quote(e.from, into: w)
+            w.ascii(",\"to\":"); quote(e.to, into: w)
+            w.ascii(",\"port\":")
+            if let p = e.port { w.decimal(Int(p)) } else { w.ascii("null") }
+            w.ascii(",\"proto\":"); quote(e.proto, into: w)
+            w.ascii(e.directionKnown ? ",\"direction\":\"client-server\"" : ",\"direction\":\"unknown\"")
+            w.ascii(",\"flows\":"); w.decimal(e.flows)
+            w.ascii(",\"packets\":"); w.decimal(e.packets)
+            w.ascii(",\"bytes\":"); w.decimal(e.bytes)
+            w.ascii(",\"packetsToServer\":"); w.decimal(e.packetsToServer)
+            w.ascii(",\"packetsToClient\":"); w.decimal(e.packetsToClient)
+            w.ascii(",\"bytesToServer\":"); w.decimal(e.bytesToServer)
+            w.ascii(",\"bytesToClient\":"); w.decimal(e.bytesToClient)
+            w.ascii(",\"firstSeen\":"); quote(Fmt.iso8601(e.firstSeen), into: w)
+            w.ascii(",\"lastSeen\":"); quote(Fmt.iso8601(e.lastSeen), into: w)
+            w.ascii(",\"clients\":"); w.decimal(e.clients)
+            w.ascii(e.clientsExact ? ",\"clientsExact\":true" : ",\"clientsExact\":false")
+            w.ascii(",\"clientProcesses\":"); strings(e.clientProcesses, into: w)
+            w.ascii(",\"clientUsers\":"); strings(e.clientUsers, into: w)
+            w.ascii(",\"serverProcesses\":"); strings(e.serverProcesses, into: w)
+            w.ascii(",\"serverUsers\":"); strings(e.serverUsers, into: w)
+            if !blocked.isEmpty { w.ascii(blocked.contains(i) ? ",\"blocked\":true" : ",\"blocked\":false") }
+            w.byte(UInt8(ascii: "}"))
+            spill()
         }
-        out += g.edges.isEmpty ? "],\n" : "\n  ],\n"
-        out += "  \"flows\": \(g.flows)\n}\n"
-        return out
+        w.ascii(g.edges.isEmpty ? "],\n" : "\n  ],\n")
+        w.ascii("  \"flows\": "); w.decimal(g.flows)
+        w.ascii("\n}\n")
+        chunk(w)
     }
 }
 

@@ -21,13 +21,8 @@ extension FlowStore {
         if let u = until { conds.append("ts < ?"); args.append(u) }
         if !conds.isEmpty { sql += " WHERE " + conds.joined(separator: " AND ") }
         sql += " ORDER BY ts"
-        // Addresses repeat across flows: parse each distinct text once (bounded cache).
-        var parsed: [String: IPAddress] = [:]
         func address(_ text: String) throws -> IPAddress {
-            if let a = parsed[text] { return a }
             guard let a = IPAddress(text) else { throw StoreError(path: path, reason: "bad address '\(text)' in store") }
-            if parsed.count >= 1 << 16 { parsed.removeAll(keepingCapacity: true) }
-            parsed[text] = a
             return a
         }
         do {

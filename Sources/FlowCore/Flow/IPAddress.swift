@@ -106,59 +106,106 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// Parses a dotted quad or an IPv6 text address (with `::`, and an optional dotted tail).
     public init?(_ text: Substring) {
-        if !text.contains(":") {
-            guard let v = IPAddress.parseV4(text) else { return nil }
-            self.init(v4: v)
-            return
-        }
-        var head: [UInt16] = [], tail: [UInt16] = []
-        var sawGap = false
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        var idx = 0
-        // Handle leading "::".
-        if text.hasPrefix("::") { sawGap = true; idx = 2 }
-        else if text.hasPrefix(":") { return nil }
-        while idx < parts.count {
-            let p = parts[idx]
-            if p.isEmpty {
-                if sawGap {
-                    if idx == parts.count - 1 { break }  // trailing "::"
-                    return nil
-                }
-                sawGap = true
-                idx += 1
-                continue
-            }
-            if p.contains(".") {
-                guard idx == parts.count - 1, let v = IPAddress.parseV4(p) else { return nil }
-                let g1 = UInt16(v >> 16), g2 = UInt16(v & 0xFFFF)
-                if sawGap { tail += [g1, g2] } else { head += [g1, g2] }
-                idx += 1
-                continue
-            }
-            guard p.count <= 4, let g = UInt16(p, radix: 16) else { return nil }
-            if sawGap { tail.append(g) } else { head.append(g) }
-            idx += 1
-        }
-        let total = head.count + tail.count
-        if sawGap ? total > 7 : total != 8 { return nil }
-        let groups = head + [UInt16](repeating: 0, count: 8 - total) + tail
-        var h: UInt64 = 0, l: UInt64 = 0
-        for j in 0..<4 { h = (h << 16) | UInt64(groups[j]) }
-        for j in 4..<8 { l = (l << 16) | UInt64(groups[j]) }
-        self.init(v6hi: h, v6lo: l)
+        var t = text
+        guard let a = t.withUTF8({ IPAddress.parse($0) }) else { return nil }
+        self = a
     }
 
-    public init?(_ text: String) { self.init(Substring(text)) }
+    public init?(_ text: String) {
+        var t = text
+        guard let a = t.withUTF8({ IPAddress.parse($0) }) else { return nil }
+        self = a
+    }
 
-    private static func parseV4(_ s: Substring) -> UInt32? {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var v: UInt32 = 0
-        for p in parts {
-            guard !p.isEmpty, p.count <= 3, let n = UInt32(p), n <= 255 else { return nil }
-            v = (v << 8) | n
+    /// Parses UTF-8 text without allocating.
+    public static func parse(_ b: UnsafeBufferPointer<UInt8>) -> IPAddress? {
+        let n = b.count
+        guard n > 0 else { return nil }
+        var hasColon = false
+        for c in b where c == UInt8(ascii: ":") { hasColon = true; break }
+        if !hasColon {
+            guard let v = parseV4(b, from: 0) else { return nil }
+            return IPAddress(v4: v)
         }
-        return v
+        return withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 8) { g -> IPAddress? in
+            var count = 0, gapAt = -1, i = 0
+            if n >= 2 && b[0] == UInt8(ascii: ":") && b[1] == UInt8(ascii: ":") {
+                gapAt = 0
+                i = 2
+            } else if b[0] == UInt8(ascii: ":") {
+                return nil
+            }
+            while i < n {
+                let start = i
+                var v: UInt32 = 0
+                while i < n, i - start < 5, let d = hexValue(b[i]) { v = v << 4 | d; i += 1 }
+                if i < n && b[i] == UInt8(ascii: ".") {
+                    // A dotted IPv4 tail: two groups.
+                    guard count <= 6, let v4 = parseV4(b, from: start) else { return nil }
+                    g[count] = UInt16(v4 >> 16); g[count + 1] = UInt16(v4 & 0xFFFF)
+                    count += 2
+                    i = n
+                    break
+                }
+                guard i > start, i - start <= 4, count < 8 else { return nil }
+                g[count] = UInt16(v)
+                count += 1
+                if i == n { break }
+                guard b[i] == UInt8(ascii: ":") else { return nil }
+                i += 1
+                if i < n && b[i] == UInt8(ascii: ":") {
+                    if gapAt >= 0 { return nil }
+                    gapAt = count
+                    i += 1
+                    if i == n { break }
+                } else if i == n {
+                    return nil
+                }
+            }
+            if gapAt >= 0 {
+                guard count <= 7 else { return nil }
+                let tail = count - gapAt
+                for k in 0..<tail { g[7 - k] = g[count - 1 - k] }
+                for k in gapAt..<(8 - tail) { g[k] = 0 }
+            } else if count != 8 {
+                return nil
+            }
+            var h: UInt64 = 0, l: UInt64 = 0
+            for j in 0..<4 { h = (h << 16) | UInt64(g[j]) }
+            for j in 4..<8 { l = (l << 16) | UInt64(g[j]) }
+            return IPAddress(v6hi: h, v6lo: l)
+        }
+    }
+
+    @inline(__always)
+    private static func hexValue(_ c: UInt8) -> UInt32? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(c - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(c - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(c - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+
+    /// A dotted quad from `b[from...]` to the end: four decimal parts of 1–3 digits, ≤ 255.
+    private static func parseV4(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> UInt32? {
+        var v: UInt32 = 0, part: UInt32 = 0, digits = 0, parts = 0
+        var i = from
+        while i <= b.count {
+            if i == b.count || b[i] == UInt8(ascii: ".") {
+                guard digits > 0, part <= 255 else { return nil }
+                v = v << 8 | part
+                parts += 1
+                part = 0; digits = 0
+                if i == b.count { break }
+            } else {
+                let c = b[i]
+                guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9"), digits < 3 else { return nil }
+                part = part * 10 + UInt32(c - UInt8(ascii: "0"))
+                digits += 1
+            }
+            i += 1
+        }
+        return parts == 4 ? v : nil
     }
 }
