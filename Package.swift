@@ -28,8 +28,10 @@ let package = Package(
         ]),
         // PURE: inventory, workload identity, the workload graph and its renderers.
         .target(name: "FlowGraph", dependencies: ["FlowCore"]),
-        // Inventory (and policy) files: YAML through Yams, with file:line:column errors.
-        .target(name: "FlowConfig", dependencies: ["FlowGraph", .product(name: "Yams", package: "Yams")]),
+        // PURE: policies — model, suggestion, simulation, lint and diff; YAML writing.
+        .target(name: "FlowPolicy", dependencies: ["FlowCore", "FlowGraph"]),
+        // Inventory and policy files: YAML through Yams, with file:line:column errors.
+        .target(name: "FlowConfig", dependencies: ["FlowGraph", "FlowPolicy", .product(name: "Yams", package: "Yams")]),
         // ADAPTER: libpcap offline reading.
         .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"], swiftSettings: [
             .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
@@ -38,7 +40,7 @@ let package = Package(
         .target(name: "FlowStore", dependencies: ["FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift")]),
         // ArgumentParser commands.
         .target(name: "FlowmapCLI", dependencies: [
-            "FlowCore", "FlowCapture", "FlowStore", "FlowGraph", "FlowConfig",
+            "FlowCore", "FlowCapture", "FlowStore", "FlowGraph", "FlowConfig", "FlowPolicy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [
             // The capture loop's closures run on one thread; skip dynamic exclusivity checks there.
@@ -47,6 +49,6 @@ let package = Package(
         .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
         .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),
         .testTarget(name: "FlowmapCLITests", dependencies: ["FlowmapCLI", "FlowCore", "FlowCapture", "FlowStore"]),
-        .testTarget(name: "FlowGraphTests", dependencies: ["FlowGraph", "FlowConfig", "FlowCore"]),
+        .testTarget(name: "FlowGraphTests", dependencies: ["FlowGraph", "FlowConfig", "FlowCore", "FlowPolicy"]),
     ]
 )

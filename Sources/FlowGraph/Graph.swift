@@ -57,6 +57,8 @@ public struct GraphFlow: Sendable {
     public var respProcess: ProcessAttribution?
     /// The host whose agent saw the flow (names process workloads); "" for captures.
     public var hostID: String
+    /// The flow's uid, when the reader asked for it (simulation reports name flows by it).
+    public var uid: String = ""
 
     public init(ts: Double, duration: Double, origH: IPAddress, origP: UInt16, respH: IPAddress, respP: UInt16,
                 ipProto: IPProtocol, origPkts: UInt64, respPkts: UInt64, origIPBytes: UInt64, respIPBytes: UInt64,
@@ -72,7 +74,7 @@ public struct GraphFlow: Sendable {
         ts = r.ts; duration = r.duration; origH = r.origH; origP = r.origP; respH = r.respH; respP = r.respP
         ipProto = r.ipProto; origPkts = r.origPkts; respPkts = r.respPkts; origIPBytes = r.origIPBytes
         respIPBytes = r.respIPBytes; history = r.history; flipped = r.flipped
-        origProcess = r.origProcess; respProcess = r.respProcess; self.hostID = hostID
+        origProcess = r.origProcess; respProcess = r.respProcess; self.hostID = hostID; uid = r.uid
     }
 
     /// Whether the flow shows who is client and who is server, without guessing:
@@ -163,8 +165,22 @@ public struct GraphEdge: Sendable, Equatable {
     public var clientUsers: [String]
     public var serverProcesses: [String]
     public var serverUsers: [String]
+    /// Flows on this edge that a policy would block (`graph --policy`).
+    public var blockedFlows: UInt64 = 0
+    /// Unknown direction only: each (originator side, responder port) seen — `fromIsOriginator`
+    /// true when the flow's originator was in `from`. Empty if there were more than 32.
+    public var seenAsOriginated: [(fromIsOriginator: Bool, port: UInt16)] = []
 
     public var packets: UInt64 { packetsToServer + packetsToClient }
+
+    public static func == (a: GraphEdge, b: GraphEdge) -> Bool {
+        a.from == b.from && a.to == b.to && a.port == b.port && a.proto == b.proto && a.directionKnown == b.directionKnown
+            && a.flows == b.flows && a.packetsToServer == b.packetsToServer && a.packetsToClient == b.packetsToClient
+            && a.bytesToServer == b.bytesToServer && a.bytesToClient == b.bytesToClient && a.firstSeen == b.firstSeen
+            && a.lastSeen == b.lastSeen && a.clients == b.clients && a.clientProcesses == b.clientProcesses
+            && a.clientUsers == b.clientUsers && a.serverProcesses == b.serverProcesses && a.serverUsers == b.serverUsers
+            && a.blockedFlows == b.blockedFlows
+    }
     public var bytes: UInt64 { bytesToServer + bytesToClient }
 }
 
@@ -224,6 +240,11 @@ public final class GraphBuilder {
         var clientUsers: Set<String> = []
         var serverProcesses: Set<String> = []
         var serverUsers: Set<String> = []
+        var blockedFlows: UInt64 = 0
+        /// Unknown direction only: the responder ports as seen, with bit 16 set when the
+        /// originator was on the `from` side (at most 32; more and `seenPortsOverflow`).
+        var seenPorts: Set<UInt32> = []
+        var seenPortsOverflow = false
     }
     private var nodes: [NodeAcc] = []
     private var nodeIndex: [String: Int32] = [:]
@@ -355,7 +376,7 @@ public final class GraphBuilder {
         return p.exe.flatMap { $0.split(separator: "/").last.map(String.init) } ?? p.comm
     }
 
-    public func add(_ f: GraphFlow) {
+    public func add(_ f: GraphFlow, blocked: Bool = false) {
         flowCount += 1
         let known = f.directionKnown
         let port = f.servicePort
@@ -369,7 +390,9 @@ public final class GraphBuilder {
         var toServerBytes = f.origIPBytes, toClientBytes = f.respIPBytes
         var clientAddr = f.origH
         var cp = f.origProcess, sp = f.respProcess
+        var origIsFrom = true
         if !known && nodes[Int(from)].id > nodes[Int(to)].id {
+            origIsFrom = false
             // Unknown direction: a canonical order, so A–B and B–A are one edge.
             swap(&from, &to)
             swap(&toServerPkts, &toClientPkts)
@@ -380,14 +403,18 @@ public final class GraphBuilder {
         let key = EdgeKey(from: from, to: to, port: known ? Int32(port ?? 0) - (port == nil ? 1 : 0) : -1,
                           proto: f.ipProto.rawValue, known: known)
         GraphBuilder.count(&edges[key, default: EdgeAcc()], f, toServerPkts, toClientPkts, toServerBytes, toClientBytes,
-                           clientAddr, cp, sp)
+                           clientAddr, cp, sp, blocked: blocked, seen: known ? nil : (origIsFrom ? 1 << 16 : 0) | UInt32(f.respP))
     }
 
     /// Adds one flow to an edge, in place in the dictionary (no copy of the accumulator).
     private static func count(_ e: inout EdgeAcc, _ f: GraphFlow, _ toServerPkts: UInt64, _ toClientPkts: UInt64,
                               _ toServerBytes: UInt64, _ toClientBytes: UInt64, _ clientAddr: IPAddress,
-                              _ cp: ProcessAttribution?, _ sp: ProcessAttribution?) {
+                              _ cp: ProcessAttribution?, _ sp: ProcessAttribution?, blocked: Bool, seen: UInt32?) {
         e.flows += 1
+        if blocked { e.blockedFlows += 1 }
+        if let seen, !e.seenPortsOverflow, !e.seenPorts.contains(seen) {
+            if e.seenPorts.count >= 32 { e.seenPortsOverflow = true; e.seenPorts = [] } else { e.seenPorts.insert(seen) }
+        }
         e.packetsToServer &+= toServerPkts
         e.packetsToClient &+= toClientPkts
         e.bytesToServer &+= toServerBytes
@@ -435,7 +462,9 @@ public final class GraphBuilder {
                 packetsToClient: e.packetsToClient, bytesToServer: e.bytesToServer, bytesToClient: e.bytesToClient,
                 firstSeen: e.first, lastSeen: e.last, clients: e.clients.count, clientsExact: e.clients.isExact,
                 clientProcesses: e.clientProcesses.sorted(), clientUsers: e.clientUsers.sorted(),
-                serverProcesses: e.serverProcesses.sorted(), serverUsers: e.serverUsers.sorted()))
+                serverProcesses: e.serverProcesses.sorted(), serverUsers: e.serverUsers.sorted(),
+                blockedFlows: e.blockedFlows,
+                seenAsOriginated: e.seenPorts.sorted().map { ($0 >> 16 == 1, UInt16(truncatingIfNeeded: $0)) }))
         }
         return WorkloadGraph(nodes: outNodes, edges: outEdges, flows: flowCount)
     }

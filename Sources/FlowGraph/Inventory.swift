@@ -128,3 +128,13 @@ public struct Inventory: Sendable, Equatable {
         return nil
     }
 }
+
+extension Inventory {
+    /// The index of the first workload that an endpoint belongs to. `servedPort` is the
+    /// flow's server port when the endpoint is the server; `names` (DNS names valid for the
+    /// address at the flow's time) is called only if a workload with `hosts` is reached.
+    public func workloadIndex(address: IPAddress, servedPort: UInt16?, process: ProcessAttribution?,
+                              names: @escaping () -> [String]) -> Int? {
+        firstMatch(EndpointFacts(address: address, servedPort: servedPort, names: LazyNames(names), process: process))
+    }
+}

@@ -91,9 +91,9 @@ public enum DOTRenderer {
         return fixed2(min(6, max(1, w)))
     }
 
-    /// Edges marked as `blocked` (by their index in `g.edges`) are drawn red and dashed.
-    public static func render(_ g: WorkloadGraph, clusterBy: String? = nil, title: String = "flowmap",
-                              blocked: Set<Int> = []) -> String {
+    /// Edges with flows a policy would block (`blockedFlows` > 0) are drawn red and dashed.
+    public static func render(_ g: WorkloadGraph, clusterBy: String? = nil, title: String = "flowmap") -> String {
+        let blocked = Set(g.edges.indices.filter { g.edges[$0].blockedFlows > 0 })
         var out = "digraph flowmap {\n"
         out += "  graph [rankdir=LR, fontname=\"Helvetica\", fontsize=11, label=\(quote(title)), labelloc=t, nodesep=0.4, ranksep=0.9];\n"
         out += "  node [fontname=\"Helvetica\", fontsize=10, style=filled, color=\"#555555\"];\n"
@@ -188,15 +188,16 @@ public enum GraphJSON {
         w.byte(UInt8(ascii: "]"))
     }
 
-    public static func render(_ g: WorkloadGraph, blocked: Set<Int> = []) -> String {
+    public static func render(_ g: WorkloadGraph, policy: Bool = false) -> String {
         var out: [UInt8] = []
-        render(g, blocked: blocked) { w in w.withBytes { out.append(contentsOf: $0) } }
+        render(g, policy: policy) { w in w.withBytes { out.append(contentsOf: $0) } }
         return String(decoding: out, as: UTF8.self)
     }
 
     /// Renders in chunks of about 64 KiB handed to `chunk` (which may write them out), so that
     /// a large graph is never held twice in memory as text.
-    public static func render(_ g: WorkloadGraph, blocked: Set<Int> = [], chunk: (ByteWriter) -> Void) {
+    /// With `policy`, each edge also says whether (and how many of) its flows the policy blocks.
+    public static func render(_ g: WorkloadGraph, policy: Bool = false, chunk: (ByteWriter) -> Void) {
         let w = ByteWriter(capacity: 1 << 17)
         func spill() {
             if w.count >= 1 << 16 { chunk(w); w.clear() }
@@ -241,7 +242,10 @@ public enum GraphJSON {
             w.ascii(",\"clientUsers\":"); strings(e.clientUsers, into: w)
             w.ascii(",\"serverProcesses\":"); strings(e.serverProcesses, into: w)
             w.ascii(",\"serverUsers\":"); strings(e.serverUsers, into: w)
-            if !blocked.isEmpty { w.ascii(blocked.contains(i) ? ",\"blocked\":true" : ",\"blocked\":false") }
+            if policy {
+                w.ascii(e.blockedFlows > 0 ? ",\"blocked\":true,\"blockedFlows\":" : ",\"blocked\":false,\"blockedFlows\":")
+                w.decimal(e.blockedFlows)
+            }
             w.byte(UInt8(ascii: "}"))
             spill()
         }
@@ -278,7 +282,8 @@ public enum MermaidRenderer {
         }
     }
 
-    public static func render(_ g: WorkloadGraph, clusterBy: String? = nil, blocked: Set<Int> = []) -> String {
+    public static func render(_ g: WorkloadGraph, clusterBy: String? = nil) -> String {
+        let blocked = Set(g.edges.indices.filter { g.edges[$0].blockedFlows > 0 })
         var out = "flowchart LR\n"
         var ids: [String: String] = [:]
         for (i, n) in g.nodes.enumerated() { ids[n.id] = "n\(i)" }

@@ -6,7 +6,8 @@ extension FlowStore {
     /// Streams flows in [since, until) as the graph needs them (only the columns it reads), in
     /// storage order (a graph does not depend on the order of its flows; a sequential scan is
     /// much faster than walking the time index).
-    public func forEachGraphFlow(since: Double? = nil, until: Double? = nil, _ body: (GraphFlow) throws -> Void) throws {
+    public func forEachGraphFlow(since: Double? = nil, until: Double? = nil, uids: Bool = false,
+                                 _ body: (GraphFlow) throws -> Void) throws {
         let sides = ["orig", "resp"]
         let processColumns = sides.flatMap { s in
             ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit"].map { "\(s)_\($0)" }
@@ -18,7 +19,7 @@ extension FlowStore {
         }
         var sql = """
             SELECT ts, duration, orig_h, orig_p, resp_h, resp_p, ip_proto, orig_pkts, resp_pkts,
-                   orig_ip_bytes, resp_ip_bytes, history, flipped, host_id\(attributed ? ", " + processColumns.joined(separator: ", ") : "")
+                   orig_ip_bytes, resp_ip_bytes, history, flipped, host_id, \(uids ? "uid" : "''")\(attributed ? ", " + processColumns.joined(separator: ", ") : "")
             FROM flow
             """
         var conds: [String] = []
@@ -42,9 +43,10 @@ extension FlowStore {
                         origPkts: UInt64(row[7] as Int64), respPkts: UInt64(row[8] as Int64),
                         origIPBytes: UInt64(row[9] as Int64), respIPBytes: UInt64(row[10] as Int64),
                         history: row[11], flipped: row[12], hostID: row[13])
+                    if uids { f.uid = row[14] }
                     if attributed {
-                        f.origProcess = FlowStore.process(row, from: 14)
-                        f.respProcess = FlowStore.process(row, from: 23)
+                        f.origProcess = FlowStore.process(row, from: 15)
+                        f.respProcess = FlowStore.process(row, from: 24)
                     }
                     try body(f)
                 }

@@ -51,7 +51,7 @@ struct IdentityOptions: ParsableArguments {
 enum FlowSourceReader {
     /// Streams every admitted flow to `body`; DNS answers reach `names` before the flows they
     /// name. Returns warnings (cut-short captures).
-    static func read(_ source: SourceOptions, analysis: AnalysisOptions, names: NameResolver,
+    static func read(_ source: SourceOptions, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,
                      body: @escaping (GraphFlow) -> Void) throws(UserError) -> [String] {
         if let db = source.db {
             let store: FlowStore
@@ -67,7 +67,7 @@ enum FlowSourceReader {
                 var batch: [GraphFlow] = []
                 batch.reserveCapacity(2048)
                 do {
-                    try store.forEachGraphFlow(since: since, until: until) { f in
+                    try store.forEachGraphFlow(since: since, until: until, uids: uids) { f in
                         batch.append(f)
                         if batch.count == 2048 {
                             ring.push(batch)
@@ -86,7 +86,7 @@ enum FlowSourceReader {
                 if namesError == nil { while let b = ring.pop() { for f in b { body(f) } } } else { while ring.pop() != nil {} }
                 reader.join()
             } else if namesError == nil {
-                do { try store.forEachGraphFlow(since: since, until: until) { body($0) } } catch { failure.error = error }
+                do { try store.forEachGraphFlow(since: since, until: until, uids: uids) { body($0) } } catch { failure.error = error }
             }
             if let e = namesError { throw UserError(message: e.description) }
             if let e = failure.error {

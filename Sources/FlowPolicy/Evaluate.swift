@@ -1,0 +1,200 @@
+import FlowCore
+import FlowGraph
+
+/// Why a flow would be blocked.
+public enum BlockReason: String, Sendable, CaseIterable {
+    case noWorkload = "endpoint in no workload"
+    case noRule = "no rule between these workloads"
+    case portNotAllowed = "port not allowed"
+    case outsideSchedule = "outside the schedule"
+}
+
+/// A policy's verdict on one flow.
+public enum Verdict: Sendable, Equatable {
+    /// Allowed by the rule at this index (or by `defaultAction: allow`, index -1).
+    case allowed(rule: Int)
+    case blocked(BlockReason)
+
+    public var isBlocked: Bool { if case .blocked = self { return true } else { return false } }
+}
+
+/// Decides flows against a policy, the way enforcement would: endpoints are classified into
+/// the policy's own workloads (first match wins), then the first rule whose `from` takes the
+/// client, `to` the server, whose ports include the service and whose schedule is open allows
+/// the flow. A flow whose direction is unknown is allowed if either orientation is.
+public final class PolicyEvaluator {
+    public let policy: Policy
+    let inventory: Inventory
+    let names: NameResolver
+    /// The UTC offset in seconds of a time zone (by name) at a time; from the caller.
+    let utcOffset: (String, Double) -> Int
+
+    /// Rules indexed by what their `to` names exactly: a workload, a DNS name, one address.
+    private var byWorkload: [String: [Int]] = [:]
+    private var byFQDN: [String: [Int]] = [:]
+    private var byAddress: [IPAddress: [Int]] = [:]
+    /// Rules whose `to` is anything else (labels, wide blocks, globs, everything).
+    private var unindexed: [Int] = []
+    /// Addresses and names that some rule selects (to tell "in no workload" apart).
+    private var selectedAddresses: Set<IPAddress> = []
+    private var wideBlocks: [CIDR] = []
+    private var selectedNames: Set<String> = []
+    private var nameGlobs: [Glob] = []
+    private var anyEndpoint = false
+    private var workloadCache: [CacheKey: Int32] = [:]
+    private lazy var inventoryPorts = Set(inventory.workloads.flatMap(\.match.ports))
+    private lazy var usesHosts = inventory.workloads.contains { !$0.match.hosts.isEmpty }
+
+    struct CacheKey: Hashable {
+        var address: IPAddress
+        var port: Int32
+        var name: Int32
+    }
+
+    public init(policy: Policy, names: NameResolver = NameResolver(), utcOffset: @escaping (String, Double) -> Int = { _, _ in 0 }) {
+        self.policy = policy
+        self.inventory = policy.inventory
+        self.names = names
+        self.utcOffset = utcOffset
+        for (i, r) in policy.rules.enumerated() {
+            let t = r.to
+            if let w = t.workload, t.labels.isEmpty, t.fqdn == nil, t.cidrs.isEmpty {
+                byWorkload[w, default: []].append(i)
+            } else if let f = t.fqdn, Glob(f).isLiteral, t.workload == nil, t.labels.isEmpty, t.cidrs.isEmpty {
+                byFQDN[f, default: []].append(i)
+            } else if t.cidrs.count == 1, t.cidrs[0].hostBits == 0, t.workload == nil, t.labels.isEmpty, t.fqdn == nil {
+                byAddress[t.cidrs[0].network, default: []].append(i)
+            } else {
+                unindexed.append(i)
+            }
+            for s in [r.from, r.to] {
+                if s.matchesEverything { anyEndpoint = true }
+                for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
+                if let f = s.fqdn { if Glob(f).isLiteral { selectedNames.insert(f) } else { nameGlobs.append(Glob(f, caseInsensitive: true)) } }
+            }
+        }
+    }
+
+    /// One endpoint of one flow, with what is known of it (names looked up only if needed).
+    struct Endpoint {
+        var address: IPAddress
+        var servedPort: UInt16?
+        var process: ProcessAttribution?
+        var workload: Int?
+        var names: () -> [String]
+    }
+
+    private func endpoint(_ a: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
+                          process: ProcessAttribution?) -> Endpoint {
+        let resolver = names
+        let lookup: () -> [String] = {
+            if resolver.isEmpty { return [] }
+            var out: [String] = []
+            if let p = resolver.name(for: a, client: client, at: t) { out.append(p) }
+            for n in resolver.names(for: a, client: nil, at: t) where !out.contains(n) { out.append(n) }
+            return out
+        }
+        var w: Int?
+        if process == nil && !usesHosts {
+            // Decided by address and (named) port alone: cached.
+            let port: Int32 = servedPort.map { inventoryPorts.contains($0) ? Int32($0) : -3 } ?? -1
+            let key = CacheKey(address: a, port: port, name: 0)
+            if let hit = workloadCache[key] {
+                w = hit >= 0 ? Int(hit) : nil
+            } else {
+                w = inventory.workloadIndex(address: a, servedPort: servedPort, process: nil, names: lookup)
+                if workloadCache.count > 1 << 18 { workloadCache.removeAll(keepingCapacity: true) }
+                workloadCache[key] = Int32(w ?? -1)
+            }
+        } else {
+            w = inventory.workloadIndex(address: a, servedPort: servedPort, process: process, names: lookup)
+        }
+        return Endpoint(address: a, servedPort: servedPort, process: process, workload: w, names: lookup)
+    }
+
+    func matches(_ s: Selector, _ e: Endpoint) -> Bool {
+        if let w = s.workload {
+            guard let i = e.workload, inventory.workloads[i].name == w else { return false }
+        }
+        if !s.labels.isEmpty {
+            guard let i = e.workload else { return false }
+            let wl = inventory.workloads[i]
+            for (k, v) in s.labels where wl.label(k) != v { return false }
+        }
+        if !s.cidrs.isEmpty && !s.cidrs.contains(where: { $0.contains(e.address) }) { return false }
+        if let f = s.fqdn {
+            let g = Glob(f, caseInsensitive: true)
+            guard e.names().contains(where: { g.matches($0) }) else { return false }
+        }
+        if !s.processes.isEmpty || !s.users.isEmpty {
+            guard let p = e.process else { return false }
+            if !s.processes.isEmpty {
+                let exe = p.exe.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
+                guard s.processes.contains(where: { $0 == p.comm || $0 == exe }) else { return false }
+            }
+            if !s.users.isEmpty {
+                guard let u = p.user, s.users.contains(u) else { return false }
+            }
+        }
+        return true
+    }
+
+    private func isKnown(_ e: Endpoint) -> Bool {
+        if e.workload != nil || anyEndpoint { return true }
+        if selectedAddresses.contains(e.address) || wideBlocks.contains(where: { $0.contains(e.address) }) { return true }
+        if !selectedNames.isEmpty || !nameGlobs.isEmpty {
+            for n in e.names() where selectedNames.contains(n) || nameGlobs.contains(where: { $0.matches(n) }) { return true }
+        }
+        return false
+    }
+
+    /// The verdict for a client → server flow on (proto, port) at time t.
+    private func decide(client c: Endpoint, server s: Endpoint, proto: String, port: UInt16?, t: Double) -> Verdict {
+        var candidates: [Int] = []
+        if let i = s.workload, let r = byWorkload[inventory.workloads[i].name] { candidates += r }
+        if let r = byAddress[s.address] { candidates += r }
+        if !byFQDN.isEmpty { for n in s.names() { if let r = byFQDN[n] { candidates += r } } }
+        candidates += unindexed
+        if candidates.count > 1 { candidates.sort() }  // file order
+        var endpointsMatched = false, portMatched = false
+        for i in candidates {
+            let r = policy.rules[i]
+            guard matches(r.to, s), matches(r.from, c) else { continue }
+            endpointsMatched = true
+            guard r.ports.contains(where: { $0.contains(proto: proto, port: port) }) else { continue }
+            portMatched = true
+            if let sch = r.schedule, !sch.contains(t, utcOffset: utcOffset(sch.tz, t)) { continue }
+            return .allowed(rule: i)
+        }
+        if policy.defaultAction == .allow { return .allowed(rule: -1) }
+        if portMatched { return .blocked(.outsideSchedule) }
+        if endpointsMatched { return .blocked(.portNotAllowed) }
+        if !isKnown(c) || !isKnown(s) { return .blocked(.noWorkload) }
+        return .blocked(.noRule)
+    }
+
+    /// The verdict on one flow.
+    public func evaluate(_ f: GraphFlow) -> Verdict {
+        let proto = protocolName(f.ipProto)
+        let known = f.directionKnown
+        let port = f.servicePort
+        let client = endpoint(f.origH, servedPort: nil, client: nil, t: f.ts, process: f.origProcess)
+        let server = endpoint(f.respH, servedPort: port, client: f.origH, t: f.ts, process: f.respProcess)
+        let v = decide(client: client, server: server, proto: proto, port: port, t: f.ts)
+        if known || !v.isBlocked { return v }
+        // Direction unknown: the other orientation, with the originator's port as the service.
+        let altPort: UInt16? = f.ipProto.rawValue == 6 || f.ipProto.rawValue == 17 ? f.origP : port
+        let c2 = endpoint(f.respH, servedPort: nil, client: nil, t: f.ts, process: f.respProcess)
+        let s2 = endpoint(f.origH, servedPort: altPort, client: f.respH, t: f.ts, process: f.origProcess)
+        let v2 = decide(client: c2, server: s2, proto: proto, port: altPort, t: f.ts)
+        return v2.isBlocked ? v : v2
+    }
+
+    /// How an endpoint is shown in reports: its policy workload, else its DNS name, else its address.
+    public func displayName(_ a: IPAddress, client: IPAddress?, t: Double, servedPort: UInt16?, process: ProcessAttribution?) -> String {
+        let e = endpoint(a, servedPort: servedPort, client: client, t: t, process: process)
+        if let i = e.workload { return inventory.workloads[i].name }
+        if let n = names.name(for: a, client: client, at: t) { return n }
+        return a.description
+    }
+}
