@@ -8,7 +8,11 @@ on tcp/443; a monitoring host probes web and API (and pings web); one TCP conver
 only midstream (its direction cannot be known); one connection to web is refused (tcp/8081).
 Every packet has real checksums. The expected graph edges are in expected-edges.tsv (by hand).
 
+With --bad, the same traffic and then web-2 turns bad: it probes peers and ports it never used
+(the flows a policy suggested from the normal capture must block; expected-blocked.tsv).
+
     python3 Fixtures/multitier/make-capture.py Fixtures/multitier/multitier.pcap
+    python3 Fixtures/multitier/make-capture.py Fixtures/multitier/multitier-bad.pcap --bad
 """
 import struct, sys, ipaddress
 
@@ -142,7 +146,17 @@ icmp_echo(MON, WEB2, 7, 1); icmp_echo(WEB2, MON, 7, 1, reply=True)
 refused(LB, 48000, WEB2, 8081)
 midstream("10.0.5.5", 40000, "10.0.5.6", 41000)
 
-out = sys.argv[1] if len(sys.argv) > 1 else "multitier.pcap"
+if "--bad" in sys.argv:
+    tick(5.0)
+    refused(WEB2, 49001, DB, 5432)        # web never talked to the database
+    refused(WEB2, 49002, API, 22)         # the API, on a port web never used
+    refused(WEB2, 49003, WEB1, 8080)      # a peer in its own tier
+    refused(WEB2, 49004, DB, 3306)        # a port nobody serves on the database host
+    refused(WEB2, 49005, "10.0.7.7", 445) # a host nobody knows
+    conversation(WEB2, 49006, API, 8443, request=250, response=600)   # and normal traffic goes on
+
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+out = args[0] if args else "multitier.pcap"
 with open(out, "wb") as f:
     f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     for ts, frame in packets:

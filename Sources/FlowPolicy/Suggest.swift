@@ -127,11 +127,6 @@ public enum PolicySuggester {
             var from = fs
             from.processes = e.clientProcesses
             from.users = e.clientUsers
-            if e.flows < options.minFlows {
-                review.append(ReviewItem(from: from, to: ts, ports: e.port.map { [PortSpec(proto: e.proto, low: $0, high: $0)] } ?? [PortSpec(proto: e.proto)],
-                                         flows: e.flows, reason: "fewer than \(options.minFlows) flows"))
-                continue
-            }
             if e.directionKnown {
                 let k = Key(from: from, to: ts, proto: e.proto)
                 var acc = groups[k] ?? Acc(fromName: fname, toName: tname)
@@ -166,10 +161,20 @@ public enum PolicySuggester {
                 let portText = spec.low == spec.high ? "\(spec.low!)" : "\(spec.low!)-\(spec.high!)"
                 let infrastructure: String? = spec.contains(proto: k.proto, port: 53) && (k.proto == "udp" || k.proto == "tcp") ? "dns"
                     : (k.proto == "udp" && spec.contains(proto: "udp", port: 123) ? "ntp" : nil)
+                if let ev, ev.flows < options.minFlows {
+                    review.append(ReviewItem(from: k.from, to: k.to, ports: specs, flows: ev.flows,
+                                             reason: "fewer than \(options.minFlows) flows"))
+                    continue
+                }
                 rules.append(Rule(name: "\(base)-\(portText)", from: k.from, to: k.to, ports: specs,
                                   infrastructure: infrastructure, note: notes[k], evidence: ev))
             }
             if let ev = acc.portless {
+                if ev.flows < options.minFlows {
+                    review.append(ReviewItem(from: k.from, to: k.to, ports: [PortSpec(proto: k.proto)], flows: ev.flows,
+                                             reason: "fewer than \(options.minFlows) flows"))
+                    continue
+                }
                 rules.append(Rule(name: base, from: k.from, to: k.to, ports: [PortSpec(proto: k.proto)], note: notes[k], evidence: ev))
             }
         }

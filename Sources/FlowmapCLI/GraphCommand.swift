@@ -3,6 +3,7 @@ import FlowCapture
 import FlowConfig
 import FlowCore
 import FlowGraph
+import FlowPolicy
 import FlowStore
 
 #if canImport(Glibc)
@@ -135,6 +136,9 @@ struct GraphCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Leave out these workloads (names or ids; globs) and their edges.", valueName: "workload"))
     var exclude: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Simulate this policy: edges with flows it would block are drawn red and dashed.", valueName: "file"))
+    var policy: String?
+
     @Option(name: .long, help: "Render with Graphviz's dot into this image format (needs -o for png).")
     var render: RenderFormat?
 
@@ -162,8 +166,13 @@ struct GraphCommand: ParsableCommand {
         let options = identity.graphOptions { warnings.append($0) }
         let names = NameResolver()
         let builder = GraphBuilder(inventory: inventory, names: names, options: options)
+        let evaluator = try policy.map { path throws(UserError) in
+            PolicyEvaluator(policy: try PolicyFiles.load(path), names: names) { TimeZones.offset($0, $1) ?? 0 }
+        }
         let t0 = Terminal.monotonic()
-        warnings += try FlowSourceReader.read(source, analysis: analysis, names: names) { builder.add($0) }
+        warnings += try FlowSourceReader.read(source, analysis: analysis, names: names) { f in
+            builder.add(f, blocked: evaluator?.evaluate(f).isBlocked ?? false)
+        }
         let t1 = Terminal.monotonic()
         // Diagnostics for the benchmark: where the time goes.
         defer {
@@ -176,7 +185,8 @@ struct GraphCommand: ParsableCommand {
         let title = "flowmap: \(graph.nodes.count) workloads, \(graph.edges.count) edges, \(graph.flows) flows"
         if format == .json {
             // Streamed: a large graph is not held again as one string.
-            try GraphCommand.emit(to: output) { chunk in GraphJSON.render(graph) { chunk($0) } }
+            let withPolicy = policy != nil
+            try GraphCommand.emit(to: output) { chunk in GraphJSON.render(graph, policy: withPolicy) { chunk($0) } }
             return
         }
         let text: String

@@ -239,7 +239,7 @@ final class IdentityTests: XCTestCase {
     func testFiltersAndRenderers() {
         let b = GraphBuilder()
         for i in 0..<3 { b.add(tcpFlow("10.0.0.1", UInt16(40000 + i), "10.0.0.2", 5432)) }
-        b.add(tcpFlow("10.0.0.1", 40010, "10.0.0.3", 22))
+        b.add(tcpFlow("10.0.0.1", 40010, "10.0.0.3", 22), blocked: true)
         let g = b.build()
         XCTAssertEqual(g.filtered(minFlows: 2).edges.map(\.to), ["ip:10.0.0.2"])
         XCTAssertEqual(g.filtered(minFlows: 2).nodes.map(\.id), ["ip:10.0.0.1", "ip:10.0.0.2"])
@@ -249,7 +249,8 @@ final class IdentityTests: XCTestCase {
         XCTAssertEqual(compactCount(999), "999")
         XCTAssertEqual(compactCount(3_400_000), "3.4M")
         XCTAssertEqual(compactCount(150_000), "150k")
-        let dot = DOTRenderer.render(g, blocked: [1])
+        XCTAssertEqual(g.edges.map(\.blockedFlows), [0, 1])
+        let dot = DOTRenderer.render(g)
         XCTAssertTrue(dot.contains("label=\"tcp/5432 · 3 flows\""))
         XCTAssertTrue(dot.contains("style=dashed, color=\"#d62728\""))
         let mermaid = MermaidRenderer.render(g)

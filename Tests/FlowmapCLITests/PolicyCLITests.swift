@@ -1,0 +1,130 @@
+import Foundation
+import XCTest
+
+/// `flowmap suggest` and `flowmap simulate` end to end.
+final class PolicyCLITests: XCTestCase {
+    var multitier: String { Repo.fixtures.appendingPathComponent("multitier/multitier.pcap").path }
+    var bad: String { Repo.fixtures.appendingPathComponent("multitier/multitier-bad.pcap").path }
+    var inventory: String { Repo.fixtures.appendingPathComponent("multitier/inventory.yaml").path }
+
+    func temp(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString)-\(name)").path
+    }
+
+    func simulate(_ policy: String, _ capture: String, _ extra: [String] = []) throws -> [String: Any] {
+        let r = try runFlowmap(["simulate", "--policy", policy, capture, "--format", "json", "-q"] + extra)
+        XCTAssertTrue(r.status == 0 || r.status == 3, r.stderr)
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+    }
+
+    /// Property, over every fixture capture: a policy suggested from some traffic blocks none of it.
+    func testSuggestThenSimulateBlocksNothingOnEveryFixtureCapture() throws {
+        let fm = FileManager.default
+        var captures: [String] = []
+        for dir in ["zeek-parity", "zeek-parity/connids", "multitier", "captures"] {
+            let d = Repo.fixtures.appendingPathComponent(dir)
+            for f in try fm.contentsOfDirectory(atPath: d.path).sorted() where f.hasSuffix(".pcap") || f.hasSuffix(".pcapng") {
+                captures.append(d.appendingPathComponent(f).path)
+            }
+        }
+        XCTAssertGreaterThan(captures.count, 30)
+        var flowsSeen = 0
+        for c in captures {
+            let policy = temp("prop.yaml")
+            defer { try? fm.removeItem(atPath: policy) }
+            let s = try runFlowmap(["suggest", c, "-q", "-o", policy])
+            XCTAssertEqual(s.status, 0, "\(c): \(s.stderr)")
+            let summary = try XCTUnwrap(simulate(policy, c, ["--flows", "none"])["summary"] as? [String: Any])
+            XCTAssertEqual(summary["blocked"] as? Int, 0, "\(c) blocks its own traffic")
+            flowsSeen += summary["flows"] as? Int ?? 0
+        }
+        XCTAssertGreaterThan(flowsSeen, 1500)
+    }
+
+    /// One host turns bad: exactly its probes are blocked, with the reasons written by hand.
+    func testABadHostsProbesAreExactlyWhatIsBlocked() throws {
+        let policy = temp("suggested.yaml")
+        defer { try? FileManager.default.removeItem(atPath: policy) }
+        XCTAssertEqual(try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q", "-o", policy]).status, 0)
+        let expected = try String(contentsOf: Repo.fixtures.appendingPathComponent("multitier/expected-blocked.tsv"), encoding: .utf8)
+            .split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init).sorted()
+        let g = try simulate(policy, bad, ["--flows", "all"])
+        let flows = try XCTUnwrap(g["flows"] as? [[String: Any]])
+        XCTAssertEqual(flows.count, 44)
+        let blocked = flows.filter { $0["verdict"] as? String == "blocked" }.map { f in
+            "\(f["orig_h"]!):\(f["orig_p"]!)\t\(f["resp_h"]!):\(f["resp_p"]!)\t\(f["reason"]!)"
+        }.sorted()
+        XCTAssertEqual(blocked, expected)
+        XCTAssertTrue(flows.filter { $0["verdict"] as? String == "allowed" }.allSatisfy { $0["rule"] is String })
+        let summary = try XCTUnwrap(g["summary"] as? [String: Any])
+        XCTAssertEqual(summary["blocked"] as? Int, 5)
+        XCTAssertEqual(summary["allowed"] as? Int, 39)
+        let edges = try XCTUnwrap(g["blockedEdges"] as? [[String: Any]])
+        XCTAssertEqual(edges.count, 5)
+        XCTAssertTrue(edges.contains { $0["from"] as? String == "web" && $0["to"] as? String == "orders-db" && $0["port"] as? Int == 5432 })
+        let rules = try XCTUnwrap(g["rules"] as? [[String: Any]])
+        XCTAssertEqual(rules.first { $0["name"] as? String == "web-to-payments-api-tcp-8443" }?["hits"] as? Int, 8)
+        // The CI gate: exit 3 when anything is blocked, 0 when nothing is.
+        XCTAssertEqual(try runFlowmap(["simulate", "--policy", policy, bad, "--fail-on-blocked", "-q"]).status, 3)
+        XCTAssertEqual(try runFlowmap(["simulate", "--policy", policy, multitier, "--fail-on-blocked", "-q"]).status, 0)
+        // The table names the blocked edges and flows.
+        let table = try runFlowmap(["simulate", "--policy", policy, bad, "-q"])
+        XCTAssertTrue(table.stdout.contains("blocked 5 (11.4%)"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("web   payments-api  tcp/22        1     80  port not allowed"), table.stdout)
+        // And the graph draws those edges red and dashed.
+        let dot = try runFlowmap(["graph", bad, "--inventory", inventory, "--policy", policy, "-q"])
+        XCTAssertEqual(dot.status, 0, dot.stderr)
+        XCTAssertEqual(dot.stdout.components(separatedBy: "style=dashed, color=\"#d62728\"").count - 1, 5, dot.stdout)
+    }
+
+    func testGoldenDeterministicYAML() throws {
+        let a = try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q"])
+        XCTAssertEqual(a.stdout, b.stdout, "byte-identical for the same input")
+        try assertGolden(a.stdout, "multitier.policy.yaml")
+        let grouped = try runFlowmap(["suggest", multitier, "--inventory", inventory, "--group-by", "role", "--min-flows", "2", "-q"])
+        try assertGolden(grouped.stdout, "multitier.policy.group-by-role.yaml")
+        // From the store: the same rules.
+        let db = temp("store.db")
+        defer { for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + s) } }
+        XCTAssertEqual(try runFlowmap(["ingest", multitier, "--db", db, "-q"]).status, 0)
+        let fromDB = try runFlowmap(["suggest", "--db", db, "--inventory", inventory])
+        func rules(_ s: String) -> Substring { s[s.range(of: "workloads:")!.lowerBound...] }
+        XCTAssertEqual(rules(fromDB.stdout), rules(a.stdout))
+    }
+
+    func testPolicyErrorsNameLineAndColumn() throws {
+        let path = temp("bad.yaml")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try """
+            apiVersion: flowmap/v1
+            kind: Policy
+            workloads: []
+            rules:
+              - name: a
+                from: {cidr: 10.0.0.1}
+                to: {cidr: 10.0.0.2}
+                ports: [5432/tcpp]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        var r = try runFlowmap(["simulate", "--policy", path, multitier, "-q"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr, "flowmap: \(path):8:13: '5432/tcpp' is not a port spec (like 5432/tcp, 8000-8010/tcp, 8/icmp or gre)\n")
+        try """
+            apiVersion: flowmap/v1
+            kind: Policy
+            rules:
+              - name: a
+                from: {cidr: 10.0.0.1}
+                to: {cidr: 10.0.0.2}
+                ports: [5432/tcp]
+                schedule: {hours: "07:00-19:00", tz: Mars/Olympus_Mons}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        r = try runFlowmap(["simulate", "--policy", path, multitier, "-q"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr, "flowmap: \(path):4:5: rule 'a': unknown time zone 'Mars/Olympus_Mons' (UTC, +05:30 or an IANA name like Europe/Berlin)\n")
+        r = try runFlowmap(["simulate", "--policy", "/nonexistent/p.yaml", multitier, "-q"])
+        XCTAssertEqual(r.stderr, "flowmap: /nonexistent/p.yaml: no such file\n")
+        XCTAssertEqual(r.status, 2)
+    }
+}
