@@ -54,6 +54,11 @@ enum FlowSourceReader {
     /// name. Returns warnings (cut-short captures).
     static func read(_ source: SourceOptions, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,
                      body: @escaping (GraphFlow) -> Void) throws(UserError) -> [String] {
+        try read(source.spec, analysis: analysis, names: names, uids: uids, body: body)
+    }
+
+    static func read(_ source: FlowSource, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,
+                     body: @escaping (GraphFlow) -> Void) throws(UserError) -> [String] {
         if let db = source.db {
             let store: FlowStore
             do { store = try FlowStore(path: db, create: false) } catch { throw UserError(message: error.description) }
@@ -62,7 +67,7 @@ enum FlowSourceReader {
             // bounded ring (at most 64 × 2048 flows in flight).
             final class Failure: @unchecked Sendable { var error: (any Error)? }
             let failure = Failure()
-            let since = source.sinceTime, until = source.untilTime
+            let since = source.since, until = source.until
             let ring = SPSCRing<[GraphFlow]>(size: 64)
             let reader = availableCPUs() >= 2 ? WorkerThread {
                 var batch: [GraphFlow] = []

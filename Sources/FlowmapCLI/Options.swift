@@ -30,9 +30,21 @@ struct SourceOptions: ParsableArguments {
     var untilTime: Double? { until.flatMap(Fmt.parseTime) }
 
     /// True when a flow that started at `ts` is inside [since, until).
+    func admits(_ ts: Double) -> Bool { spec.admits(ts) }
+
+    var spec: FlowSource { FlowSource(captures: captures, db: db, since: sinceTime, until: untilTime) }
+}
+
+/// Where flows come from, as plain values.
+struct FlowSource {
+    var captures: [String] = []
+    var db: String?
+    var since: Double?
+    var until: Double?
+
     func admits(_ ts: Double) -> Bool {
-        if let s = sinceTime, ts < s { return false }
-        if let u = untilTime, ts >= u { return false }
+        if let s = since, ts < s { return false }
+        if let u = until, ts >= u { return false }
         return true
     }
 }

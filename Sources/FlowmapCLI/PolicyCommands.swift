@@ -314,3 +314,116 @@ enum TextTable {
         return line(header) + rows.map(line).joined()
     }
 }
+
+/// `flowmap lint`: schema errors, duplicate, shadowed, overlapping and over-broad rules; with
+/// traffic, orphaned rules and stale evidence. Exit 1 on errors, 0 with warnings only.
+struct LintCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lint",
+        abstract: "Check a policy: errors exit 1, warnings alone exit 0.",
+        discussion: """
+            Errors: the file does not parse (with line:column), duplicate rules, unknown time zones. \
+            Warnings: shadowed and overlapping rules, over-broad rules (every port, 0.0.0.0/0 or ::/0, \
+            a block wider than /16 (IPv6 /32), a selector that matches everything); with traffic \
+            (captures or --db), orphaned rules (no flow in the window) and stale evidence.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The policy file.", valueName: "file"))
+    var policy: String
+
+    @Argument(help: ArgumentHelp("Traffic to check the rules against (capture files).", valueName: "capture"))
+    var captures: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Traffic from this store instead.", valueName: "file"))
+    var db: String?
+
+    @Option(name: .customLong("stale-days"), help: "Evidence older than this many days before the traffic's end is stale.")
+    var staleDays: Double = 30
+
+    @OptionGroup var analysis: AnalysisOptions
+
+    init() {}
+
+    func run() throws {
+        let text: String
+        do { text = try Files.readText(policy) } catch { throw fail(error.message) }
+        let p: Policy
+        do { p = try PolicyParser.parse(text, file: policy) } catch {
+            Terminal.stderr("\(error.file):\(error.line):\(error.column): error: \(error.reason)\n")
+            throw ExitCode(1)
+        }
+        var findings = PolicyLinter.lint(p)
+        for r in p.rules {
+            if let s = r.schedule, TimeZones.offset(s.tz, 0) == nil {
+                findings.append(LintFinding(severity: .error, line: r.mark?.line ?? 0, column: r.mark?.column ?? 0, rule: r.name,
+                                            message: "rule '\(r.name)': unknown time zone '\(s.tz)'"))
+            }
+        }
+        if !captures.isEmpty || db != nil {
+            let source = FlowSource(captures: captures, db: db)
+            let names = NameResolver()
+            let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
+            var hits = [UInt64](repeating: 0, count: p.rules.count)
+            var end: Double?
+            do {
+                let warnings = try FlowSourceReader.read(source, analysis: analysis, names: names) { f in
+                    end = max(end ?? f.ts + f.duration, f.ts + f.duration)
+                    if case .allowed(let r) = evaluator.evaluate(f), r >= 0 { hits[r] += 1 }
+                }
+                for w in warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
+            } catch {
+                throw fail(error.message)
+            }
+            findings += PolicyLinter.lint(p, hits: hits, trafficEnd: end, staleAfter: staleDays * 86400)
+        }
+        findings.sort()
+        var out = ""
+        for f in findings { out += "\(policy):\(f.line):\(f.column): \(f.severity.rawValue): \(f.message)\n" }
+        let errors = findings.filter { $0.severity == .error }.count
+        out += "\(policy): \(p.rules.count) rules, \(errors) error\(errors == 1 ? "" : "s"), \(findings.count - errors) warning\(findings.count - errors == 1 ? "" : "s")\n"
+        Terminal.out(out)
+        Terminal.flush()
+        if errors > 0 { throw ExitCode(1) }
+    }
+}
+
+/// `flowmap diff OLD NEW`: rules added, removed, widened and narrowed. Exit 0 when the
+/// policies allow the same, 1 when they differ (like diff(1)), 2 on trouble.
+struct DiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "Compare two policies: rules added, removed, widened and narrowed.",
+        discussion: """
+            Rules are matched by name (suggest derives names from content). Lines start with + \
+            (added), - (removed), > (widened: allows more), < (narrowed) or ~ (changed both ways); \
+            workload definitions that changed are listed too. Exit 0 when nothing changed, 1 when \
+            something did, 2 on errors.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The old policy.", valueName: "old"))
+    var old: String
+
+    @Argument(help: ArgumentHelp("The new policy.", valueName: "new"))
+    var new: String
+
+    init() {}
+
+    func run() throws {
+        let a: Policy, b: Policy
+        do {
+            a = try PolicyFiles.load(old)
+            b = try PolicyFiles.load(new)
+        } catch { throw fail(error.message) }
+        let d = PolicyDiff.compare(a, b)
+        if d.isEmpty {
+            Terminal.out("no changes: \(a.rules.count) rules\n")
+            Terminal.flush()
+            return
+        }
+        Terminal.out(d.text)
+        Terminal.flush()
+        throw ExitCode(1)
+    }
+}

@@ -128,3 +128,141 @@ final class PolicyCLITests: XCTestCase {
         XCTAssertEqual(r.status, 2)
     }
 }
+
+final class LintDiffCLITests: XCTestCase {
+    func write(_ text: String) throws -> String {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("lint-\(UUID().uuidString).yaml").path
+        try text.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    static let head = """
+        apiVersion: flowmap/v1
+        kind: Policy
+        workloads:
+          - name: web
+            match: {cidrs: [10.0.1.0/24]}
+          - name: db
+            match: {cidrs: [10.0.3.0/24]}
+        rules:
+
+        """
+
+    func testLintFindsDuplicatesShadowsOverlapsAndOverBroadRules() throws {
+        let p = try write(LintDiffCLITests.head + """
+              - name: web-db
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5432/tcp]
+              - name: web-db-again
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5432/tcp]
+              - name: web-db-range
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5000-6000/tcp]
+              - name: web-db-5433
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5433/tcp]
+              - name: anything
+                from: {}
+                to: {cidr: 0.0.0.0/0}
+                ports: [tcp]
+              - name: wide
+                from: {cidr: 10.0.0.0/8}
+                to: {workload: db}
+                ports: [5432/tcp]
+            """)
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let r = try runFlowmap(["lint", "--policy", p])
+        XCTAssertEqual(r.status, 1, "a duplicate is an error")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("\(p):13:5: error: rule 'web-db-again': duplicates rule 'web-db'"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):17:5: warning: rule 'web-db-range': overlaps rule 'web-db' on 5000-6000/tcp"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):21:5: warning: rule 'web-db-5433': is shadowed by rule 'web-db-range' (which allows everything it does)"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):25:5: warning: rule 'anything': allows every tcp port"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):25:5: warning: rule 'anything': from matches every endpoint"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):25:5: warning: rule 'anything': to is 0.0.0.0/0 (everything)"), r.stdout)
+        XCTAssertTrue(lines.contains("\(p):29:5: warning: rule 'wide': from 10.0.0.0/8 is wider than a /16"), r.stdout)
+        // Warnings alone exit 0; a file that does not parse exits 1 with line:column.
+        let clean = try write(LintDiffCLITests.head + "  - name: a\n    from: {workload: web}\n    to: {workload: db}\n    ports: [5432/tcp]\n  - name: b\n    from: {workload: web}\n    to: {cidr: 0.0.0.0/0}\n    ports: [443/tcp]\n")
+        defer { try? FileManager.default.removeItem(atPath: clean) }
+        XCTAssertEqual(try runFlowmap(["lint", "--policy", clean]).status, 0)
+        let broken = try write(LintDiffCLITests.head + "  - name: a\n    from: {workload: web}\n    to: {workload: db}\n    prots: [5432/tcp]\n")
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        let b = try runFlowmap(["lint", "--policy", broken])
+        XCTAssertEqual(b.status, 1)
+        XCTAssertTrue(b.stderr.hasPrefix("\(broken):12:5: error: a rule: unknown key 'prots'"), b.stderr)
+    }
+
+    func testLintWithTrafficFindsOrphanedRulesAndStaleEvidence() throws {
+        let p = try write(LintDiffCLITests.head + """
+              - name: used
+                from: {cidr: 10.0.2.21/32}
+                to: {cidr: 10.0.3.31/32}
+                ports: [5432/tcp]
+                evidence: {flows: 6, bytes: 1, clients: 1, firstSeen: "2026-01-05T10:00:00Z", lastSeen: "2026-01-05T10:00:01Z"}
+              - name: unused
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5432/tcp]
+                evidence: {flows: 6, bytes: 1, clients: 1, firstSeen: "2025-06-01T10:00:00Z", lastSeen: "2025-06-01T10:00:01Z"}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let capture = Repo.fixtures.appendingPathComponent("multitier/multitier.pcap").path
+        let r = try runFlowmap(["lint", "--policy", p, capture, "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\(p):14:5: warning: rule 'unused': orphaned (no flow in the traffic)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("\(p):14:5: warning: rule 'unused': stale evidence (last seen 2025-06-01T10:00:01Z, 218 days before the traffic ends)"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("'used'"), r.stdout)
+    }
+
+    func testDiffReportsAddedRemovedWidenedNarrowed() throws {
+        let rules = """
+              - name: a
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5432/tcp]
+              - name: b
+                from: {workload: web}
+                to: {cidr: 192.0.2.7/32}
+                ports: [443/tcp]
+              - name: c
+                from: {workload: web}
+                to: {workload: db}
+                ports: [6379/tcp]
+
+            """
+        let old = try write(LintDiffCLITests.head + rules)
+        let new = try write(LintDiffCLITests.head + """
+              - name: a
+                from: {workload: web}
+                to: {workload: db}
+                ports: [5432/tcp, 5433/tcp]
+              - name: b
+                from: {workload: web}
+                to: {cidr: 192.0.2.7/32}
+                ports: [443/tcp]
+                schedule: {days: [mon], hours: "22:00-06:00", tz: Europe/Berlin}
+              - name: d
+                from: {workload: web}
+                to: {cidr: 192.0.2.0/24}
+                ports: [443/tcp]
+            """)
+        defer { for f in [old, new] { try? FileManager.default.removeItem(atPath: f) } }
+        let r = try runFlowmap(["diff", old, new])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stdout, """
+            > widened a: ports 5432/tcp → 5432/tcp, 5433/tcp
+            < narrowed b: schedule added (22:00-06:00 Europe/Berlin)
+            - c: web → db 6379/tcp
+            + d: web → 192.0.2.0/24 443/tcp
+
+            """)
+        let same = try runFlowmap(["diff", old, old])
+        XCTAssertEqual(same.status, 0)
+        XCTAssertEqual(same.stdout, "no changes: 3 rules\n")
+    }
+}
