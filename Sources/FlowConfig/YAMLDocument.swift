@@ -21,7 +21,9 @@ public struct YAMLValue {
     /// Parses the first document of `text`; nil for an empty document.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> YAMLValue? {
         do {
-            guard let n = try Yams.compose(yaml: text) else { return nil }
+            // No tag resolution (no regular expression per scalar): every scalar is read as text
+            // and typed by the accessors below.
+            guard let n = try Yams.compose(yaml: text, .basic) else { return nil }
             return YAMLValue(node: n, file: file)
         } catch let e as YamlError {
             throw YAMLValue.convert(e, file: file, text: text)

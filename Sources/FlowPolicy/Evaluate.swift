@@ -29,12 +29,48 @@ public final class PolicyEvaluator {
     /// The UTC offset in seconds of a time zone (by name) at a time; from the caller.
     let utcOffset: (String, Double) -> Int
 
-    /// Rules indexed by what their `to` names exactly: a workload, a DNS name, one address.
-    private var byWorkload: [String: [Int]] = [:]
-    private var byFQDN: [String: [Int]] = [:]
-    private var byAddress: [IPAddress: [Int]] = [:]
-    /// Rules whose `to` is anything else (labels, wide blocks, globs, everything).
-    private var unindexed: [Int] = []
+    /// Rules indexed by what their `from` and `to` name exactly (a workload, a DNS name, one
+    /// address; "*" for anything else: labels, wide blocks, globs, everything), so that a flow
+    /// looks at the few rules that can concern it.
+    private var index: [PairKey: [Int]] = [:]
+    /// The same rules, indexed also by protocol and port (port -1: ranges and every port),
+    /// for the common path: finding the rule that allows a flow.
+    private var byPort: [PortKey: [Int]] = [:]
+    private var wildFrom = false, wildTo = false
+    struct PortKey: Hashable {
+        var pair: PairKey
+        var proto: String
+        var port: Int32
+    }
+    /// Rules as shared references (a candidate is looked at without copying its strings).
+    final class Compiled {
+        let from: Selector
+        let to: Selector
+        let ports: [PortSpec]
+        let schedule: Schedule?
+        init(_ r: Rule) { from = r.from; to = r.to; ports = r.ports; schedule = r.schedule }
+    }
+    private var compiled: [Compiled] = []
+    struct PairKey: Hashable {
+        var from: EndKey
+        var to: EndKey
+    }
+    enum EndKey: Hashable {
+        case any
+        case workload(String)
+        case fqdn(String)
+        case address(IPAddress)
+    }
+
+    static func endKey(_ s: Selector) -> EndKey {
+        if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty { return .workload(w) }
+        if let f = s.fqdn, Glob(f).isLiteral, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty { return .fqdn(f) }
+        if s.cidrs.count == 1, s.cidrs[0].hostBits == 0, s.workload == nil, s.labels.isEmpty, s.fqdn == nil {
+            return .address(s.cidrs[0].network)
+        }
+        return .any
+    }
+
     /// Addresses and names that some rule selects (to tell "in no workload" apart).
     private var selectedAddresses: Set<IPAddress> = []
     private var wideBlocks: [CIDR] = []
@@ -42,6 +78,11 @@ public final class PolicyEvaluator {
     private var nameGlobs: [Glob] = []
     private var anyEndpoint = false
     private var workloadCache: [CacheKey: Int32] = [:]
+    private lazy var hasFQDNKeys = index.keys.contains { k in
+        if case .fqdn = k.from { return true }
+        if case .fqdn = k.to { return true }
+        return false
+    }
     private lazy var inventoryPorts = Set(inventory.workloads.flatMap(\.match.ports))
     private lazy var usesHosts = inventory.workloads.contains { !$0.match.hosts.isEmpty }
 
@@ -57,16 +98,20 @@ public final class PolicyEvaluator {
         self.names = names
         self.utcOffset = utcOffset
         for (i, r) in policy.rules.enumerated() {
-            let t = r.to
-            if let w = t.workload, t.labels.isEmpty, t.fqdn == nil, t.cidrs.isEmpty {
-                byWorkload[w, default: []].append(i)
-            } else if let f = t.fqdn, Glob(f).isLiteral, t.workload == nil, t.labels.isEmpty, t.cidrs.isEmpty {
-                byFQDN[f, default: []].append(i)
-            } else if t.cidrs.count == 1, t.cidrs[0].hostBits == 0, t.workload == nil, t.labels.isEmpty, t.fqdn == nil {
-                byAddress[t.cidrs[0].network, default: []].append(i)
-            } else {
-                unindexed.append(i)
+            let k = PairKey(from: PolicyEvaluator.endKey(r.from), to: PolicyEvaluator.endKey(r.to))
+            if k.from == .any { wildFrom = true }
+            if k.to == .any { wildTo = true }
+            index[k, default: []].append(i)
+            compiled.append(Compiled(r))
+            var ranged: Set<String> = []
+            for spec in r.ports {
+                if let l = spec.low, l == spec.high {
+                    byPort[PortKey(pair: k, proto: spec.proto, port: Int32(l)), default: []].append(i)
+                } else {
+                    ranged.insert(spec.proto)
+                }
             }
+            for proto in ranged.sorted() { byPort[PortKey(pair: k, proto: proto, port: -1), default: []].append(i) }
             for s in [r.from, r.to] {
                 if s.matchesEverything { anyEndpoint = true }
                 for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
@@ -150,21 +195,42 @@ public final class PolicyEvaluator {
 
     /// The verdict for a client → server flow on (proto, port) at time t.
     private func decide(client c: Endpoint, server s: Endpoint, proto: String, port: UInt16?, t: Double) -> Verdict {
+        func keys(_ e: Endpoint, wild: Bool) -> [EndKey] {
+            var k: [EndKey] = [.address(e.address)]
+            if let i = e.workload { k.append(.workload(inventory.workloads[i].name)) }
+            if hasFQDNKeys { for n in e.names() { k.append(.fqdn(n)) } }
+            if wild { k.append(.any) }
+            return k
+        }
+        let ck = keys(c, wild: wildFrom), sk = keys(s, wild: wildTo)
+        // The common path: the first rule (in file order) that allows the flow.
+        var best = Int.max
+        let portKey = Int32(port ?? 0) - (port == nil ? 1 : 0)
+        for a in ck {
+            for b in sk {
+                let pair = PairKey(from: a, to: b)
+                for list in [byPort[PortKey(pair: pair, proto: proto, port: portKey)], port == nil ? nil : byPort[PortKey(pair: pair, proto: proto, port: -1)]] {
+                    guard let list else { continue }
+                    for i in list where i < best {
+                        let r = compiled[i]
+                        guard r.ports.contains(where: { $0.contains(proto: proto, port: port) }),
+                              matches(r.to, s), matches(r.from, c) else { continue }
+                        if let sch = r.schedule, !sch.contains(t, utcOffset: utcOffset(sch.tz, t)) { continue }
+                        best = i
+                    }
+                }
+            }
+        }
+        if best != Int.max { return .allowed(rule: best) }
+        // Blocked (or allowed by default): find out why, over every rule between the endpoints.
         var candidates: [Int] = []
-        if let i = s.workload, let r = byWorkload[inventory.workloads[i].name] { candidates += r }
-        if let r = byAddress[s.address] { candidates += r }
-        if !byFQDN.isEmpty { for n in s.names() { if let r = byFQDN[n] { candidates += r } } }
-        candidates += unindexed
-        if candidates.count > 1 { candidates.sort() }  // file order
+        for a in ck { for b in sk { if let r = index[PairKey(from: a, to: b)] { candidates += r } } }
         var endpointsMatched = false, portMatched = false
         for i in candidates {
-            let r = policy.rules[i]
+            let r = compiled[i]
             guard matches(r.to, s), matches(r.from, c) else { continue }
             endpointsMatched = true
-            guard r.ports.contains(where: { $0.contains(proto: proto, port: port) }) else { continue }
-            portMatched = true
-            if let sch = r.schedule, !sch.contains(t, utcOffset: utcOffset(sch.tz, t)) { continue }
-            return .allowed(rule: i)
+            if r.ports.contains(where: { $0.contains(proto: proto, port: port) }) { portMatched = true }
         }
         if policy.defaultAction == .allow { return .allowed(rule: -1) }
         if portMatched { return .blocked(.outsideSchedule) }

@@ -64,50 +64,104 @@ public enum PolicyWriter {
     static func ports(_ p: [PortSpec]) -> String { "[" + p.map { scalar($0.description) }.joined(separator: ", ") + "]" }
 
     public static func write(_ p: Policy) -> String {
-        var out = "apiVersion: \(Policy.apiVersion)\nkind: \(Policy.kind)\nmetadata:\n"
-        out += "  name: \(scalar(p.metadata.name))\n"
-        if let g = p.metadata.generatedAt { out += "  generatedAt: \(scalar(g))\n" }
-        if !p.metadata.sources.isEmpty { out += "  sources: \(list(p.metadata.sources))\n" }
-        if let w = p.metadata.window { out += "  window: \(flowMap([("from", scalar(w.from)), ("to", scalar(w.to))]))\n" }
-        out += p.workloads.isEmpty ? "workloads: []\n" : "workloads:\n"
-        for w in p.workloads {
-            out += "  - name: \(scalar(w.name))\n"
-            if !w.labels.isEmpty { out += "    labels: \(flowMap(w.labels.map { (scalar($0.key), scalar($0.value)) }))\n" }
-            out += "    match:\n"
-            let m = w.match
-            if !m.cidrs.isEmpty { out += "      cidrs: \(list(m.cidrs.map { $0.length == ($0.isV6 ? 128 : 32) ? $0.network.description : $0.description }))\n" }
-            if !m.hosts.isEmpty { out += "      hosts: \(list(m.hosts.map(\.pattern)))\n" }
-            if !m.processes.isEmpty { out += "      processes: \(list(m.processes.map(\.pattern)))\n" }
-            if !m.users.isEmpty { out += "      users: \(list(m.users.map(\.pattern)))\n" }
-            if !m.cgroups.isEmpty { out += "      cgroups: \(list(m.cgroups.map(\.pattern)))\n" }
-            if !m.ports.isEmpty { out += "      ports: [\(m.ports.map(String.init).joined(separator: ", "))]\n" }
+        let w = ByteWriter(capacity: 1 << 20)
+        write(p, into: w)
+        return w.withBytes { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Appends `s` as a YAML scalar (plain when safe).
+    static func put(_ s: String, _ w: ByteWriter) {
+        if isPlainSafe(s) { w.text(s) } else { w.text(scalar(s)) }
+    }
+
+    static func putList(_ items: [String], _ w: ByteWriter) {
+        w.byte(UInt8(ascii: "["))
+        for (i, x) in items.enumerated() {
+            if i > 0 { w.ascii(", ") }
+            put(x, w)
         }
-        out += "defaultAction: \(p.defaultAction.rawValue)\n"
-        out += p.rules.isEmpty ? "rules: []\n" : "rules:\n"
+        w.byte(UInt8(ascii: "]"))
+    }
+
+    static func putSelector(_ s: Selector, _ w: ByteWriter) {
+        var first = true
+        func key(_ k: StaticString) {
+            w.ascii(first ? "{" : ", ")
+            first = false
+            w.ascii(k)
+        }
+        if let x = s.workload { key("workload: "); put(x, w) }
+        if !s.labels.isEmpty { key("labels: "); w.text(flowMap(s.labels.sorted { $0.key < $1.key }.map { (scalar($0.key), scalar($0.value)) })) }
+        if let f = s.fqdn { key("fqdn: "); put(f, w) }
+        if s.cidrs.count == 1 { key("cidr: "); put(s.cidrs[0].description, w) }
+        if s.cidrs.count > 1 { key("cidrs: "); putList(s.cidrs.map(\.description), w) }
+        if !s.processes.isEmpty { key("processes: "); putList(s.processes, w) }
+        if !s.users.isEmpty { key("users: "); putList(s.users, w) }
+        w.ascii(first ? "{}" : "}")
+    }
+
+    static func putPorts(_ p: [PortSpec], _ w: ByteWriter) { putList(p.map(\.description), w) }
+
+    /// Writes the policy into `w`.
+    public static func write(_ p: Policy, into w: ByteWriter) {
+        w.ascii("apiVersion: "); w.text(Policy.apiVersion); w.ascii("\nkind: "); w.text(Policy.kind); w.ascii("\nmetadata:\n")
+        w.ascii("  name: "); put(p.metadata.name, w); w.byte(10)
+        if let g = p.metadata.generatedAt { w.ascii("  generatedAt: "); put(g, w); w.byte(10) }
+        if !p.metadata.sources.isEmpty { w.ascii("  sources: "); putList(p.metadata.sources, w); w.byte(10) }
+        if let x = p.metadata.window { w.text("  window: " + flowMap([("from", scalar(x.from)), ("to", scalar(x.to))]) + "\n") }
+        w.ascii(p.workloads.isEmpty ? "workloads: []\n" : "workloads:\n")
+        for wl in p.workloads {
+            w.ascii("  - name: "); put(wl.name, w); w.byte(10)
+            if !wl.labels.isEmpty { w.text("    labels: " + flowMap(wl.labels.map { (scalar($0.key), scalar($0.value)) }) + "\n") }
+            w.ascii("    match:\n")
+            let m = wl.match
+            if !m.cidrs.isEmpty {
+                w.ascii("      cidrs: ")
+                putList(m.cidrs.map { $0.length == ($0.isV6 ? 128 : 32) ? $0.network.description : $0.description }, w)
+                w.byte(10)
+            }
+            if !m.hosts.isEmpty { w.ascii("      hosts: "); putList(m.hosts.map(\.pattern), w); w.byte(10) }
+            if !m.processes.isEmpty { w.ascii("      processes: "); putList(m.processes.map(\.pattern), w); w.byte(10) }
+            if !m.users.isEmpty { w.ascii("      users: "); putList(m.users.map(\.pattern), w); w.byte(10) }
+            if !m.cgroups.isEmpty { w.ascii("      cgroups: "); putList(m.cgroups.map(\.pattern), w); w.byte(10) }
+            if !m.ports.isEmpty { w.text("      ports: [\(m.ports.map(String.init).joined(separator: ", "))]\n") }
+        }
+        w.ascii("defaultAction: "); w.text(p.defaultAction.rawValue); w.byte(10)
+        w.ascii(p.rules.isEmpty ? "rules: []\n" : "rules:\n")
         for r in p.rules {
-            out += "  - name: \(scalar(r.name))\n"
-            out += "    from: \(selector(r.from))\n"
-            out += "    to: \(selector(r.to))\n"
-            out += "    ports: \(ports(r.ports))\n"
+            w.ascii("  - name: "); put(r.name, w)
+            w.ascii("\n    from: "); putSelector(r.from, w)
+            w.ascii("\n    to: "); putSelector(r.to, w)
+            w.ascii("\n    ports: "); putPorts(r.ports, w)
+            w.byte(10)
             if let s = r.schedule {
                 var pairs: [(String, String)] = []
                 if !s.days.isEmpty { pairs.append(("days", list(s.days.sorted().map { Schedule.dayNames[$0] }))) }
                 pairs.append(("hours", scalar(s.hoursText)))
                 pairs.append(("tz", scalar(s.tz)))
-                out += "    schedule: \(flowMap(pairs))\n"
+                w.text("    schedule: " + flowMap(pairs) + "\n")
             }
-            if let i = r.infrastructure { out += "    infrastructure: \(scalar(i))\n" }
-            if let n = r.note { out += "    note: \(scalar(n))\n" }
+            if let i = r.infrastructure { w.ascii("    infrastructure: "); put(i, w); w.byte(10) }
+            if let n = r.note { w.ascii("    note: "); put(n, w); w.byte(10) }
             if let e = r.evidence {
-                out += "    evidence: \(flowMap([("flows", String(e.flows)), ("bytes", String(e.bytes)), ("clients", String(e.clients)), ("firstSeen", scalar(e.firstSeen)), ("lastSeen", scalar(e.lastSeen))]))\n"
+                w.ascii("    evidence: {flows: "); w.decimal(e.flows)
+                w.ascii(", bytes: "); w.decimal(e.bytes)
+                w.ascii(", clients: "); w.decimal(e.clients)
+                w.ascii(", firstSeen: "); put(e.firstSeen, w)
+                w.ascii(", lastSeen: "); put(e.lastSeen, w)
+                w.ascii("}\n")
             }
         }
         if !p.review.isEmpty {
-            out += "review:\n"
+            w.ascii("review:\n")
             for r in p.review {
-                out += "  - {from: \(selector(r.from)), to: \(selector(r.to)), ports: \(ports(r.ports)), flows: \(r.flows), reason: \(scalar(r.reason))}\n"
+                w.ascii("  - {from: "); putSelector(r.from, w)
+                w.ascii(", to: "); putSelector(r.to, w)
+                w.ascii(", ports: "); putPorts(r.ports, w)
+                w.ascii(", flows: "); w.decimal(r.flows)
+                w.ascii(", reason: "); put(r.reason, w)
+                w.ascii("}\n")
             }
         }
-        return out
     }
 }

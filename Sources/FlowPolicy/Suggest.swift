@@ -94,96 +94,140 @@ public enum PolicySuggester {
         return out
     }
 
+    /// Observed totals for one rule, as numbers until the rule is written.
+    struct Tally {
+        var flows: UInt64 = 0
+        var bytes: UInt64 = 0
+        var clients = 0
+        var first = Double.infinity
+        var last = -Double.infinity
+
+        mutating func add(_ e: GraphEdge) {
+            flows += e.flows; bytes += e.bytes; clients += e.clients
+            first = min(first, e.firstSeen); last = max(last, e.lastSeen)
+        }
+        mutating func add(_ t: Tally) {
+            flows += t.flows; bytes += t.bytes; clients += t.clients
+            first = min(first, t.first); last = max(last, t.last)
+        }
+        var evidence: Evidence {
+            Evidence(flows: flows, bytes: bytes, clients: clients, firstSeen: Fmt.iso8601(first), lastSeen: Fmt.iso8601(last))
+        }
+    }
+
     public static func suggest(graph g: WorkloadGraph, inventory: Inventory, options: SuggestOptions = SuggestOptions()) -> Policy {
         var extra: [String: Workload] = [:]
-        var sel: [String: (Selector, String)] = [:]
-        for n in g.nodes { sel[n.id] = selector(n, groupBy: options.groupBy, extra: &extra) }
+        // Selectors are interned: rules are grouped on small integer keys.
+        var selectors: [Selector] = []
+        var selectorNames: [String] = []
+        var selectorIndex: [Selector: Int32] = [:]
+        func intern(_ s: Selector, _ name: String) -> Int32 {
+            if let i = selectorIndex[s] { return i }
+            let i = Int32(selectors.count)
+            selectors.append(s); selectorNames.append(name); selectorIndex[s] = i
+            return i
+        }
+        var nodeSelector: [String: Int32] = [:]
+        for n in g.nodes {
+            let (s, name) = selector(n, groupBy: options.groupBy, extra: &extra)
+            nodeSelector[n.id] = intern(s, name)
+        }
+        /// A selector narrowed by process and user constraints (agent data).
+        func narrowed(_ base: Int32, _ processes: [String], _ users: [String]) -> Int32 {
+            if processes.isEmpty && users.isEmpty { return base }
+            var s = selectors[Int(base)]
+            s.processes = processes
+            s.users = users
+            return intern(s, selectorNames[Int(base)])
+        }
 
         struct Key: Hashable {
-            var from: Selector
-            var to: Selector
+            var from: Int32
+            var to: Int32
             var proto: String
         }
         struct Acc {
-            var fromName: String
-            var toName: String
-            var ports: [UInt16: Evidence] = [:]
-            var portless: Evidence?
-            var known = true
-        }
-        func merge(_ a: Evidence?, _ e: GraphEdge) -> Evidence {
-            let first = Fmt.iso8601(e.firstSeen), last = Fmt.iso8601(e.lastSeen)
-            guard let a else { return Evidence(flows: e.flows, bytes: e.bytes, clients: e.clients, firstSeen: first, lastSeen: last) }
-            return Evidence(flows: a.flows + e.flows, bytes: a.bytes + e.bytes, clients: a.clients + e.clients,
-                            firstSeen: min(a.firstSeen, first), lastSeen: max(a.lastSeen, last))
+            var ports: [UInt16: Tally] = [:]
+            var portless: Tally?
         }
         var groups: [Key: Acc] = [:]
         var review: [ReviewItem] = []
-        var notes: [Key: String] = [:]
+        var notes: Set<Key> = []
         var first = Double.infinity, last = -Double.infinity
         for e in g.edges {
-            guard let (fs, fname) = sel[e.from], let (ts, tname) = sel[e.to] else { continue }
+            guard let fs = nodeSelector[e.from], let ts = nodeSelector[e.to] else { continue }
             first = min(first, e.firstSeen); last = max(last, e.lastSeen)
-            var from = fs
-            from.processes = e.clientProcesses
-            from.users = e.clientUsers
+            let from = narrowed(fs, e.clientProcesses, e.clientUsers)
             if e.directionKnown {
-                let k = Key(from: from, to: ts, proto: e.proto)
-                var acc = groups[k] ?? Acc(fromName: fname, toName: tname)
-                if let p = e.port { acc.ports[p] = merge(acc.ports[p], e) } else { acc.portless = merge(acc.portless, e) }
-                groups[k] = acc
+                // In place: copying an accumulator would copy its port table.
+                PolicySuggester.update(&groups[Key(from: from, to: ts, proto: e.proto), default: Acc()]) { acc in
+                    if let p = e.port { acc.ports[p, default: Tally()].add(e) } else { acc.portless = acc.portless ?? Tally(); acc.portless!.add(e) }
+                }
             } else if e.seenAsOriginated.isEmpty {
-                review.append(ReviewItem(from: from, to: ts, ports: [PortSpec(proto: e.proto)], flows: e.flows,
-                                         reason: "direction unknown, on more than 32 port pairs"))
+                review.append(ReviewItem(from: selectors[Int(from)], to: selectors[Int(ts)], ports: [PortSpec(proto: e.proto)],
+                                         flows: e.flows, reason: "direction unknown, on more than 32 port pairs"))
             } else {
                 // Direction unknown: allow each flow as it was seen (originator → responder
                 // port), flagged for review rather than guessed.
+                let portful = e.proto == "tcp" || e.proto == "udp"
                 for (fromIsOrig, port) in e.seenAsOriginated {
-                    var a = fromIsOrig ? from : ts, b = fromIsOrig ? ts : fs
-                    if !fromIsOrig { a.processes = e.serverProcesses; a.users = e.serverUsers; b.processes = []; b.users = [] }
-                    let k = Key(from: a, to: b, proto: e.proto)
-                    var acc = groups[k] ?? Acc(fromName: fromIsOrig ? fname : tname, toName: fromIsOrig ? tname : fname)
-                    let portful = e.proto == "tcp" || e.proto == "udp"
-                    if portful { acc.ports[port] = merge(acc.ports[port], e) } else { acc.portless = merge(acc.portless, e) }
-                    acc.known = false
-                    groups[k] = acc
-                    notes[k] = "direction unknown: allowed as seen (originator to responder port); review"
+                    let k = fromIsOrig ? Key(from: from, to: ts, proto: e.proto)
+                        : Key(from: narrowed(ts, e.serverProcesses, e.serverUsers), to: fs, proto: e.proto)
+                    PolicySuggester.update(&groups[k, default: Acc()]) { acc in
+                        if portful { acc.ports[port, default: Tally()].add(e) } else { acc.portless = acc.portless ?? Tally(); acc.portless!.add(e) }
+                    }
+                    notes.insert(k)
                 }
             }
         }
+        let unknownNote = "direction unknown: allowed as seen (originator to responder port); review"
+        let clean = selectorNames.map(sanitize)
         var rules: [Rule] = []
+        rules.reserveCapacity(groups.count)
         for (k, acc) in groups {
-            let base = "\(sanitize(acc.fromName))-to-\(sanitize(acc.toName))-\(sanitize(k.proto))"
+            let fromSel = selectors[Int(k.from)], toSel = selectors[Int(k.to)]
+            let base = clean[Int(k.from)] + "-to-" + clean[Int(k.to)] + "-" + sanitize(k.proto)
+            let note = notes.contains(k) ? unknownNote : nil
             for specs in compress(Array(acc.ports.keys), proto: k.proto, min: options.portRanges) {
                 let spec = specs[0]
-                var ev: Evidence?
-                for p in spec.low!...spec.high! { if let e = acc.ports[p] { ev = ev.map { merged($0, e) } ?? e } }
+                var t = Tally()
+                for p in spec.low!...spec.high! { if let x = acc.ports[p] { t.add(x) } }
+                if t.flows < options.minFlows {
+                    review.append(ReviewItem(from: fromSel, to: toSel, ports: specs, flows: t.flows,
+                                             reason: "fewer than \(options.minFlows) flows"))
+                    continue
+                }
                 let portText = spec.low == spec.high ? "\(spec.low!)" : "\(spec.low!)-\(spec.high!)"
                 let infrastructure: String? = spec.contains(proto: k.proto, port: 53) && (k.proto == "udp" || k.proto == "tcp") ? "dns"
                     : (k.proto == "udp" && spec.contains(proto: "udp", port: 123) ? "ntp" : nil)
-                if let ev, ev.flows < options.minFlows {
-                    review.append(ReviewItem(from: k.from, to: k.to, ports: specs, flows: ev.flows,
-                                             reason: "fewer than \(options.minFlows) flows"))
-                    continue
-                }
-                rules.append(Rule(name: "\(base)-\(portText)", from: k.from, to: k.to, ports: specs,
-                                  infrastructure: infrastructure, note: notes[k], evidence: ev))
+                rules.append(Rule(name: "\(base)-\(portText)", from: fromSel, to: toSel, ports: specs,
+                                  infrastructure: infrastructure, note: note, evidence: t.evidence))
             }
-            if let ev = acc.portless {
-                if ev.flows < options.minFlows {
-                    review.append(ReviewItem(from: k.from, to: k.to, ports: [PortSpec(proto: k.proto)], flows: ev.flows,
+            if let t = acc.portless {
+                if t.flows < options.minFlows {
+                    review.append(ReviewItem(from: fromSel, to: toSel, ports: [PortSpec(proto: k.proto)], flows: t.flows,
                                              reason: "fewer than \(options.minFlows) flows"))
                     continue
                 }
-                rules.append(Rule(name: base, from: k.from, to: k.to, ports: [PortSpec(proto: k.proto)], note: notes[k], evidence: ev))
+                rules.append(Rule(name: base, from: fromSel, to: toSel, ports: [PortSpec(proto: k.proto)], note: note, evidence: t.evidence))
             }
         }
-        rules.sort { a, b in a.name != b.name ? a.name < b.name : PolicySuggester.order(a, b) }
-        // Names are content-derived; two rules can only collide through sanitising.
-        var used: [String: Int] = [:]
-        for i in rules.indices {
-            let n = rules[i].name
-            if let c = used[n] { used[n] = c + 1; rules[i].name = "\(n)-\(c + 1)" } else { used[n] = 1 }
+        // Sorted by name (an index sort: rules are large to move), ties in content order.
+        let order = rules.indices.sorted { a, b in
+            rules[a].name != rules[b].name ? rules[a].name < rules[b].name : PolicySuggester.order(rules[a], rules[b])
+        }
+        rules = order.map { rules[$0] }
+        // Names are content-derived; two rules can only collide through sanitising (then they
+        // are neighbours).
+        var i = 1, run = 1
+        while i < rules.count {
+            if rules[i].name == rules[i - 1].name || (run > 1 && rules[i].name == rules[i - run].name) {
+                run += 1
+                rules[i].name += "-\(run)"
+            } else {
+                run = 1
+            }
+            i += 1
         }
         review.sort { a, b in
             let x = (a.from.summary, a.to.summary, a.ports.map(\.description).joined()), y = (b.from.summary, b.to.summary, b.ports.map(\.description).joined())
@@ -202,6 +246,9 @@ public enum PolicySuggester {
         p.review = review
         return p
     }
+
+    @inline(__always)
+    static func update<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
 
     static func merged(_ a: Evidence, _ b: Evidence) -> Evidence {
         Evidence(flows: a.flows + b.flows, bytes: a.bytes + b.bytes, clients: a.clients + b.clients,

@@ -97,7 +97,9 @@ struct SuggestCommand: ParsableCommand {
         let options = PolicySuggester.graphOptions(identity.graphOptions { warnings.append($0) })
         let names = NameResolver()
         let builder = GraphBuilder(inventory: inventory, names: names, options: options)
+        let t0 = Terminal.monotonic()
         warnings += try FlowSourceReader.read(source, analysis: analysis, names: names) { builder.add($0) }
+        let t1 = Terminal.monotonic()
         for w in warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
         var o = SuggestOptions()
         o.groupBy = groupBy
@@ -105,8 +107,14 @@ struct SuggestCommand: ParsableCommand {
         o.minFlows = minFlows
         o.name = name
         o.sources = source.db.map { [$0] } ?? source.captures
-        let policy = PolicySuggester.suggest(graph: builder.build(), inventory: inventory, options: o)
+        let graph = builder.build()
+        let t2 = Terminal.monotonic()
+        let policy = PolicySuggester.suggest(graph: graph, inventory: inventory, options: o)
+        let t3 = Terminal.monotonic()
         let text = PolicyWriter.write(policy)
+        if getenv("FLOWMAP_TIMES") != nil {
+            Terminal.stderr("suggest_seconds\tread_and_build=\(Fmt.fixed(t1 - t0, digits: 3))\tgraph=\(Fmt.fixed(t2 - t1, digits: 3))\tsuggest=\(Fmt.fixed(t3 - t2, digits: 3))\twrite=\(Fmt.fixed(Terminal.monotonic() - t3, digits: 3))\n")
+        }
         if let out = output {
             try Files.write(Array(text.utf8), to: out)
             Terminal.stderr("flowmap: wrote \(out) (\(policy.rules.count) rules, \(policy.review.count) to review)\n")
