@@ -82,7 +82,9 @@ public struct WorkloadMatch: Sendable, Equatable {
             }
             if let u = p.user { for g in users where g.matches(u) { return true } }
             if !cgroups.isEmpty {
-                for cand in [p.cgroup, p.unit, p.container].compactMap({ $0 }) {
+                // cgroup paths from /proc start with "/"; patterns may leave it out.
+                let path = p.cgroup.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 }
+                for cand in [p.cgroup, path, p.unit, p.container].compactMap({ $0 }) {
                     for g in cgroups where g.matches(cand) { return true }
                 }
             }

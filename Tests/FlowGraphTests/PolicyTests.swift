@@ -2,6 +2,7 @@ import FlowConfig
 import FlowCore
 import FlowGraph
 @testable import FlowPolicy
+import Foundation
 import XCTest
 
 private func ip(_ s: String) -> IPAddress { IPAddress(s)! }
@@ -231,5 +232,31 @@ final class EvaluatorAndSuggesterTests: XCTestCase {
         XCTAssertEqual(r.review.count, 5)
         XCTAssertEqual(r.review.first?.reason, "fewer than 2 flows")
         XCTAssertEqual(PolicyWriter.write(PolicySuggester.suggest(graph: g, inventory: inv)), PolicyWriter.write(p), "deterministic")
+    }
+}
+
+/// docs/examples/classic-policy.yaml expresses the classic table; every row is enforced as written.
+final class ClassicPolicyTests: XCTestCase {
+    func testTheClassicTable() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/examples/classic-policy.yaml")
+        let p = try PolicyParser.parse(String(contentsOf: url, encoding: .utf8), file: url.path)
+        let e = PolicyEvaluator(policy: p)
+        let psql = ProcessAttribution(comm: "psql", exe: "/usr/bin/psql", user: "svc-pay")
+        let java = ProcessAttribution(comm: "java", exe: "/usr/lib/jvm/bin/java", user: "jwt-user")
+        let py = ProcessAttribution(comm: "python3", exe: "/usr/bin/python3", user: "svc-analytics",
+                                    cgroup: "/system.slice/analytics-agent.service", unit: "analytics-agent.service")
+        let rogue = ProcessAttribution(comm: "nc", exe: "/usr/bin/nc", user: "svc-pay")
+        let monday10 = 1_767_607_200.0
+        XCTAssertEqual(e.evaluate(flow("10.0.1.5", 40000, "10.0.3.9", 5432, at: monday10, proc: psql)), .allowed(rule: 0))
+        XCTAssertEqual(e.evaluate(flow("10.0.1.5", 40000, "10.0.3.9", 8161, at: monday10, proc: psql)), .allowed(rule: 0))
+        XCTAssertEqual(e.evaluate(flow("10.0.1.5", 40000, "10.0.3.9", 5432, at: monday10, proc: rogue)), .blocked(.noRule))
+        XCTAssertEqual(e.evaluate(flow("10.0.1.5", 40000, "10.0.3.9", 22, at: monday10, proc: psql)), .blocked(.portNotAllowed))
+        XCTAssertEqual(e.evaluate(flow("10.0.2.5", 40000, "10.0.4.9", 8443, at: monday10, proc: java)), .allowed(rule: 1))
+        XCTAssertEqual(e.evaluate(flow("10.0.2.5", 40000, "10.0.3.9", 5432, at: monday10, proc: java)), .blocked(.noRule))
+        XCTAssertEqual(e.evaluate(flow("10.0.9.5", 40000, "93.184.216.34", 443, at: monday10, proc: py)), .allowed(rule: 2))
+        XCTAssertEqual(e.evaluate(flow("10.0.9.5", 40000, "93.184.216.34", 443, at: monday10 + 12 * 3600, proc: py)),
+                       .blocked(.outsideSchedule))
+        XCTAssertEqual(PolicyLinter.lint(p).map(\.message), ["rule 'analytics-agent-to-internet': to is 0.0.0.0/0 (everything)", "rule 'analytics-agent-to-internet': to is ::/0 (everything)"])
     }
 }
