@@ -39,8 +39,23 @@ public final class PolicyEvaluator {
     private var wildFrom = false, wildTo = false
     struct PortKey: Hashable {
         var pair: PairKey
-        var proto: String
+        var proto: Int32
         var port: Int32
+    }
+
+    /// The IP protocol number of a protocol name ("tcp" → 6, "ip-132" → 132).
+    static func protocolNumber(_ name: String) -> Int32 {
+        switch name {
+        case "tcp": return 6
+        case "udp": return 17
+        case "icmp": return 1
+        case "icmp6": return 58
+        case "sctp": return 132
+        case "gre": return 47
+        case "esp": return 50
+        case "ah": return 51
+        default: return name.hasPrefix("ip-") ? Int32(name.dropFirst(3)) ?? -1 : -1
+        }
     }
     /// Rules as shared references (a candidate is looked at without copying its strings).
     final class Compiled {
@@ -57,13 +72,15 @@ public final class PolicyEvaluator {
     }
     enum EndKey: Hashable {
         case any
-        case workload(String)
+        /// By index in the policy's workloads.
+        case workload(Int)
         case fqdn(String)
         case address(IPAddress)
     }
 
-    static func endKey(_ s: Selector) -> EndKey {
-        if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty { return .workload(w) }
+    func endKey(_ s: Selector) -> EndKey {
+        if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty,
+           let i = inventory.workloads.firstIndex(where: { $0.name == w }) { return .workload(i) }
         if let f = s.fqdn, Glob(f).isLiteral, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty { return .fqdn(f) }
         if s.cidrs.count == 1, s.cidrs[0].hostBits == 0, s.workload == nil, s.labels.isEmpty, s.fqdn == nil {
             return .address(s.cidrs[0].network)
@@ -98,7 +115,7 @@ public final class PolicyEvaluator {
         self.names = names
         self.utcOffset = utcOffset
         for (i, r) in policy.rules.enumerated() {
-            let k = PairKey(from: PolicyEvaluator.endKey(r.from), to: PolicyEvaluator.endKey(r.to))
+            let k = PairKey(from: endKey(r.from), to: endKey(r.to))
             if k.from == .any { wildFrom = true }
             if k.to == .any { wildTo = true }
             index[k, default: []].append(i)
@@ -106,12 +123,12 @@ public final class PolicyEvaluator {
             var ranged: Set<String> = []
             for spec in r.ports {
                 if let l = spec.low, l == spec.high {
-                    byPort[PortKey(pair: k, proto: spec.proto, port: Int32(l)), default: []].append(i)
+                    byPort[PortKey(pair: k, proto: PolicyEvaluator.protocolNumber(spec.proto), port: Int32(l)), default: []].append(i)
                 } else {
                     ranged.insert(spec.proto)
                 }
             }
-            for proto in ranged.sorted() { byPort[PortKey(pair: k, proto: proto, port: -1), default: []].append(i) }
+            for proto in ranged.sorted() { byPort[PortKey(pair: k, proto: PolicyEvaluator.protocolNumber(proto), port: -1), default: []].append(i) }
             for s in [r.from, r.to] {
                 if s.matchesEverything { anyEndpoint = true }
                 for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
@@ -197,7 +214,7 @@ public final class PolicyEvaluator {
     private func decide(client c: Endpoint, server s: Endpoint, proto: String, port: UInt16?, t: Double) -> Verdict {
         func keys(_ e: Endpoint, wild: Bool) -> [EndKey] {
             var k: [EndKey] = [.address(e.address)]
-            if let i = e.workload { k.append(.workload(inventory.workloads[i].name)) }
+            if let i = e.workload { k.append(.workload(i)) }
             if hasFQDNKeys { for n in e.names() { k.append(.fqdn(n)) } }
             if wild { k.append(.any) }
             return k
@@ -206,10 +223,11 @@ public final class PolicyEvaluator {
         // The common path: the first rule (in file order) that allows the flow.
         var best = Int.max
         let portKey = Int32(port ?? 0) - (port == nil ? 1 : 0)
+        let protoKey = PolicyEvaluator.protocolNumber(proto)
         for a in ck {
             for b in sk {
                 let pair = PairKey(from: a, to: b)
-                for list in [byPort[PortKey(pair: pair, proto: proto, port: portKey)], port == nil ? nil : byPort[PortKey(pair: pair, proto: proto, port: -1)]] {
+                for list in [byPort[PortKey(pair: pair, proto: protoKey, port: portKey)], port == nil ? nil : byPort[PortKey(pair: pair, proto: protoKey, port: -1)]] {
                     guard let list else { continue }
                     for i in list where i < best {
                         let r = compiled[i]
