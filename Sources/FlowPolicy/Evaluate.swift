@@ -149,11 +149,17 @@ public final class PolicyEvaluator {
     private func endpoint(_ a: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
                           process: ProcessAttribution?) -> Endpoint {
         let resolver = names
+        // Looked up once, and only if something asks (most flows need no names).
+        final class Memo { var names: [String]? }
+        let memo = Memo()
         let lookup: () -> [String] = {
-            if resolver.isEmpty { return [] }
+            if let n = memo.names { return n }
             var out: [String] = []
-            if let p = resolver.name(for: a, client: client, at: t) { out.append(p) }
-            for n in resolver.names(for: a, client: nil, at: t) where !out.contains(n) { out.append(n) }
+            if !resolver.isEmpty && resolver.knows(a) {
+                if let p = resolver.name(for: a, client: client, at: t) { out.append(p) }
+                for n in resolver.names(for: a, client: nil, at: t) where !out.contains(n) { out.append(n) }
+            }
+            memo.names = out
             return out
         }
         var w: Int?
@@ -227,8 +233,9 @@ public final class PolicyEvaluator {
         for a in ck {
             for b in sk {
                 let pair = PairKey(from: a, to: b)
-                for list in [byPort[PortKey(pair: pair, proto: protoKey, port: portKey)], port == nil ? nil : byPort[PortKey(pair: pair, proto: protoKey, port: -1)]] {
-                    guard let list else { continue }
+                for ranged in [false, true] {
+                    if ranged && port == nil { continue }
+                    guard let list = byPort[PortKey(pair: pair, proto: protoKey, port: ranged ? -1 : portKey)] else { continue }
                     for i in list where i < best {
                         let r = compiled[i]
                         guard r.ports.contains(where: { $0.contains(proto: proto, port: port) }),
