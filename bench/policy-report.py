@@ -26,7 +26,7 @@ def phases(m):
             return ", ".join(p.replace("=", " ") + " s" for p in line.split()[1:])
     return "?"
 out.append("\nWhere suggest's time goes (`FLOWMAP_TIMES=1`): " + "; ".join("%s — %s" % (m, phases(m)) for m, *_ in runs) + ".")
-out.append("\nThe synthetic store is hard on a policy: 20% of its flows come from 12 000 IPv6 clients, each its own "
+out.append("\nThe synthetic store is hard on a policy: about a fifth of its flows come from IPv6 clients in a public prefix, each its own "
            "external peer by default, and its \"other UDP\" uses random ports — every observed (client, server, port) "
            "becomes a rule. Simulation time is about half reading the policy (YAML through Yams/libyaml: about 0.05 ms and "
            "5 KB of memory a rule) and half evaluating each flow against the rules, indexed by endpoints and port; "
