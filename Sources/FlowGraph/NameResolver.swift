@@ -102,7 +102,7 @@ public final class NameResolver {
 
     /// The id of the preferred name (as `names(...).first`): -1 when none is valid at `t`, -2
     /// when no answer ever named the address; no allocation.
-    func preferredID(for address: IPAddress, client: IPAddress?, at t: Double) -> Int32 {
+    public func preferredID(for address: IPAddress, client: IPAddress?, at t: Double) -> Int32 {
         guard let runs = perAddress[address] else { return -2 }
         if let c = client, let own = perClient[PairKey(client: c, address: address)] {
             let i = NameResolver.lastBegun(own, by: t)
@@ -137,11 +137,11 @@ public final class NameResolver {
         return out
     }
 
-    func string(_ id: Int32) -> String? { id >= 0 && Int(id) < strings.count ? strings[Int(id)] : nil }
+    public func string(_ id: Int32) -> String? { id >= 0 && Int(id) < strings.count ? strings[Int(id)] : nil }
 
     /// A hash of every name valid for `address` at `t` (any client), to tell apart moments
     /// whose name sets differ; no allocation.
-    func validSetSignature(for address: IPAddress, at t: Double) -> UInt64 {
+    public func validSetSignature(for address: IPAddress, at t: Double) -> UInt64 {
         guard let runs = perAddress[address] else { return 0 }
         var sig: UInt64 = 0
         var i = NameResolver.lastBegun(runs, by: t)

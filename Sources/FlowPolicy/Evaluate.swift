@@ -106,7 +106,7 @@ public final class PolicyEvaluator {
     struct CacheKey: Hashable {
         var address: IPAddress
         var port: Int32
-        var name: Int32
+        var name: UInt64
     }
 
     public init(policy: Policy, names: NameResolver = NameResolver(), utcOffset: @escaping (String, Double) -> Int = { _, _ in 0 }) {
@@ -144,6 +144,8 @@ public final class PolicyEvaluator {
         var process: ProcessAttribution?
         var workload: Int?
         var names: () -> [String]
+        /// The name the flow's client asked for (for the server), else the latest valid one.
+        var preferred: () -> String?
     }
 
     private func endpoint(_ a: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
@@ -163,10 +165,12 @@ public final class PolicyEvaluator {
             return out
         }
         var w: Int?
-        if process == nil && !usesHosts {
-            // Decided by address and (named) port alone: cached.
+        if process == nil {
+            // Decided by the address, the port class (only ports the workloads name matter)
+            // and, with host globs, the names valid at `t`: cached on exactly that.
             let port: Int32 = servedPort.map { inventoryPorts.contains($0) ? Int32($0) : -3 } ?? -1
-            let key = CacheKey(address: a, port: port, name: 0)
+            var key = CacheKey(address: a, port: port, name: 0)
+            if usesHosts && resolver.knows(a) { key.name = resolver.validSetSignature(for: a, at: t) | 1 }
             if let hit = workloadCache[key] {
                 w = hit >= 0 ? Int(hit) : nil
             } else {
@@ -177,7 +181,8 @@ public final class PolicyEvaluator {
         } else {
             w = inventory.workloadIndex(address: a, servedPort: servedPort, process: process, names: lookup)
         }
-        return Endpoint(address: a, servedPort: servedPort, process: process, workload: w, names: lookup)
+        let preferred: () -> String? = { resolver.isEmpty ? nil : resolver.name(for: a, client: client, at: t) }
+        return Endpoint(address: a, servedPort: servedPort, process: process, workload: w, names: lookup, preferred: preferred)
     }
 
     func matches(_ s: Selector, _ e: Endpoint) -> Bool {
@@ -218,14 +223,20 @@ public final class PolicyEvaluator {
 
     /// The verdict for a client → server flow on (proto, port) at time t.
     private func decide(client c: Endpoint, server s: Endpoint, proto: String, port: UInt16?, t: Double) -> Verdict {
-        func keys(_ e: Endpoint, wild: Bool) -> [EndKey] {
+        // Rule keys an endpoint can meet. FQDN keys: first only the preferred name (the name
+        // suggest would have used); every valid name only if that allows nothing.
+        func keys(_ e: Endpoint, wild: Bool, allNames: Bool) -> [EndKey] {
             var k: [EndKey] = [.address(e.address)]
             if let i = e.workload { k.append(.workload(i)) }
-            if hasFQDNKeys { for n in e.names() { k.append(.fqdn(n)) } }
+            if hasFQDNKeys {
+                if allNames { for n in e.names() { k.append(.fqdn(n)) } } else if let n = e.preferred() { k.append(.fqdn(n)) }
+            }
             if wild { k.append(.any) }
             return k
         }
-        let ck = keys(c, wild: wildFrom), sk = keys(s, wild: wildTo)
+        var ck = keys(c, wild: wildFrom, allNames: false), sk = keys(s, wild: wildTo, allNames: false)
+        for pass in 0..<(hasFQDNKeys ? 2 : 1) {
+        if pass == 1 { ck = keys(c, wild: wildFrom, allNames: true); sk = keys(s, wild: wildTo, allNames: true) }
         // The common path: the first rule (in file order) that allows the flow.
         var best = Int.max
         let portKey = Int32(port ?? 0) - (port == nil ? 1 : 0)
@@ -247,6 +258,7 @@ public final class PolicyEvaluator {
             }
         }
         if best != Int.max { return .allowed(rule: best) }
+        }
         // Blocked (or allowed by default): find out why, over every rule between the endpoints.
         var candidates: [Int] = []
         for a in ck { for b in sk { if let r = index[PairKey(from: a, to: b)] { candidates += r } } }
