@@ -147,26 +147,8 @@ public enum DOTRenderer {
 
 /// JSON: {"nodes": [...], "edges": [...]} with node ids as edge endpoints; times RFC 3339 UTC.
 public enum GraphJSON {
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (the flow renderers' quoting).
+    static func quote(_ s: String) -> String { JSONLines.quote(s) }
 
     static func strings(_ a: [String]) -> String { "[" + a.map(quote).joined(separator: ",") + "]" }
 

@@ -291,19 +291,7 @@ struct SimulateCommand: ParsableCommand {
     }
 }
 
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if u.value < 0x20 { out += "\\u00" + (u.value < 16 ? "0" : "") + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
+func jsonQuote(_ s: String) -> String { JSONLines.quote(s) }
 
 /// Aligned text columns.
 enum TextTable {

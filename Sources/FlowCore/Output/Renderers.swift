@@ -106,7 +106,7 @@ public struct ZeekConnLogWriter {
 
 /// JSON Lines: one object per flow, keys in a fixed order.
 public enum JSONLines {
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
