@@ -62,8 +62,33 @@ public enum PolicyLinter {
         func add(_ s: LintFinding.Severity, _ r: Rule, _ m: String) {
             out.append(LintFinding(severity: s, line: r.mark?.line ?? 0, column: r.mark?.column ?? 0, rule: r.name, message: "rule '\(r.name)': \(m)"))
         }
+        // Only rules that can take the same endpoints are compared: rules are bucketed by the
+        // exact workload, name or address each side names ("*" for anything wider), so that a
+        // large suggested policy lints in near-linear time.
+        func key(_ s: Selector) -> String {
+            if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty { return "w:" + w }
+            if let f = s.fqdn, Glob(f).isLiteral, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty { return "f:" + f }
+            if s.cidrs.count == 1, s.cidrs[0].hostBits == 0, s.workload == nil, s.labels.isEmpty, s.fqdn == nil {
+                return "a:" + s.cidrs[0].network.description
+            }
+            return "*"
+        }
+        var byPair: [String: [Int]] = [:], byFrom: [String: [Int]] = [:], byTo: [String: [Int]] = [:]
         for (i, r) in p.rules.enumerated() {
-            for j in 0..<i {
+            let fk = key(r.from), tk = key(r.to)
+            var earlier: [Int]
+            switch (fk == "*", tk == "*") {
+            case (false, false):
+                earlier = (byPair[fk + "\u{0}" + tk] ?? []) + (byPair[fk + "\u{0}*"] ?? []) + (byPair["*\u{0}" + tk] ?? [])
+                    + (byPair["*\u{0}*"] ?? [])
+            case (true, false): earlier = (byTo[tk] ?? []) + (byTo["*"] ?? [])
+            case (false, true): earlier = (byFrom[fk] ?? []) + (byFrom["*"] ?? [])
+            case (true, true): earlier = Array(0..<i)
+            }
+            byPair[fk + "\u{0}" + tk, default: []].append(i)
+            byFrom[fk, default: []].append(i)
+            byTo[tk, default: []].append(i)
+            for j in Set(earlier).sorted() {
                 let e = p.rules[j]
                 let sameEnds = r.from == e.from && r.to == e.to
                 if sameEnds && Set(r.ports) == Set(e.ports) && r.schedule == e.schedule {
