@@ -266,3 +266,45 @@ final class LintDiffCLITests: XCTestCase {
         XCTAssertEqual(same.stdout, "no changes: 3 rules\n")
     }
 }
+
+final class ScheduleCLITests: XCTestCase {
+    /// Schedules in IANA time zones, through the system's time zone database: the multi-tier
+    /// traffic runs at 10:00Z on Monday 2026-01-05, which is 11:00 in Berlin.
+    func testTimeZonesDecide() throws {
+        let capture = Repo.fixtures.appendingPathComponent("multitier/multitier.pcap").path
+        func policy(_ schedule: String) throws -> String {
+            let p = FileManager.default.temporaryDirectory.appendingPathComponent("tz-\(UUID().uuidString).yaml").path
+            try """
+                apiVersion: flowmap/v1
+                kind: Policy
+                workloads:
+                  - name: api
+                    match: {cidrs: [10.0.2.0/24]}
+                  - name: db
+                    match: {cidrs: [10.0.3.31]}
+                rules:
+                  - name: api-db
+                    from: {workload: api}
+                    to: {workload: db}
+                    ports: [5432/tcp]
+                    schedule: \(schedule)
+                """.write(toFile: p, atomically: true, encoding: .utf8)
+            return p
+        }
+        func apiDB(_ schedule: String) throws -> [String] {
+            let p = try policy(schedule)
+            defer { try? FileManager.default.removeItem(atPath: p) }
+            let r = try runFlowmap(["simulate", "--policy", p, capture, "--format", "json", "--flows", "all", "-q"])
+            let g = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stderr)
+            let flows = try XCTUnwrap(g["flows"] as? [[String: Any]])
+            return flows.filter { $0["resp_p"] as? Int == 5432 }.map { ($0["rule"] as? String) ?? ($0["reason"] as? String ?? "?") }
+        }
+        XCTAssertEqual(try apiDB("{days: [mon], hours: \"10:30-12:00\", tz: Europe/Berlin}"), Array(repeating: "api-db", count: 6))
+        XCTAssertEqual(try apiDB("{days: [mon], hours: \"10:30-12:00\", tz: UTC}"), Array(repeating: "outside the schedule", count: 6))
+        XCTAssertEqual(try apiDB("{days: [mon], hours: \"10:30-12:00\", tz: \"+01:00\"}"), Array(repeating: "api-db", count: 6))
+        XCTAssertEqual(try apiDB("{days: [sun], hours: \"23:00-11:00\", tz: Asia/Tokyo}"), Array(repeating: "outside the schedule", count: 6),
+                       "19:00 Monday in Tokyo: after Sunday night's window")
+        XCTAssertEqual(try apiDB("{days: [mon], hours: \"18:00-02:00\", tz: Asia/Tokyo}"), Array(repeating: "api-db", count: 6),
+                       "19:00 Monday in Tokyo: inside Monday night's window across midnight")
+    }
+}
