@@ -15,16 +15,25 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
 
 /// A YAML node with the file it came from, and typed accessors whose errors point at it.
 public struct YAMLValue {
-    let node: Node
+    let node: YNode
     let file: String
 
-    /// Parses the first document of `text`; nil for an empty document.
+    /// Parses the first document of `text`; nil for an empty document. The common YAML of
+    /// configuration files is read by flowmap's own reader; anything else (and every error)
+    /// by Yams.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> YAMLValue? {
+        switch FastYAML.parse(text) {
+        case .empty: return nil
+        case .node(let n): return YAMLValue(node: n, file: file)
+        case .unsupported: break
+        }
         do {
             // No tag resolution (no regular expression per scalar): every scalar is read as text
             // and typed by the accessors below.
             guard let n = try Yams.compose(yaml: text, .basic) else { return nil }
-            return YAMLValue(node: n, file: file)
+            return YAMLValue(node: try convert(n, file: file), file: file)
+        } catch let e as ConfigError {
+            throw e
         } catch let e as YamlError {
             throw YAMLValue.convert(e, file: file, text: text)
         } catch {
@@ -58,10 +67,18 @@ public struct YAMLValue {
         }
     }
 
-    public var mark: SourceMark {
-        let m = node.mark
-        return SourceMark(file: file, line: m?.line ?? 1, column: m?.column ?? 1)
+    /// Yams' tree as flowmap's.
+    static func convert(_ n: Node, file: String) throws -> YNode {
+        let l = n.mark?.line ?? 1, c = n.mark?.column ?? 1
+        switch n {
+        case .scalar(let s): return YNode(.scalar(s.string, plain: s.style == .plain || s.style == .any), line: l, column: c)
+        case .mapping(let m): return YNode(.mapping(try m.map { (try convert($0.key, file: file), try convert($0.value, file: file)) }), line: l, column: c)
+        case .sequence(let q): return YNode(.sequence(try q.map { try convert($0, file: file) }), line: l, column: c)
+        case .alias: throw ConfigError(file: file, line: l, column: c, reason: "aliases (*name) are not supported")
+        }
     }
+
+    public var mark: SourceMark { SourceMark(file: file, line: node.line, column: node.column) }
 
     public func error(_ reason: String) -> ConfigError {
         let m = mark
@@ -69,20 +86,22 @@ public struct YAMLValue {
     }
 
     public var isNull: Bool {
-        if case .scalar(let s) = node { return s.tag.description == "tag:yaml.org,2002:null" || (s.string == "" && s.style == .plain) || s.string == "~" || s.string == "null" }
+        if case .scalar(let s, let plain) = node.kind { return plain && (s == "" || s == "~" || s == "null" || s == "Null" || s == "NULL") }
         return false
     }
 
     /// A mapping's entries in file order; keys must be strings and unique.
     public func mapping(_ what: String) throws(ConfigError) -> [(key: String, keyValue: YAMLValue, value: YAMLValue)] {
-        guard case .mapping(let m) = node else { throw error("\(what) must be a mapping") }
+        guard case .mapping(let m) = node.kind else { throw error("\(what) must be a mapping") }
         var out: [(key: String, keyValue: YAMLValue, value: YAMLValue)] = []
-        var seen = Set<String>()
+        out.reserveCapacity(m.count)
+        var seen = Set<String>()  // only for large mappings; small ones are checked in place
         for (k, v) in m {
             let kv = YAMLValue(node: k, file: file)
-            guard case .scalar(let s) = k else { throw kv.error("\(what): keys must be strings") }
-            if !seen.insert(s.string).inserted { throw kv.error("\(what): duplicate key '\(s.string)'") }
-            out.append((s.string, kv, YAMLValue(node: v, file: file)))
+            guard case .scalar(let s, _) = k.kind else { throw kv.error("\(what): keys must be strings") }
+            let duplicate = m.count > 16 ? !seen.insert(s).inserted : out.contains { $0.key == s }
+            if duplicate { throw kv.error("\(what): duplicate key '\(s)'") }
+            out.append((s, kv, YAMLValue(node: v, file: file)))
         }
         return out
     }
@@ -96,14 +115,14 @@ public struct YAMLValue {
     }
 
     public func sequence(_ what: String) throws(ConfigError) -> [YAMLValue] {
-        guard case .sequence(let s) = node else { throw error("\(what) must be a list") }
+        guard case .sequence(let s) = node.kind else { throw error("\(what) must be a list") }
         return s.map { YAMLValue(node: $0, file: file) }
     }
 
     /// A scalar as text (numbers and booleans as written).
     public func string(_ what: String) throws(ConfigError) -> String {
-        guard case .scalar(let s) = node else { throw error("\(what) must be a string") }
-        return s.string
+        guard case .scalar(let s, _) = node.kind else { throw error("\(what) must be a string") }
+        return s
     }
 
     /// A non-empty string.
@@ -114,13 +133,13 @@ public struct YAMLValue {
     }
 
     public func int(_ what: String) throws(ConfigError) -> Int {
-        guard case .scalar(let s) = node, let v = Int(s.string) else { throw error("\(what) must be an integer") }
+        guard case .scalar(let s, _) = node.kind, let v = Int(s) else { throw error("\(what) must be an integer") }
         return v
     }
 
     /// A list of scalars; a single scalar counts as a list of one.
     public func stringList(_ what: String) throws(ConfigError) -> [(String, YAMLValue)] {
-        if case .scalar = node { return [(try string(what), self)] }
+        if case .scalar = node.kind { return [(try string(what), self)] }
         return try sequence(what).map { v throws(ConfigError) in (try v.string("\(what) entry"), v) }
     }
 }
