@@ -27,17 +27,21 @@ public enum PolicyWriter {
     }
 
     static func isPlainSafe(_ s: String) -> Bool {
-        guard let first = s.unicodeScalars.first else { return false }
-        for u in s.unicodeScalars {
-            let ok = (u >= "a" && u <= "z") || (u >= "A" && u <= "Z") || (u >= "0" && u <= "9")
-                || u == "." || u == "_" || u == "-" || u == "/"
-            if !ok { return false }
+        guard let first = s.utf8.first else { return false }
+        var numeric = true
+        for c in s.utf8 {
+            let letter = (c >= 97 && c <= 122) || (c >= 65 && c <= 90)
+            let digit = c >= 48 && c <= 57
+            if !(letter || digit || c == 46 || c == 95 || c == 45 || c == 47) { return false }
+            if letter || c == 47 { numeric = false }
         }
-        if first == "-" || first == "." { return false }
-        let lower = s.lowercased()
-        if ["true", "false", "yes", "no", "on", "off", "null", "y", "n"].contains(lower) { return false }
+        if first == 45 || first == 46 { return false }
         // Anything a YAML resolver could read as a number.
-        if s.unicodeScalars.allSatisfy({ ($0 >= "0" && $0 <= "9") || $0 == "." || $0 == "_" || $0 == "-" }) { return false }
+        if numeric { return false }
+        if s.utf8.count <= 5 {
+            let lower = s.lowercased()
+            if ["true", "false", "yes", "no", "on", "off", "null", "y", "n"].contains(lower) { return false }
+        }
         return true
     }
 
@@ -71,7 +75,13 @@ public enum PolicyWriter {
 
     /// Appends `s` as a YAML scalar (plain when safe).
     static func put(_ s: String, _ w: ByteWriter) {
-        if isPlainSafe(s) { w.text(s) } else { w.text(scalar(s)) }
+        if isPlainSafe(s) { w.text(s); return }
+        // Most quoted scalars (times, IPv6 blocks) need no escape: quote them as they are.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            w.byte(UInt8(ascii: "\"")); w.text(s); w.byte(UInt8(ascii: "\""))
+            return
+        }
+        w.text(scalar(s))
     }
 
     static func putList(_ items: [String], _ w: ByteWriter) {
