@@ -58,9 +58,6 @@ public struct WorkloadMatch: Sendable, Equatable {
         !cidrs.isEmpty || !hosts.isEmpty || !processes.isEmpty || !users.isEmpty || !cgroups.isEmpty
     }
 
-    /// True when only addresses (and ports) decide: the result depends on the address alone.
-    var isAddressOnly: Bool { hosts.isEmpty && processes.isEmpty && users.isEmpty && cgroups.isEmpty }
-
     public var isEmpty: Bool { !hasIdentityCriteria && ports.isEmpty }
 
     func matches(_ e: EndpointFacts) -> Bool {
@@ -120,8 +117,6 @@ public struct Inventory: Sendable, Equatable {
     public var workloads: [Workload]
     public init(workloads: [Workload] = []) { self.workloads = workloads }
 
-    /// True when every workload is decided by addresses and ports alone.
-    var isAddressOnly: Bool { workloads.allSatisfy { $0.match.isAddressOnly } }
     var usesPorts: Bool { workloads.contains { !$0.match.ports.isEmpty } }
 
     /// The index of the first workload that `e` belongs to.

@@ -150,7 +150,6 @@ public enum GraphJSON {
     /// A JSON string literal (the flow renderers' quoting).
     static func quote(_ s: String) -> String { JSONLines.quote(s) }
 
-    static func strings(_ a: [String]) -> String { "[" + a.map(quote).joined(separator: ",") + "]" }
 
     /// Appends `s` as a JSON string (escaping only what must be escaped).
     static func quote(_ s: String, into w: ByteWriter) {

@@ -250,11 +250,6 @@ public enum PolicySuggester {
     @inline(__always)
     static func update<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
 
-    static func merged(_ a: Evidence, _ b: Evidence) -> Evidence {
-        Evidence(flows: a.flows + b.flows, bytes: a.bytes + b.bytes, clients: a.clients + b.clients,
-                 firstSeen: min(a.firstSeen, b.firstSeen), lastSeen: max(a.lastSeen, b.lastSeen))
-    }
-
     static func order(_ a: Rule, _ b: Rule) -> Bool {
         (a.from.summary, a.to.summary, a.ports.map(\.description).joined(separator: ",")) <
             (b.from.summary, b.to.summary, b.ports.map(\.description).joined(separator: ","))
