@@ -39,9 +39,10 @@ for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"),
         continue
     r = hf[name]
     m = r["median"]
-    out.append("| %s | %.3f | %.3f | %.3f | %.2f M | %.0f | %.0f | %.2f× |" % (
+    kb = rss.get(name, (0, 0))[0]
+    out.append("| %s | %.3f | %.3f | %.3f | %.2f M | %.0f | %s | %.2f× |" % (
         label, m, min(r["times"]), max(r["times"]), packets / m / 1e6, size / m / 1e6,
-        rss.get(name, (0, 0))[0] / 1024, raw / m))
+        "%.0f" % (kb / 1024) if kb else "–", raw / m))
 out.append("\nThe ratio is to the first row, the raw loop as the issue defines it. flowmap hands libpcap "
            "a FILE with a 1 MiB buffer, which alone makes reading faster than that loop; the second row "
            "shows the loop with the same buffer: against it flowmap reaches %.2f×."

@@ -170,7 +170,11 @@ public final class PolicyEvaluator {
             // and, with host globs, the names valid at `t`: cached on exactly that.
             let port: Int32 = servedPort.map { inventoryPorts.contains($0) ? Int32($0) : -3 } ?? -1
             var key = CacheKey(address: a, port: port, name: 0)
-            if usesHosts && resolver.knows(a) { key.name = resolver.validSetSignature(for: a, at: t) | 1 }
+            if usesHosts && resolver.knows(a) {
+                // The names a host glob sees: those valid at `t`, and the client's own.
+                let own = UInt64(bitPattern: Int64(resolver.preferredID(for: a, client: client, at: t)))
+                key.name = (resolver.validSetSignature(for: a, at: t) ^ (own &* 0x9E37_79B9_7F4A_7C15)) | 1
+            }
             if let hit = workloadCache[key] {
                 w = hit >= 0 ? Int(hit) : nil
             } else {

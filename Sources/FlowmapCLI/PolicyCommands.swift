@@ -231,8 +231,7 @@ struct SimulateCommand: ParsableCommand {
         func pct(_ a: UInt64, _ b: UInt64) -> String { b == 0 ? "0.0" : Fmt.fixed(Double(a) * 100 / Double(b), digits: 1) }
         let coverage = p.rules.isEmpty ? "0.0" : Fmt.fixed(Double(hitCount) * 100 / Double(p.rules.count), digits: 1)
         if format == .json {
-            if !started { Terminal.out(jsonFlows ? "{\n  \"flows\": [" : "{") }
-            else { Terminal.out("\n  ]") }
+            if jsonFlows { Terminal.out(started ? "\n  ]" : "{\n  \"flows\": []") } else { Terminal.out("{") }
             var s = jsonFlows ? ",\n" : "\n"
             s += "  \"summary\": {\"flows\":\(total),\"allowed\":\(allowed),\"blocked\":\(blocked),"
             s += "\"allowedPercent\":\(pct(allowed, total)),\"blockedPercent\":\(pct(blocked, total)),"

@@ -67,6 +67,10 @@ final class PolicyCLITests: XCTestCase {
         // The CI gate: exit 3 when anything is blocked, 0 when nothing is.
         XCTAssertEqual(try runFlowmap(["simulate", "--policy", policy, bad, "--fail-on-blocked", "-q"]).status, 3)
         XCTAssertEqual(try runFlowmap(["simulate", "--policy", policy, multitier, "--fail-on-blocked", "-q"]).status, 0)
+        // Nothing blocked: the JSON still parses, with an empty list of flows.
+        let clean = try simulate(policy, multitier)
+        XCTAssertEqual((clean["flows"] as? [Any])?.count, 0)
+        XCTAssertEqual((clean["summary"] as? [String: Any])?["blocked"] as? Int, 0)
         // The table names the blocked edges and flows.
         let table = try runFlowmap(["simulate", "--policy", policy, bad, "-q"])
         XCTAssertTrue(table.stdout.contains("blocked 5 (11.4%)"), table.stdout)
