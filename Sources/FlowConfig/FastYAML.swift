@@ -151,7 +151,7 @@ struct FastYAML {
         let startLine = line, startCol = column
         var pairs: [(YNode, YNode)] = []
         while true {
-            let key = try scalar(flow: false, key: true)
+            let key = try scalar(flow: false)
             while peek() == 32 { i += 1 }
             guard peek() == 58 else { throw Unsupported() }
             i += 1
@@ -166,7 +166,7 @@ struct FastYAML {
                     value = YNode(.scalar("", plain: true), line: vLine, column: vCol)
                 }
             } else {
-                value = try block(indent: indent + 1 > column - 1 ? indent + 1 : column - 1, inline: true)
+                value = try inlineValue()
             }
             pairs.append((key, value))
             guard let ind = try nextLine(), ind == indent else {
@@ -180,7 +180,7 @@ struct FastYAML {
 
     /// A value that starts on the line of its key: a flow collection or a scalar (a nested
     /// mapping on the same line, "a: b: c", is not YAML).
-    private mutating func block(indent: Int, inline: Bool) throws -> YNode {
+    private mutating func inlineValue() throws -> YNode {
         if peek() == 91 || peek() == 123 {
             let n = try flow()
             try endOfLine()
@@ -226,7 +226,7 @@ struct FastYAML {
         if peek() == 125 { i += 1; return YNode(.mapping([]), line: startLine, column: startCol) }
         while true {
             try skipFlowSpace()
-            let key = try scalar(flow: true, key: true)
+            let key = try scalar(flow: true)
             try skipFlowSpace()
             guard peek() == 58 else { throw Unsupported() }
             i += 1
@@ -250,7 +250,7 @@ struct FastYAML {
 
     /// A scalar at `i`: quoted, or plain up to the end of the line, a comment, ": " (keys) or,
     /// in flow context, ",", "]", "}" and ":".
-    private mutating func scalar(flow: Bool, key: Bool = false) throws -> YNode {
+    private mutating func scalar(flow: Bool) throws -> YNode {
         let l = line, c = column
         let first = peek()
         if first == 34 || first == 39 {
@@ -325,9 +325,6 @@ struct FastYAML {
         i = end
         if end == start { throw Unsupported() }
         let text = String(decoding: b[start..<end], as: UTF8.self)
-        // A plain scalar may not run on to the next line, and "~"/"null" stay strings here
-        // only because the basic resolver keeps them so (as with Yams).
-        _ = key
         return YNode(.scalar(text, plain: true), line: l, column: c)
     }
 

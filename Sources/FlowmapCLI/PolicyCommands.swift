@@ -160,6 +160,10 @@ struct SimulateCommand: ParsableCommand {
 
     init() {}
 
+    func validate() throws {
+        if top < 0 { throw ValidationError("--top must be 0 or more.") }
+    }
+
     func run() throws {
         let blocked: UInt64
         do { blocked = try simulate() } catch { throw fail(error.message) }

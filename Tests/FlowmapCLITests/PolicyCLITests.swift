@@ -314,3 +314,16 @@ final class ScheduleCLITests: XCTestCase {
                        "19:00 Monday in Tokyo: inside Monday night's window across midnight")
     }
 }
+
+final class PolicyUsageTests: XCTestCase {
+    func testBadNumbersAreUsageErrorsNotCrashes() throws {
+        let capture = Repo.fixtures.appendingPathComponent("multitier/multitier.pcap").path
+        let policy = Repo.fixtures.appendingPathComponent("golden/multitier.policy.yaml").path
+        let r = try runFlowmap(["simulate", "--policy", policy, capture, "--top=-1", "-q"])
+        XCTAssertFalse(r.crashed)
+        XCTAssertEqual(r.status, 64)
+        XCTAssertTrue(r.stderr.contains("--top must be 0 or more."), r.stderr)
+        let s = try runFlowmap(["suggest", capture, "--port-ranges", "1", "-q"])
+        XCTAssertEqual(s.status, 64)
+    }
+}
