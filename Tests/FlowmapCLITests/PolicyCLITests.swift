@@ -325,5 +325,10 @@ final class PolicyUsageTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--top must be 0 or more."), r.stderr)
         let s = try runFlowmap(["suggest", capture, "--port-ranges", "1", "-q"])
         XCTAssertEqual(s.status, 64)
+        // --port-ranges reaches the suggester: edge-lb → web on 8080 and 8081 becomes one range.
+        let inventory = Repo.fixtures.appendingPathComponent("multitier/inventory.yaml").path
+        let ranged = try runFlowmap(["suggest", capture, "--inventory", inventory, "--port-ranges", "2", "-q"])
+        XCTAssertTrue(ranged.stdout.contains("  - name: edge-lb-to-web-tcp-8080-8081\n"), ranged.stdout)
+        XCTAssertTrue(ranged.stdout.contains("    ports: [8080-8081/tcp]\n"), ranged.stdout)
     }
 }
