@@ -20,6 +20,12 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
+        // System library: libnetfilter_conntrack (Debian: libnetfilter-conntrack-dev).
+        .systemLibrary(
+            name: "CConntrack",
+            pkgConfig: "libnetfilter_conntrack",
+            providers: [.apt(["libnetfilter-conntrack-dev"])]
+        ),
         // PURE: wire decoding, flow table, DNS names, renderers. No C module, no I/O.
         .target(name: "FlowCore", swiftSettings: [
             // The per-packet path: bounds are checked by the decoders themselves; exclusivity
@@ -36,11 +42,18 @@ let package = Package(
         .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"], swiftSettings: [
             .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
         ]),
+        // PURE: the host agent's model — /proc parsers, socket index, conntrack flows.
+        .target(name: "FlowHost", dependencies: ["FlowCore"]),
+        // ADAPTER: /proc (socket tables, file descriptors, process identity).
+        .target(name: "FlowProcFS", dependencies: ["FlowHost", "FlowCore"]),
+        // ADAPTER: conntrack dumps and events through libnetfilter_conntrack.
+        .target(name: "FlowConntrack", dependencies: ["CConntrack", "FlowHost", "FlowCore"]),
         // ADAPTER: SQLite store through GRDB.
         .target(name: "FlowStore", dependencies: ["FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift")]),
         // ArgumentParser commands.
         .target(name: "FlowmapCLI", dependencies: [
             "FlowCore", "FlowCapture", "FlowStore", "FlowGraph", "FlowConfig", "FlowPolicy",
+            "FlowHost", "FlowProcFS", "FlowConntrack",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [
             // The capture loop's closures run on one thread; skip dynamic exclusivity checks there.
@@ -49,6 +62,7 @@ let package = Package(
         .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
         .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),
         .testTarget(name: "FlowmapCLITests", dependencies: ["FlowmapCLI", "FlowCore", "FlowCapture", "FlowStore"]),
+        .testTarget(name: "FlowHostTests", dependencies: ["FlowHost", "FlowProcFS", "FlowCore"]),
         .testTarget(name: "FlowGraphTests", dependencies: ["FlowGraph", "FlowConfig", "FlowCore", "FlowPolicy", .product(name: "Yams", package: "Yams")]),
     ]
 )

@@ -10,10 +10,10 @@ extension FlowStore {
                                  _ body: (GraphFlow) throws -> Void) throws {
         let sides = ["orig", "resp"]
         let processColumns = sides.flatMap { s in
-            ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit"].map { "\(s)_\($0)" }
+            ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit", "pod"].map { "\(s)_\($0)" }
         }
         // Only agent sources (conntrack, live capture) attribute processes: with none, those
-        // eighteen columns are all NULL and are not read.
+        // twenty columns are all NULL and are not read.
         let attributed = try db.read { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM source WHERE kind != ?)", arguments: [SourceKind.pcap.rawValue]) ?? true
         }
@@ -46,7 +46,7 @@ extension FlowStore {
                     if uids { f.uid = row[14] }
                     if attributed {
                         f.origProcess = FlowStore.process(row, from: 15)
-                        f.respProcess = FlowStore.process(row, from: 24)
+                        f.respProcess = FlowStore.process(row, from: 25)
                     }
                     try body(f)
                 }
@@ -56,14 +56,15 @@ extension FlowStore {
         }
     }
 
-    /// Process attribution from nine columns starting at `i` (pid, comm, exe, cmdline, user,
-    /// uid, cgroup, container, unit); nil when all are NULL.
+    /// Process attribution from ten columns starting at `i` (pid, comm, exe, cmdline, user,
+    /// uid, cgroup, container, unit, pod); nil when all are NULL.
     static func process(_ row: Row, from i: Int) -> ProcessAttribution? {
         var any = false
-        for k in i..<(i + 9) where !row.hasNull(atIndex: k) { any = true; break }
+        for k in i..<(i + 10) where !row.hasNull(atIndex: k) { any = true; break }
         guard any else { return nil }
         return ProcessAttribution(pid: row[i], comm: row[i + 1], exe: row[i + 2], cmdline: row[i + 3], user: row[i + 4],
-                                  uid: row[i + 5], cgroup: row[i + 6], container: row[i + 7], unit: row[i + 8])
+                                  uid: row[i + 5], cgroup: row[i + 6], container: row[i + 7], unit: row[i + 8],
+                                  pod: row[i + 9])
     }
 
     /// Every DNS answer in the store, merged per (client, name, address) and source, for

@@ -153,6 +153,22 @@ public final class FlowStore {
                 ALTER TABLE flow ADD COLUMN inner_vlan INTEGER;
                 """)
         }
+        m.registerMigration("v3: agent") { db in
+            // Pods in process attribution; what conntrack adds to a flow; monitor-mode verdicts.
+            try db.execute(sql: """
+                ALTER TABLE flow ADD COLUMN orig_pod TEXT;
+                ALTER TABLE flow ADD COLUMN resp_pod TEXT;
+                ALTER TABLE flow ADD COLUMN ct_id INTEGER;
+                ALTER TABLE flow ADD COLUMN ct_zone INTEGER;
+                ALTER TABLE flow ADD COLUMN ct_mark INTEGER;
+                ALTER TABLE flow ADD COLUMN dnat_h TEXT;
+                ALTER TABLE flow ADD COLUMN dnat_p INTEGER;
+                ALTER TABLE flow ADD COLUMN snat_h TEXT;
+                ALTER TABLE flow ADD COLUMN snat_p INTEGER;
+                ALTER TABLE flow ADD COLUMN open INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE flow ADD COLUMN policy_blocked TEXT;
+                """)
+        }
         return m
     }
 
@@ -195,8 +211,8 @@ public final class FlowStore {
                       resp_ip_bytes, conn_state, history, missed_bytes, flipped, tunnel_parents, resp_name, resp_names,
                       orig_pid, orig_comm, orig_exe, orig_cmdline, orig_user, orig_uid, orig_cgroup, orig_container, orig_unit,
                       resp_pid, resp_comm, resp_exe, resp_cmdline, resp_user, resp_uid, resp_cgroup, resp_container, resp_unit,
-                      vlan, inner_vlan)
-                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                      vlan, inner_vlan, orig_pod, resp_pod)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                     """)
                 var added = 0
                 for r in flows {
@@ -211,7 +227,7 @@ public final class FlowStore {
                     for p in [r.origProcess, r.respProcess] {
                         args += [p?.pid, p?.comm, p?.exe, p?.cmdline, p?.user, p?.uid, p?.cgroup, p?.container, p?.unit]
                     }
-                    args += [r.vlan.map { Int($0) }, r.innerVlan.map { Int($0) }]
+                    args += [r.vlan.map { Int($0) }, r.innerVlan.map { Int($0) }, r.origProcess?.pod, r.respProcess?.pod]
                     try st.execute(arguments: StatementArguments(args))
                     added += db.changesCount
                 }
@@ -308,10 +324,11 @@ public final class FlowStore {
         let pid: Int? = row["\(side)_pid"]
         let comm: String? = row["\(side)_comm"], exe: String? = row["\(side)_exe"]
         let user: String? = row["\(side)_user"], cgroup: String? = row["\(side)_cgroup"]
-        if pid == nil && comm == nil && exe == nil && user == nil && cgroup == nil { return nil }
+        let pod: String? = row["\(side)_pod"]
+        if pid == nil && comm == nil && exe == nil && user == nil && cgroup == nil && pod == nil { return nil }
         return ProcessAttribution(pid: pid, comm: comm, exe: exe, cmdline: row["\(side)_cmdline"], user: user,
                                   uid: row["\(side)_uid"], cgroup: cgroup, container: row["\(side)_container"],
-                                  unit: row["\(side)_unit"])
+                                  unit: row["\(side)_unit"], pod: row["\(side)_pod"])
     }
 
     static func record(_ row: Row) throws -> FlowRecord {

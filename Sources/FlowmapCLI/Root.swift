@@ -6,7 +6,7 @@ public struct Flowmap: ParsableCommand {
         commandName: "flowmap",
         abstract: "Shows what talks to what, and turns it into least-privilege network policy.",
         version: "0.1.0",
-        subcommands: [FlowsCommand.self, IngestCommand.self, GraphCommand.self, SuggestCommand.self, SimulateCommand.self, LintCommand.self, DiffCommand.self]
+        subcommands: [FlowsCommand.self, IngestCommand.self, GraphCommand.self, SuggestCommand.self, SimulateCommand.self, LintCommand.self, DiffCommand.self, DiscoverCommand.self]
     )
     public init() {}
 }

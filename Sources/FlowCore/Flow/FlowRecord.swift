@@ -18,16 +18,20 @@ public final class ProcessAttribution: Sendable, Equatable, Codable {
     public let cgroup: String?
     public let container: String?
     public let unit: String?
+    /// The Kubernetes pod UID, when the process runs in a pod.
+    public let pod: String?
 
     public init(pid: Int? = nil, comm: String? = nil, exe: String? = nil, cmdline: String? = nil, user: String? = nil,
-                uid: Int? = nil, cgroup: String? = nil, container: String? = nil, unit: String? = nil) {
+                uid: Int? = nil, cgroup: String? = nil, container: String? = nil, unit: String? = nil,
+                pod: String? = nil) {
         self.pid = pid; self.comm = comm; self.exe = exe; self.cmdline = cmdline; self.user = user
-        self.uid = uid; self.cgroup = cgroup; self.container = container; self.unit = unit
+        self.uid = uid; self.cgroup = cgroup; self.container = container; self.unit = unit; self.pod = pod
     }
 
     public static func == (a: ProcessAttribution, b: ProcessAttribution) -> Bool {
         a.pid == b.pid && a.comm == b.comm && a.exe == b.exe && a.cmdline == b.cmdline && a.user == b.user
             && a.uid == b.uid && a.cgroup == b.cgroup && a.container == b.container && a.unit == b.unit
+            && a.pod == b.pod
     }
 }
 

@@ -138,6 +138,7 @@ public enum JSONLines {
         if let v = p.cgroup { parts.append("\"cgroup\":\(quote(v))") }
         if let v = p.container { parts.append("\"container\":\(quote(v))") }
         if let v = p.unit { parts.append("\"unit\":\(quote(v))") }
+        if let v = p.pod { parts.append("\"pod\":\(quote(v))") }
         return "{" + parts.joined(separator: ",") + "}"
     }
 

@@ -1,0 +1,98 @@
+#ifndef FLOWMAP_CCONNTRACK_SHIM_H
+#define FLOWMAP_CCONNTRACK_SHIM_H
+// libnetfilter_conntrack (Debian: libnetfilter-conntrack-dev). The helpers below copy one
+// conntrack object into a plain struct, so that no nf_conntrack pointer reaches Swift code
+// beyond the adapter's callback.
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+
+struct fm_ct_tuple {
+    uint8_t src[16];
+    uint8_t dst[16];
+    uint16_t sport, dport;   // host order; ICMP: type, code
+    uint16_t icmp_id;
+};
+
+struct fm_ct {
+    uint32_t id;
+    uint8_t family;          // AF_INET or AF_INET6
+    uint8_t proto;
+    struct fm_ct_tuple orig, reply;
+    int has_counters;
+    uint64_t orig_packets, orig_bytes, reply_packets, reply_bytes;
+    int has_tcp_state;
+    uint8_t tcp_state;
+    uint32_t status;
+    uint16_t zone;
+    uint32_t mark;
+    uint64_t ts_start, ts_stop;  // ns since the epoch, 0 when absent
+};
+
+static inline void fm_ct_addr(const struct nf_conntrack *ct, int family, enum nf_conntrack_attr a4,
+                              enum nf_conntrack_attr a6, uint8_t out[16]) {
+    memset(out, 0, 16);
+    if (family == AF_INET) {
+        uint32_t v = nfct_get_attr_u32(ct, a4);  // network order
+        out[10] = 0xff; out[11] = 0xff;
+        memcpy(out + 12, &v, 4);
+    } else {
+        const void *p = nfct_get_attr(ct, a6);
+        if (p) memcpy(out, p, 16);
+    }
+}
+
+static inline void fm_ct_read(const struct nf_conntrack *ct, struct fm_ct *o) {
+    memset(o, 0, sizeof *o);
+    o->family = nfct_get_attr_u8(ct, ATTR_L3PROTO);
+    o->proto = nfct_get_attr_u8(ct, ATTR_L4PROTO);
+    if (nfct_attr_is_set(ct, ATTR_ID) > 0) o->id = nfct_get_attr_u32(ct, ATTR_ID);
+    fm_ct_addr(ct, o->family, ATTR_ORIG_IPV4_SRC, ATTR_ORIG_IPV6_SRC, o->orig.src);
+    fm_ct_addr(ct, o->family, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST, o->orig.dst);
+    fm_ct_addr(ct, o->family, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC, o->reply.src);
+    fm_ct_addr(ct, o->family, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST, o->reply.dst);
+    if (o->proto == IPPROTO_ICMP || o->proto == IPPROTO_ICMPV6) {
+        o->orig.sport = nfct_get_attr_u8(ct, ATTR_ICMP_TYPE);
+        o->orig.dport = nfct_get_attr_u8(ct, ATTR_ICMP_CODE);
+        o->orig.icmp_id = ntohs(nfct_get_attr_u16(ct, ATTR_ICMP_ID));
+        o->reply.sport = o->orig.sport;
+        o->reply.dport = o->orig.dport;
+        o->reply.icmp_id = o->orig.icmp_id;
+    } else {
+        o->orig.sport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC));
+        o->orig.dport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST));
+        o->reply.sport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
+        o->reply.dport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST));
+    }
+    if (nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS) > 0) {
+        o->has_counters = 1;
+        o->orig_packets = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_PACKETS);
+        o->orig_bytes = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES);
+        o->reply_packets = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_PACKETS);
+        o->reply_bytes = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_BYTES);
+    }
+    if (o->proto == IPPROTO_TCP && nfct_attr_is_set(ct, ATTR_TCP_STATE) > 0) {
+        o->has_tcp_state = 1;
+        o->tcp_state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
+    }
+    if (nfct_attr_is_set(ct, ATTR_STATUS) > 0) o->status = nfct_get_attr_u32(ct, ATTR_STATUS);
+    if (nfct_attr_is_set(ct, ATTR_ZONE) > 0) o->zone = nfct_get_attr_u16(ct, ATTR_ZONE);
+    if (nfct_attr_is_set(ct, ATTR_MARK) > 0) o->mark = nfct_get_attr_u32(ct, ATTR_MARK);
+    if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_START) > 0) o->ts_start = nfct_get_attr_u64(ct, ATTR_TIMESTAMP_START);
+    if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0) o->ts_stop = nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP);
+}
+
+// Event groups for nfct_open (the NF_NETLINK_CONNTRACK_* macros are not importable as one value).
+static inline unsigned fm_ct_event_groups(void) {
+    return NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY;
+}
+
+static inline int fm_ct_dump(struct nfct_handle *h) {
+    uint32_t family = AF_UNSPEC;
+    return nfct_query(h, NFCT_Q_DUMP, &family);
+}
+#endif

@@ -1,0 +1,168 @@
+import CConntrack
+import FlowCore
+import FlowHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why conntrack could not be used.
+public struct ConntrackError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { "conntrack: \(reason)" }
+    public init(_ reason: String) { self.reason = reason }
+
+    static func fromErrno(_ what: String, _ e: Int32) -> ConntrackError {
+        switch e {
+        case EPERM, EACCES:
+            return ConntrackError("\(what): permission denied (needs root or CAP_NET_ADMIN)")
+        case EPROTONOSUPPORT, ENOENT, EAFNOSUPPORT:
+            return ConntrackError("\(what): the kernel has no conntrack (load nf_conntrack_netlink)")
+        default:
+            return ConntrackError("\(what): \(String(cString: strerror(e)))")
+        }
+    }
+}
+
+/// A netlink socket to the kernel's connection tracker (libnetfilter_conntrack): full dumps,
+/// and with `events` the NEW/UPDATE/DESTROY stream. Non-blocking: `fd` can be polled.
+public final class ConntrackSocket {
+    private let handle: OpaquePointer
+    public let fd: Int32
+    /// Receives entries while a dump or `readEvents` runs.
+    private final class Sink {
+        var body: (ConntrackEventKind, ConntrackEntry) -> Void = { _, _ in }
+    }
+    private let sink = Sink()
+
+    /// Opens a socket; `events` subscribes to NEW, UPDATE and DESTROY. `receiveBuffer` asks
+    /// for a larger netlink buffer (bytes; forced when running as root).
+    public init(events: Bool, receiveBuffer: Int = 8 << 20) throws(ConntrackError) {
+        errno = 0
+        guard let h = nfct_open(UInt8(CONNTRACK), events ? fm_ct_event_groups() : 0) else {
+            throw .fromErrno("cannot open netlink socket", errno == 0 ? EPROTONOSUPPORT : errno)
+        }
+        handle = h
+        fd = nfct_fd(h)
+        if events {
+            var size = Int32(receiveBuffer)
+            if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+                _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        let ctx = Unmanaged.passUnretained(sink).toOpaque()
+        let rc = nfct_callback_register(h, NFCT_T_ALL, { type, ct, data in
+            guard let ct, let data else { return Int32(NFCT_CB_CONTINUE) }
+            let sink = Unmanaged<Sink>.fromOpaque(data).takeUnretainedValue()
+            let kind: ConntrackEventKind
+            switch type {
+            case NFCT_T_NEW: kind = .new
+            case NFCT_T_DESTROY: kind = .destroy
+            default: kind = .update
+            }
+            sink.body(kind, ConntrackSocket.entry(ct))
+            return Int32(NFCT_CB_CONTINUE)
+        }, ctx)
+        if rc != 0 {
+            nfct_close(h)
+            throw .fromErrno("cannot register callback", errno)
+        }
+    }
+
+    deinit {
+        nfct_callback_unregister(handle)
+        nfct_close(handle)
+    }
+
+    /// Every entry the kernel tracks now (IPv4 and IPv6).
+    public func dump() throws(ConntrackError) -> [ConntrackEntry] {
+        var out: [ConntrackEntry] = []
+        sink.body = { _, e in out.append(e) }
+        defer { sink.body = { _, _ in } }
+        if fm_ct_dump(handle) != 0 { throw .fromErrno("dump failed", errno) }
+        return out
+    }
+
+    public enum ReadOutcome: Sendable, Equatable {
+        /// Every queued event was read.
+        case drained
+        /// The kernel dropped events (ENOBUFS): dump again and reconcile.
+        case overflow
+    }
+
+    /// Reads the events queued now, without waiting.
+    public func readEvents(_ body: @escaping (ConntrackEventKind, ConntrackEntry) -> Void) throws(ConntrackError) -> ReadOutcome {
+        sink.body = body
+        defer { sink.body = { _, _ in } }
+        errno = 0
+        let rc = nfct_catch(handle)
+        if rc >= 0 { return .drained }
+        switch errno {
+        case EAGAIN, EWOULDBLOCK, EINTR: return .drained
+        case ENOBUFS: return .overflow
+        default: throw .fromErrno("reading events", errno)
+        }
+    }
+
+    static func entry(_ ct: OpaquePointer) -> ConntrackEntry {
+        var c = fm_ct()
+        fm_ct_read(ct, &c)
+        func addr(_ t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> IPAddress {
+            let b = [t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11, t.12, t.13, t.14, t.15]
+            var hi: UInt64 = 0, lo: UInt64 = 0
+            for i in 0..<8 { hi = hi << 8 | UInt64(b[i]); lo = lo << 8 | UInt64(b[i + 8]) }
+            return IPAddress(v6hi: hi, v6lo: lo)
+        }
+        func tuple(_ t: fm_ct_tuple) -> ConntrackTuple {
+            ConntrackTuple(src: addr(t.src), dst: addr(t.dst), proto: c.proto, sport: t.sport, dport: t.dport,
+                           icmpID: t.icmp_id)
+        }
+        let has = c.has_counters != 0
+        return ConntrackEntry(
+            id: c.id, orig: tuple(c.orig), reply: tuple(c.reply),
+            origPackets: has ? c.orig_packets : nil, origBytes: has ? c.orig_bytes : nil,
+            replyPackets: has ? c.reply_packets : nil, replyBytes: has ? c.reply_bytes : nil,
+            tcpState: c.has_tcp_state != 0 ? c.tcp_state : nil, status: c.status, zone: c.zone, mark: c.mark,
+            start: c.ts_start > 0 ? Double(c.ts_start) / 1e9 : nil, stop: c.ts_stop > 0 ? Double(c.ts_stop) / 1e9 : nil)
+    }
+}
+
+/// The conntrack sysctls of the current network namespace.
+public enum ConntrackSettings {
+    static let dir = "/proc/sys/net/netfilter/"
+
+    /// Whether conntrack exists here at all.
+    public static var available: Bool { access(dir + "nf_conntrack_count", F_OK) == 0 }
+
+    /// Turns a boolean sysctl on (`nf_conntrack_acct`, `nf_conntrack_timestamp`). Returns true
+    /// when it is on afterwards.
+    @discardableResult
+    public static func enable(_ name: String) -> Bool {
+        if read(name) == "1" { return true }
+        let fd = open(dir + name, O_WRONLY)
+        if fd >= 0 {
+            _ = "1\n".withCString { write(fd, $0, 2) }
+            close(fd)
+        }
+        return read(name) == "1"
+    }
+
+    public static func read(_ name: String) -> String? {
+        let fd = open(dir + name, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = Glibc.read(fd, &buf, 64)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n], as: UTF8.self).trimmingNewlines
+    }
+}
+
+private extension String {
+    var trimmingNewlines: String {
+        var s = Substring(self)
+        while s.last == "\n" || s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,276 @@
+import FlowCore
+
+/// One direction of a conntrack entry, as the kernel keeps it.
+public struct ConntrackTuple: Sendable, Hashable {
+    public var src: IPAddress
+    public var dst: IPAddress
+    public var proto: UInt8
+    /// Ports for TCP, UDP, SCTP, DCCP, UDP-Lite; for ICMP the type and code (`sport`, `dport`)
+    /// and the echo id in `icmpID`.
+    public var sport: UInt16
+    public var dport: UInt16
+    public var icmpID: UInt16
+
+    public init(src: IPAddress, dst: IPAddress, proto: UInt8, sport: UInt16 = 0, dport: UInt16 = 0, icmpID: UInt16 = 0) {
+        self.src = src; self.dst = dst; self.proto = proto; self.sport = sport; self.dport = dport; self.icmpID = icmpID
+    }
+}
+
+/// A conntrack entry (from a dump or an event), in plain values.
+public struct ConntrackEntry: Sendable, Equatable {
+    /// The kernel's id of the entry (unique among live entries).
+    public var id: UInt32
+    /// Original direction: the client's view (before NAT).
+    public var orig: ConntrackTuple
+    /// Reply direction: the server's view (after NAT; its `src` is the real server).
+    public var reply: ConntrackTuple
+    /// Packet and byte counters (IP bytes) per direction; nil when accounting is off.
+    public var origPackets: UInt64?
+    public var origBytes: UInt64?
+    public var replyPackets: UInt64?
+    public var replyBytes: UInt64?
+    /// TCP state number (1 SYN_SENT … 7 TIME_WAIT, 8 CLOSE), nil for other protocols.
+    public var tcpState: UInt8?
+    /// IPS_* status bits.
+    public var status: UInt32
+    public var zone: UInt16
+    public var mark: UInt32
+    /// Start and stop times from `nf_conntrack_timestamp`, seconds since the epoch, when on.
+    public var start: Double?
+    public var stop: Double?
+
+    public init(id: UInt32, orig: ConntrackTuple, reply: ConntrackTuple, origPackets: UInt64? = nil,
+                origBytes: UInt64? = nil, replyPackets: UInt64? = nil, replyBytes: UInt64? = nil, tcpState: UInt8? = nil,
+                status: UInt32 = 0, zone: UInt16 = 0, mark: UInt32 = 0, start: Double? = nil, stop: Double? = nil) {
+        self.id = id; self.orig = orig; self.reply = reply; self.origPackets = origPackets; self.origBytes = origBytes
+        self.replyPackets = replyPackets; self.replyBytes = replyBytes; self.tcpState = tcpState; self.status = status
+        self.zone = zone; self.mark = mark; self.start = start; self.stop = stop
+    }
+
+    public static let seenReply: UInt32 = 1 << 1   // IPS_SEEN_REPLY
+    public static let assured: UInt32 = 1 << 2     // IPS_ASSURED
+
+    /// The destination the client used, when DNAT sent it elsewhere (a VIP, a port forward).
+    public var dnat: (IPAddress, UInt16)? {
+        reply.src != orig.dst || reply.sport != orig.dport ? (orig.dst, orig.dport) : nil
+    }
+
+    /// The source the server saw, when SNAT/masquerade rewrote the client.
+    public var snat: (IPAddress, UInt16)? {
+        reply.dst != orig.src || reply.dport != orig.sport ? (reply.dst, reply.dport) : nil
+    }
+
+    /// Zeek-style conn_state from what conntrack knows (documented in docs/agent.md).
+    public var connState: String {
+        let replied = status & ConntrackEntry.seenReply != 0
+        switch orig.proto {
+        case 6:
+            guard let st = tcpState else { return replied ? "OTH" : "S0" }
+            switch st {
+            case 1: return replied ? "OTH" : "S0"       // SYN_SENT
+            case 2: return "OTH"                         // SYN_RECV: answered, not yet established
+            case 3, 4, 5, 6: return "S1"                 // ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK
+            case 7: return "SF"                          // TIME_WAIT: closed by FINs
+            case 8:                                      // CLOSE: ended by a reset
+                if status & ConntrackEntry.assured != 0 { return "RSTO" }
+                return replied ? "REJ" : "S0"
+            default: return "OTH"
+            }
+        case 17, 136:
+            return replied ? "SF" : "S0"
+        default:
+            return "OTH"
+        }
+    }
+}
+
+/// What a conntrack message says happened to an entry.
+public enum ConntrackEventKind: String, Sendable {
+    case new, update, destroy
+}
+
+/// Flows built from conntrack: one per conntrack entry, updated in place while it lives and
+/// finished when it is destroyed (pure; the agent feeds it dumps and events).
+///
+/// Client and server come from conntrack's original direction. The server is the reply
+/// tuple's source, so a DNATed connection is recorded with the real backend, and the address
+/// the client used is kept as `dnat`.
+public final class ConntrackFlows {
+    public struct Key: Hashable, Sendable {
+        public var id: UInt32
+        public var orig: ConntrackTuple
+        public var zone: UInt16
+    }
+
+    /// One tracked connection.
+    public struct Flow: Sendable {
+        public var key: Key
+        public var entry: ConntrackEntry
+        public var uid: String
+        public var firstSeen: Double
+        public var lastSeen: Double
+        public var ended: Bool
+        /// True when the flow was not seen from its start (open when the agent started, or its
+        /// NEW event was lost).
+        public var preexisting: Bool
+        public var origProcess: ProcessAttribution?
+        public var respProcess: ProcessAttribution?
+        public var blocked: String?
+        /// True when the responder's port is a local listening socket (the agent's check of
+        /// conntrack's direction for flows it did not see start).
+        public var serverListening = false
+    }
+
+    public private(set) var active: [Key: Flow] = [:]
+    /// Keys of flows changed since the last `takeChanges`.
+    private var changed: Set<Key> = []
+    /// Finished flows not yet taken (they leave memory once taken).
+    private var finished: [Flow] = []
+    public let hostID: String
+    private let hostHash: UInt64
+    public private(set) var stats = Stats()
+
+    public struct Stats: Sendable, Equatable {
+        public var new = 0
+        public var updates = 0
+        public var destroys = 0
+        /// Flows that ended while events were lost and were found missing by a later dump.
+        public var endedUnseen = 0
+        /// DESTROY or UPDATE events for entries never seen (their NEW was lost).
+        public var late = 0
+    }
+
+    public init(hostID: String) {
+        self.hostID = hostID
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in hostID.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        hostHash = h
+    }
+
+    /// Called when a flow is first seen (at its NEW event or in a dump), so that the caller can
+    /// attribute its local ends while the sockets still exist.
+    public var onNew: ((inout Flow) -> Void)?
+
+    public func key(_ e: ConntrackEntry) -> Key { Key(id: e.id, orig: e.orig, zone: e.zone) }
+
+    /// Applies one event observed at `t` (seconds since the epoch).
+    public func apply(_ kind: ConntrackEventKind, _ e: ConntrackEntry, at t: Double) {
+        let k = key(e)
+        switch kind {
+        case .new:
+            stats.new += 1
+            if active[k] == nil { create(k, e, at: t, preexisting: false) } else { update(k, e, at: t) }
+        case .update:
+            stats.updates += 1
+            if active[k] == nil { stats.late += 1; create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+        case .destroy:
+            stats.destroys += 1
+            if active[k] == nil { stats.late += 1; create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+            finish(k, at: nil)  // the stop time is when the entry timed out, not its last packet
+        }
+    }
+
+    /// Applies a full dump taken at `t`. With `reconcile`, flows that are not in the dump ended
+    /// while events were being lost: they are finished with their last known counters.
+    public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool) {
+        var seen = Set<Key>()
+        seen.reserveCapacity(entries.count)
+        for e in entries {
+            let k = key(e)
+            seen.insert(k)
+            if active[k] == nil { create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+        }
+        if reconcile {
+            for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
+                stats.endedUnseen += 1
+                finish(k, at: nil)
+            }
+        }
+    }
+
+    static func keyOrder(_ a: Key, _ b: Key) -> Bool { a.id != b.id ? a.id < b.id : a.zone < b.zone }
+
+    private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
+        let first = e.start ?? t
+        let o = e.orig
+        let a = FlowUID.mix(hostHash, o.src.hi ^ o.dst.hi, o.src.lo, o.dst.lo,
+                            UInt64(o.sport) << 24 | UInt64(o.dport) << 8 | UInt64(o.proto),
+                            UInt64(e.id) << 16 | UInt64(e.zone))
+        let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
+        var f = Flow(key: k, entry: e, uid: FlowUID.format(a, b), firstSeen: first, lastSeen: max(first, t), ended: false,
+                     preexisting: preexisting)
+        onNew?(&f)
+        active[k] = f
+        changed.insert(k)
+    }
+
+    private func update(_ k: Key, _ e: ConntrackEntry, at t: Double) {
+        guard var f = active[k] else { return }
+        // Counters only grow; an event without them (accounting off) keeps the last ones.
+        var n = e
+        n.origPackets = max(e.origPackets ?? 0, f.entry.origPackets ?? 0)
+        n.origBytes = max(e.origBytes ?? 0, f.entry.origBytes ?? 0)
+        n.replyPackets = max(e.replyPackets ?? 0, f.entry.replyPackets ?? 0)
+        n.replyBytes = max(e.replyBytes ?? 0, f.entry.replyBytes ?? 0)
+        if e.origPackets == nil && f.entry.origPackets == nil {
+            n.origPackets = nil; n.origBytes = nil; n.replyPackets = nil; n.replyBytes = nil
+        }
+        n.tcpState = e.tcpState ?? f.entry.tcpState
+        n.status = e.status | f.entry.status
+        n.start = f.entry.start ?? e.start
+        // Conntrack has no last-packet time: the flow was last active when its counters or
+        // state last moved (a dump that finds it unchanged says nothing new).
+        let moved = n.origPackets != f.entry.origPackets || n.replyPackets != f.entry.replyPackets
+            || n.tcpState != f.entry.tcpState || n.status != f.entry.status
+        f.entry = n
+        if moved { f.lastSeen = max(f.lastSeen, t) }
+        active[k] = f
+        changed.insert(k)
+    }
+
+    /// Ends a flow; `t` is when it was last known active (the kernel's stop time, or nil
+    /// when it vanished unseen and its last activity stays as known).
+    private func finish(_ k: Key, at t: Double?) {
+        guard var f = active.removeValue(forKey: k) else { return }
+        changed.remove(k)
+        f.ended = true
+        if let t { f.lastSeen = max(f.lastSeen, t) }
+        finished.append(f)
+    }
+
+    /// Sets the policy verdict of an active flow (monitor mode).
+    public func markBlocked(_ k: Key, reason: String) {
+        guard active[k] != nil else { return }
+        active[k]!.blocked = reason
+        changed.insert(k)
+    }
+
+    /// Flows changed or finished since the last call, in (first seen, uid) order; finished
+    /// flows are forgotten, so memory follows the active flows.
+    public func takeChanges() -> [Flow] {
+        var out = finished
+        finished = []
+        for k in changed { if let f = active[k] { out.append(f) } }
+        changed.removeAll(keepingCapacity: true)
+        out.sort { a, b in a.firstSeen != b.firstSeen ? a.firstSeen < b.firstSeen : a.uid < b.uid }
+        return out
+    }
+
+    public var activeCount: Int { active.count }
+}
+
+extension ConntrackFlows.Flow {
+    /// The flow as a record: client → real server, IP bytes each way.
+    public var record: FlowRecord {
+        let e = entry
+        let isICMP = e.orig.proto == 1 || e.orig.proto == 58
+        return FlowRecord(
+            ts: firstSeen, uid: uid, origH: e.orig.src, origP: e.orig.sport, respH: e.reply.src,
+            respP: isICMP ? ICMPPorts.counterpart(v6: e.orig.proto == 58, type: UInt8(truncatingIfNeeded: e.orig.sport),
+                                                  code: UInt8(truncatingIfNeeded: e.orig.dport)) : e.reply.sport, ipProto: IPProtocol(rawValue: e.orig.proto),
+            duration: max(0, lastSeen - firstSeen), origBytes: 0, respBytes: 0, connState: e.connState,
+            missedBytes: 0, history: "", origPkts: e.origPackets ?? 0, origIPBytes: e.origBytes ?? 0,
+            respPkts: e.replyPackets ?? 0, respIPBytes: e.replyBytes ?? 0, tunnelParents: [], flipped: false,
+            respName: nil, respNames: [], origProcess: origProcess, respProcess: respProcess)
+    }
+}

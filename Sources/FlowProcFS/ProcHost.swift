@@ -1,0 +1,218 @@
+import FlowCore
+import FlowHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads /proc (or a copy of it, for tests) to find which process owns a socket.
+///
+/// Parsing is done by `FlowHost`'s pure parsers; this type only reads files and keeps caches:
+/// socket inode → pid (rebuilt by scanning `/proc/*/fd` only when an inode is unknown) and
+/// pid → process identity (kept while the pid's start time is unchanged, so a reused pid is
+/// noticed).
+public final class ProcHost {
+    public let procRoot: String
+    public let passwdPath: String
+    /// Where the socket tables are read (`<procRoot>/net`, the reader's network namespace).
+    public let netRoot: String
+    private var inodeOwner: [UInt64: Int32] = [:]
+    private var processes: [Int32: (start: UInt64, info: ProcessAttribution)] = [:]
+    private var users: [Int: String] = [:]
+    private var usersLoaded = false
+    public private(set) var index = SocketIndex()
+    public private(set) var stats = Stats()
+
+    public struct Stats: Sendable, Equatable {
+        public var tableReads = 0
+        public var fdScans = 0
+        public var lookups = 0
+        public var attributed = 0
+    }
+
+    public init(procRoot: String = "/proc", netRoot: String? = nil, passwd: String = "/etc/passwd") {
+        self.procRoot = procRoot
+        self.netRoot = netRoot ?? procRoot + "/net"
+        passwdPath = passwd
+    }
+
+    /// Re-reads the four socket tables.
+    public func refreshSockets() {
+        var all: [SocketEntry] = []
+        for (file, proto) in [("tcp", SocketProtocol.tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] {
+            guard let text = ProcHost.readText(netRoot + "/" + file) else { continue }
+            if let rows = try? ProcNetParser.parse(text, proto: proto) { all += rows }
+        }
+        index = SocketIndex(all)
+        interfaceAddresses = ProcHost.interfaceAddresses()
+        stats.tableReads += 1
+    }
+
+    /// The addresses of this network namespace's interfaces (getifaddrs), from the last
+    /// `refreshSockets`.
+    public private(set) var interfaceAddresses: Set<IPAddress> = []
+
+    static func interfaceAddresses() -> Set<IPAddress> {
+        var out: Set<IPAddress> = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return out }
+        defer { freeifaddrs(list) }
+        var p = list
+        while let ifa = p {
+            if let sa = ifa.pointee.ifa_addr {
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET:
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                        IPAddress(v4: UInt32(bigEndian: $0.pointee.sin_addr.s_addr))
+                    }
+                    out.insert(a)
+                case AF_INET6:
+                    sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s6 in
+                        var hi: UInt64 = 0, lo: UInt64 = 0
+                        withUnsafeBytes(of: s6.pointee.sin6_addr) { b in
+                            for i in 0..<8 { hi = hi << 8 | UInt64(b[i]); lo = lo << 8 | UInt64(b[i + 8]) }
+                        }
+                        out.insert(IPAddress(v6hi: hi, v6lo: lo))
+                    }
+                default: break
+                }
+            }
+            p = ifa.pointee.ifa_next
+        }
+        return out
+    }
+
+    /// Rebuilds socket inode → pid from every process's open files.
+    public func scanFileDescriptors() {
+        stats.fdScans += 1
+        var owners: [UInt64: Int32] = [:]
+        for pid in ProcHost.pids(procRoot) {
+            let fdDir = "\(procRoot)/\(pid)/fd"
+            guard let d = opendir(fdDir) else { continue }
+            while let ent = readdir(d) {
+                let name = ProcHost.name(ent)
+                if name.first == "." { continue }
+                guard let target = ProcHost.readLink(fdDir + "/" + name), let inode = FDLink.socketInode(target) else {
+                    continue
+                }
+                // The lowest pid wins when a socket is shared (a forking server's parent).
+                if let p = owners[inode], p <= pid { continue }
+                owners[inode] = pid
+            }
+            closedir(d)
+        }
+        inodeOwner = owners
+    }
+
+    /// Whether an unknown inode may trigger a new scan of /proc/*/fd (once per batch of
+    /// lookups: see `allowRescan`).
+    private var mayRescan = true
+
+    /// Lets the next lookup of an unknown inode scan /proc/*/fd again (call once per batch).
+    public func allowRescan() { mayRescan = true }
+
+    /// The process owning socket `inode`, scanning /proc again if it is unknown and a scan is
+    /// allowed.
+    public func owner(inode: UInt64) -> Int32? {
+        if let p = inodeOwner[inode] { return p }
+        guard mayRescan else { return nil }
+        mayRescan = false
+        scanFileDescriptors()
+        return inodeOwner[inode]
+    }
+
+    /// Who owns the local end `local`:`lport` of a conversation with `remote`:`rport`, from
+    /// the last `refreshSockets`. Nil when no socket or no process matches.
+    public func attribute(proto: SocketProtocol, local: IPAddress, lport: UInt16, remote: IPAddress,
+                          rport: UInt16) -> ProcessAttribution? {
+        stats.lookups += 1
+        guard let s = index.owner(proto: proto, local: local, lport: lport, remote: remote, rport: rport),
+              s.inode != 0, let pid = owner(inode: s.inode), let info = process(pid) else { return nil }
+        stats.attributed += 1
+        return info
+    }
+
+    /// Whether `a` is one of this host's addresses (its interfaces', or bound by a socket).
+    public func isLocal(_ a: IPAddress) -> Bool {
+        interfaceAddresses.contains(a) || index.localAddresses.contains(a)
+    }
+
+    /// The identity of process `pid` (cached while its start time is the same).
+    public func process(_ pid: Int32) -> ProcessAttribution? {
+        let base = "\(procRoot)/\(pid)"
+        guard let stat = ProcHost.readText(base + "/stat"), let start = ProcFiles.startTime(stat: stat) else {
+            return processes[pid]?.info  // gone: what was known of it
+        }
+        if let c = processes[pid], c.start == start { return c.info }
+        let comm = ProcHost.readText(base + "/comm").map(ProcFiles.comm)
+        let exe = ProcHost.readLink(base + "/exe")
+        let cmdline = ProcHost.readBytes(base + "/cmdline").map(ProcFiles.cmdline)
+        let uid = ProcHost.readText(base + "/status").flatMap(ProcFiles.uid(status:))
+        let cg = ProcHost.readText(base + "/cgroup").map(ProcFiles.cgroup)
+        let info = ProcessAttribution(pid: Int(pid), comm: comm, exe: exe, cmdline: cmdline,
+                                      user: uid.flatMap(userName), uid: uid, cgroup: cg?.path,
+                                      container: cg?.container, unit: cg?.unit, pod: cg?.pod)
+        processes[pid] = (start, info)
+        return info
+    }
+
+    /// Forgets processes that have exited (call now and then: the cache stays bounded).
+    public func pruneProcesses() {
+        let live = Set(ProcHost.pids(procRoot))
+        for pid in processes.keys where !live.contains(pid) { processes[pid] = nil }
+    }
+
+    public var cachedProcesses: Int { processes.count }
+
+    private func userName(_ uid: Int) -> String? {
+        if !usersLoaded {
+            usersLoaded = true
+            users = ProcHost.readText(passwdPath).map { ProcFiles.users(passwd: $0) } ?? [:]
+        }
+        return users[uid]
+    }
+
+    // MARK: File access
+
+    static func pids(_ root: String) -> [Int32] {
+        guard let d = opendir(root) else { return [] }
+        defer { closedir(d) }
+        var out: [Int32] = []
+        while let ent = readdir(d) {
+            if let p = Int32(name(ent)) { out.append(p) }
+        }
+        return out.sorted()
+    }
+
+    static func name(_ ent: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafePointer(to: &ent.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+    }
+
+    static func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buf, 4096)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func readBytes(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+
+    public static func readText(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+}

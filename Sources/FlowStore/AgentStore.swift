@@ -1,0 +1,141 @@
+import FlowCore
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the live agent knows of a flow beyond the conn.log columns.
+public struct AgentFlowExtras: Sendable {
+    /// The conntrack entry's id, zone and mark.
+    public var conntrackID: UInt32?
+    public var zone: UInt16?
+    public var mark: UInt32?
+    /// The address and port the client used, when DNAT sent it to the recorded server.
+    public var dnat: (IPAddress, UInt16)?
+    /// The client as the server saw it, when SNAT rewrote it.
+    public var snat: (IPAddress, UInt16)?
+    /// True while the connection is still open (its counters will grow).
+    public var open: Bool
+    /// Why the monitored policy would block it, if it would.
+    public var blocked: String?
+
+    public init(conntrackID: UInt32? = nil, zone: UInt16? = nil, mark: UInt32? = nil, dnat: (IPAddress, UInt16)? = nil,
+                snat: (IPAddress, UInt16)? = nil, open: Bool = false, blocked: String? = nil) {
+        self.conntrackID = conntrackID; self.zone = zone; self.mark = mark; self.dnat = dnat; self.snat = snat
+        self.open = open; self.blocked = blocked
+    }
+}
+
+extension FlowStore {
+    /// Creates the store file readable by its owner only (mode 0600) when it does not exist
+    /// yet, then opens it: flows name hosts, users and command lines.
+    public static func openPrivate(path: String) throws(StoreError) -> FlowStore {
+        if !fileExists(path) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd < 0 && errno != EEXIST {
+                throw StoreError(path: path, reason: "cannot create: \(String(cString: strerror(errno)))")
+            }
+            if fd >= 0 { close(fd) }
+        }
+        return try FlowStore(path: path)
+    }
+
+    private static let processFields = ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit", "pod"]
+
+    /// Writes agent flows in one transaction: new uids are inserted, known ones updated in
+    /// place (counters, state, duration; attribution already stored is kept). Returns how
+    /// many rows were new.
+    @discardableResult
+    public func upsert(_ flows: [(FlowRecord, AgentFlowExtras)], source: Int64, kind: SourceKind,
+                       hostID: String) throws(StoreError) -> Int {
+        guard !flows.isEmpty else { return 0 }
+        let base = ["uid", "source_id", "source_kind", "host_id", "ts", "duration", "proto", "ip_proto", "orig_h", "orig_p",
+                    "resp_h", "resp_p", "orig_pkts", "orig_bytes", "orig_ip_bytes", "resp_pkts", "resp_bytes",
+                    "resp_ip_bytes", "conn_state", "history", "missed_bytes", "flipped", "tunnel_parents", "resp_name",
+                    "resp_names"]
+        let proc = ["orig", "resp"].flatMap { s in FlowStore.processFields.map { "\(s)_\($0)" } }
+        let extra = ["ct_id", "ct_zone", "ct_mark", "dnat_h", "dnat_p", "snat_h", "snat_p", "open", "policy_blocked"]
+        let columns = base + proc + extra
+        let grow = ["duration", "orig_pkts", "orig_bytes", "orig_ip_bytes", "resp_pkts", "resp_bytes", "resp_ip_bytes"]
+        var sets = grow.map { "\($0) = max(\($0), excluded.\($0))" }
+        sets += ["conn_state = excluded.conn_state", "open = excluded.open",
+                 "policy_blocked = coalesce(policy_blocked, excluded.policy_blocked)"]
+        sets += proc.map { "\($0) = coalesce(\($0), excluded.\($0))" }
+        let sql = """
+            INSERT INTO flow (\(columns.joined(separator: ", ")))
+            VALUES (\(Array(repeating: "?", count: columns.count).joined(separator: ",")))
+            ON CONFLICT(uid) DO UPDATE SET \(sets.joined(separator: ", "))
+            """
+        do {
+            return try db.write { db in
+                let st = try db.cachedStatement(sql: sql)
+                let existing = try db.cachedStatement(sql: "SELECT 1 FROM flow WHERE uid = ?")
+                var added = 0
+                for (r, x) in flows {
+                    if try Bool.fetchOne(existing, arguments: [r.uid]) == nil { added += 1 }
+                    var args: [(any DatabaseValueConvertible)?] = [
+                        r.uid, source, kind.rawValue, hostID, r.ts, r.duration, r.proto, Int(r.ipProto.rawValue),
+                        r.origH.description, Int(r.origP), r.respH.description, Int(r.respP),
+                        Int64(r.origPkts), Int64(r.origBytes), Int64(r.origIPBytes), Int64(r.respPkts),
+                        Int64(r.respBytes), Int64(r.respIPBytes), r.connState, r.history, Int64(r.missedBytes),
+                        r.flipped, r.tunnelParents.joined(separator: ","), r.respName, r.respNames.joined(separator: ","),
+                    ]
+                    for p in [r.origProcess, r.respProcess] {
+                        args += [p?.pid, p?.comm, p?.exe, p?.cmdline, p?.user, p?.uid, p?.cgroup, p?.container, p?.unit, p?.pod]
+                    }
+                    args += [x.conntrackID.map { Int64($0) }, x.zone.map { Int($0) }, x.mark.map { Int64($0) },
+                             x.dnat?.0.description, x.dnat.map { Int($0.1) }, x.snat?.0.description, x.snat.map { Int($0.1) },
+                             x.open, x.blocked]
+                    try st.execute(arguments: StatementArguments(args))
+                }
+                return added
+            }
+        } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
+    /// Updates a live source's running totals (called at every flush, so a crash leaves them
+    /// nearly current).
+    public func updateSource(id: Int64, firstTimestamp: Double?, lastTimestamp: Double?, complete: Bool,
+                             warning: String?) throws(StoreError) {
+        do {
+            try db.write { db in
+                try db.execute(sql: """
+                    UPDATE source SET first_ts = ?, last_ts = ?, complete = ?, warning = ?,
+                      flows = (SELECT count(*) FROM flow WHERE source_id = ?) WHERE id = ?
+                    """, arguments: [firstTimestamp, lastTimestamp, complete, warning, id, id])
+            }
+        } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
+    /// Agent columns of one flow (for tests and `flows --db` consumers that want them).
+    public func agentExtras(uid: String) throws(StoreError) -> AgentFlowExtras? {
+        do {
+            return try db.read { db in
+                guard let row = try Row.fetchOne(db, sql: """
+                    SELECT ct_id, ct_zone, ct_mark, dnat_h, dnat_p, snat_h, snat_p, open, policy_blocked
+                    FROM flow WHERE uid = ?
+                    """, arguments: [uid]) else { return nil }
+                func ep(_ h: String?, _ p: Int?) -> (IPAddress, UInt16)? {
+                    guard let h, let a = IPAddress(h), let p else { return nil }
+                    return (a, UInt16(truncatingIfNeeded: p))
+                }
+                return AgentFlowExtras(
+                    conntrackID: (row[0] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
+                    zone: (row[1] as Int?).map { UInt16(truncatingIfNeeded: $0) },
+                    mark: (row[2] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
+                    dnat: ep(row[3], row[4]), snat: ep(row[5], row[6]), open: row[7], blocked: row[8])
+            }
+        } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
+    /// The file's size on disk with its WAL, in bytes.
+    public var sizeOnDisk: Int64 {
+        var total: Int64 = 0
+        for p in [path, path + "-wal"] {
+            var st = stat()
+            if stat(p, &st) == 0 { total += Int64(st.st_size) }
+        }
+        return total
+    }
+}

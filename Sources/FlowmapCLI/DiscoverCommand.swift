@@ -1,0 +1,403 @@
+import ArgumentParser
+import FlowConntrack
+import FlowCore
+import FlowGraph
+import FlowHost
+import FlowPolicy
+import FlowProcFS
+import FlowStore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `flowmap discover`: the host agent. Records every connection with the process, user,
+/// container or unit at each local end, into the same store as `ingest`.
+struct DiscoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "discover",
+        abstract: "Run the discovery agent on this host: conntrack flows with /proc process attribution.",
+        discussion: """
+            Reads the kernel's connection tracker (an initial dump, then NEW/UPDATE/DESTROY events) \
+            and attributes each local end of every connection to its process through /proc, at the \
+            moment the connection appears. Flows are written to the store every --flush-interval, \
+            long-lived ones updated in place. SIGINT and SIGTERM write everything and exit 0. \
+            See docs/agent.md.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The flowmap SQLite store to write (created mode 0600 if missing).", valueName: "file"))
+    var db: String
+
+    @Option(name: .long, help: ArgumentHelp("Stop after this long (e.g. 90s, 10m, 2h); default: until SIGINT/SIGTERM.", valueName: "duration"))
+    var duration: String?
+
+    @Flag(name: .long, help: "Read conntrack (the default when the kernel has it).")
+    var conntrack = false
+
+    @Option(name: .customLong("flush-interval"), help: ArgumentHelp("How often flows are written to the store.", valueName: "duration"))
+    var flushInterval = "10s"
+
+    @Option(name: .customLong("refresh-interval"), help: ArgumentHelp("How often a conntrack dump refreshes the counters of long-lived flows.", valueName: "duration"))
+    var refreshInterval = "60s"
+
+    @Option(name: .long, help: ArgumentHelp("Monitor mode: print (and count in the store) each flow this policy would block.", valueName: "file"))
+    var policy: String?
+
+    @Option(name: .long, help: "Monitor lines: text or json.")
+    var format: MonitorFormat = .text
+
+    @Option(name: .customLong("log-format"), help: "Status and summary on stderr: text or json (one object per line).")
+    var logFormat: MonitorFormat = .text
+
+    @Option(name: .customLong("host-id"), help: "Host id recorded with these flows (default: the host name).")
+    var hostID: String?
+
+    @Option(name: .customLong("proc-root"), help: ArgumentHelp("Where /proc is (a host's /proc mounted into a container).", valueName: "dir"))
+    var procRoot = "/proc"
+
+    @Flag(name: .shortAndLong, help: "No status line.")
+    var quiet = false
+
+    enum MonitorFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    init() {}
+
+    func validate() throws {
+        if let d = duration, Durations.parse(d) == nil { throw ValidationError("--duration: '\(d)' is not a duration (e.g. 30s, 10m, 1h).") }
+        guard let f = Durations.parse(flushInterval), f > 0 else {
+            throw ValidationError("--flush-interval: '\(flushInterval)' is not a positive duration.")
+        }
+        guard let r = Durations.parse(refreshInterval), r > 0 else {
+            throw ValidationError("--refresh-interval: '\(refreshInterval)' is not a positive duration.")
+        }
+    }
+
+    func run() throws {
+        do { try ConntrackAgent(self).run() } catch { throw fail(error.message) }
+    }
+}
+
+/// Durations as people write them: "250ms", "30s", "10m", "2h", "1d", or plain seconds.
+enum Durations {
+    static func parse(_ s: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        for (u, k) in units where s.hasSuffix(u) {
+            let n = s.dropLast(u.count)
+            if let v = Double(n), v >= 0, !(u == "s" && n.hasSuffix("m")) { return v * k }
+        }
+        if let v = Double(s), v >= 0 { return v }
+        return nil
+    }
+}
+
+/// Set by SIGINT/SIGTERM; the agent's loop stops at its next turn.
+let agentStop = Atomic<Int32>(0)
+
+/// The conntrack agent's loop.
+final class ConntrackAgent {
+    let cmd: DiscoverCommand
+    let store: FlowStore
+    let host: ProcHost
+    let flows: ConntrackFlows
+    let hostID: String
+    var sourceID: Int64 = 0
+    var evaluator: PolicyEvaluator?
+    var accounting = true
+    var counters = Counters()
+    var firstSeen: Double?
+    var lastSeen: Double?
+    let started = Terminal.monotonic()
+    var recorded = 0
+
+    struct Counters {
+        var events = 0
+        var overflows = 0
+        var dumps = 0
+        var localFlows = 0
+        var attributedFlows = 0
+        var localEnds = 0
+        var attributedEnds = 0
+        var blocked = 0
+    }
+
+    init(_ cmd: DiscoverCommand) throws(UserError) {
+        self.cmd = cmd
+        hostID = cmd.hostID ?? ConntrackAgent.hostName()
+        do { store = try FlowStore.openPrivate(path: cmd.db) } catch { throw UserError(message: error.description) }
+        host = ProcHost(procRoot: cmd.procRoot)
+        flows = ConntrackFlows(hostID: hostID)
+        if let p = cmd.policy {
+            let pol = try PolicyFiles.load(p)
+            evaluator = PolicyEvaluator(policy: pol, names: NameResolver()) { TimeZones.offset($0, $1) ?? 0 }
+        }
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, 255) == 0 else { return "localhost" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    func run() throws(UserError) {
+        guard ConntrackSettings.available else {
+            throw UserError(message: "conntrack: the kernel has no connection tracking here (nf_conntrack is not loaded)")
+        }
+        // Events first, then the dump: nothing can fall between them.
+        let events: ConntrackSocket, dumper: ConntrackSocket
+        do {
+            events = try ConntrackSocket(events: true)
+            dumper = try ConntrackSocket(events: false)
+        } catch { throw UserError(message: error.description) }
+        accounting = ConntrackSettings.enable("nf_conntrack_acct")
+        ConntrackSettings.enable("nf_conntrack_timestamp")
+        if !accounting {
+            log("warning", "conntrack accounting is off and cannot be turned on (net.netfilter.nf_conntrack_acct): packet and byte counters will be 0")
+        }
+        var info = SourceInfo(kind: .conntrack, hostID: hostID, path: "conntrack:\(hostID)", sha256: nil, linkType: nil)
+        info.complete = false
+        do { sourceID = try store.beginSource(info) } catch { throw UserError(message: error.description) }
+
+        installSignalHandlers()
+        flows.onNew = { [unowned self] f in self.attribute(&f) }
+
+        try dump(dumper, reconcile: false)
+        let flushEvery = Durations.parse(cmd.flushInterval) ?? 10
+        let refreshEvery = Durations.parse(cmd.refreshInterval) ?? 60
+        let deadline = cmd.duration.flatMap(Durations.parse).map { started + $0 }
+        var nextFlush = started + flushEvery
+        var nextRefresh = started + refreshEvery
+        var nextStatus = started + 1
+        let showStatus = !cmd.quiet && Terminal.stderrIsTerminal && cmd.logFormat == .text
+        var pending: [(ConntrackEventKind, ConntrackEntry, Double)] = []
+        var pfd = pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0)
+
+        while agentStop.load(ordering: .relaxed) == 0 {
+            let mono = Terminal.monotonic()
+            if let d = deadline, mono >= d { break }
+            var wake = min(nextFlush, nextRefresh, showStatus ? nextStatus : .infinity)
+            if let d = deadline { wake = min(wake, d) }
+            let timeout = Int32(max(0, min(1000, (wake - mono) * 1000)).rounded(.up))
+            let rc = poll(&pfd, 1, timeout)
+            if rc > 0 {
+                let outcome: ConntrackSocket.ReadOutcome
+                do {
+                    outcome = try events.readEvents { kind, e in pending.append((kind, e, ConntrackAgent.now())) }
+                } catch { throw UserError(message: error.description) }
+                apply(&pending)
+                if outcome == .overflow {
+                    counters.overflows += 1
+                    log("warning", "conntrack events were lost (netlink buffer overflow): dumping to reconcile")
+                    try dump(dumper, reconcile: true)
+                }
+            }
+            let t = Terminal.monotonic()
+            if t >= nextRefresh {
+                try dump(dumper, reconcile: true)
+                nextRefresh = t + refreshEvery
+            }
+            if t >= nextFlush {
+                try flush(final: false)
+                nextFlush = t + flushEvery
+            }
+            if showStatus && t >= nextStatus {
+                status()
+                nextStatus = t + 1
+            }
+        }
+        // Read what is queued, refresh counters of open flows, write everything.
+        _ = try? events.readEvents { kind, e in pending.append((kind, e, ConntrackAgent.now())) }
+        apply(&pending)
+        try dump(dumper, reconcile: true)
+        try flush(final: true)
+        if showStatus { Terminal.stderr("\r\u{1B}[K") }
+        summary()
+    }
+
+    /// Applies queued events, reading the socket tables once for the batch when it has new flows.
+    func apply(_ pending: inout [(ConntrackEventKind, ConntrackEntry, Double)]) {
+        guard !pending.isEmpty else { return }
+        if pending.contains(where: { $0.0 != .destroy || flows.active[flows.key($0.1)] == nil }) {
+            host.refreshSockets()
+            host.allowRescan()
+        }
+        for (kind, e, t) in pending {
+            counters.events += 1
+            flows.apply(kind, e, at: t)
+            if firstSeen == nil { firstSeen = t }
+            lastSeen = t
+        }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    func dump(_ s: ConntrackSocket, reconcile: Bool) throws(UserError) {
+        let entries: [ConntrackEntry]
+        do { entries = try s.dump() } catch { throw UserError(message: error.description) }
+        counters.dumps += 1
+        host.refreshSockets()
+        host.allowRescan()
+        let t = ConntrackAgent.now()
+        flows.applyDump(entries, at: t, reconcile: reconcile)
+        if firstSeen == nil { firstSeen = t }
+        lastSeen = t
+    }
+
+    /// Attributes the local ends of a new flow, and in monitor mode judges it.
+    func attribute(_ f: inout ConntrackFlows.Flow) {
+        let e = f.entry
+        guard let proto = SocketProtocol(rawValue: e.orig.proto) else {
+            judge(&f)
+            return
+        }
+        let clientLocal = host.isLocal(e.orig.src), serverLocal = host.isLocal(e.reply.src)
+        if clientLocal {
+            counters.localEnds += 1
+            f.origProcess = host.attribute(proto: proto, local: e.orig.src, lport: e.orig.sport, remote: e.orig.dst,
+                                           rport: e.orig.dport)
+            if f.origProcess != nil { counters.attributedEnds += 1 }
+        }
+        if serverLocal {
+            counters.localEnds += 1
+            f.respProcess = host.attribute(proto: proto, local: e.reply.src, lport: e.reply.sport, remote: e.reply.dst,
+                                           rport: e.reply.dport)
+            if f.respProcess != nil { counters.attributedEnds += 1 }
+            f.serverListening = host.index.listener(proto: proto, local: e.reply.src, lport: e.reply.sport) != nil
+        }
+        if clientLocal || serverLocal {
+            counters.localFlows += 1
+            if (!clientLocal || f.origProcess != nil) && (!serverLocal || f.respProcess != nil) { counters.attributedFlows += 1 }
+        }
+        judge(&f)
+    }
+
+    func judge(_ f: inout ConntrackFlows.Flow) {
+        guard let evaluator else { return }
+        let r = ConntrackAgent.record(f)
+        let g = GraphFlow(r, hostID: hostID)
+        guard case .blocked(let why) = evaluator.evaluate(g) else { return }
+        f.blocked = why.rawValue
+        counters.blocked += 1
+        let from = evaluator.displayName(g.origH, client: nil, t: g.ts, servedPort: nil, process: g.origProcess)
+        let to = evaluator.displayName(g.respH, client: g.origH, t: g.ts, servedPort: g.servicePort, process: g.respProcess)
+        let proto = protocolName(g.ipProto)
+        switch cmd.format {
+        case .text:
+            Terminal.out("\(Fmt.iso8601(g.ts)) BLOCKED \(proto) \(g.origH):\(g.origP) \(from) -> \(g.respH):\(g.respP) \(to): \(why.rawValue)\n")
+        case .json:
+            var s = "{\"ts\":\(Fmt.fixed(g.ts)),\"uid\":\(jsonQuote(g.uid)),\"proto\":\(jsonQuote(proto)),"
+            s += "\"orig_h\":\"\(g.origH)\",\"orig_p\":\(g.origP),\"resp_h\":\"\(g.respH)\",\"resp_p\":\(g.respP),"
+            s += "\"from\":\(jsonQuote(from)),\"to\":\(jsonQuote(to)),\"verdict\":\"blocked\",\"reason\":\(jsonQuote(why.rawValue))}\n"
+            Terminal.out(s)
+        }
+        Terminal.flush()
+    }
+
+    /// A conntrack flow as a record, with TCP history letters for the handshake conntrack saw.
+    static func record(_ f: ConntrackFlows.Flow) -> FlowRecord {
+        var r = f.record
+        if f.entry.orig.proto == 6 { r.history = f.history }
+        return r
+    }
+
+    func flush(final: Bool) throws(UserError) {
+        var rows: [(FlowRecord, AgentFlowExtras)] = []
+        for f in flows.takeChanges() {
+            let e = f.entry
+            let x = AgentFlowExtras(conntrackID: e.id, zone: e.zone, mark: e.mark, dnat: e.dnat, snat: e.snat,
+                                    open: !f.ended, blocked: f.blocked)
+            rows.append((ConntrackAgent.record(f), x))
+        }
+        do {
+            recorded += try store.upsert(rows, source: sourceID, kind: .conntrack, hostID: hostID)
+            try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
+                                   warning: accounting ? nil : "conntrack accounting off: counters are 0")
+        } catch { throw UserError(message: error.description) }
+        host.pruneProcesses()
+    }
+
+    var coverage: Double {
+        counters.localFlows == 0 ? 100 : 100 * Double(counters.attributedFlows) / Double(counters.localFlows)
+    }
+
+    func status() {
+        let elapsed = max(Terminal.monotonic() - started, 0.001)
+        let mb = Double(store.sizeOnDisk) / 1e6
+        let line = "flows \(recorded + flows.activeCount) (\(String(format1: Double(flows.stats.new) / elapsed))/s), active \(flows.activeCount), attributed \(String(format1: coverage))%, store \(String(format1: mb)) MB"
+        Terminal.stderr("\r\u{1B}[K" + line)
+    }
+
+    func summary() {
+        let st = flows.stats
+        let fields: [(String, String)] = [
+            ("flows_recorded", "\(recorded)"), ("events", "\(counters.events)"), ("new", "\(st.new)"),
+            ("destroyed", "\(st.destroys)"), ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"),
+            ("ended_unseen", "\(st.endedUnseen)"), ("local_flows", "\(counters.localFlows)"),
+            ("attributed_flows", "\(counters.attributedFlows)"), ("local_ends", "\(counters.localEnds)"),
+            ("attributed_ends", "\(counters.attributedEnds)"), ("attribution_pct", String(format1: coverage)),
+            ("blocked", "\(counters.blocked)"), ("fd_scans", "\(host.stats.fdScans)"),
+            ("accounting", accounting ? "true" : "false"),
+        ]
+        switch cmd.logFormat {
+        case .text:
+            if !cmd.quiet {
+                Terminal.stderr("flowmap discover: " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + "\n")
+            }
+        case .json:
+            let body = fields.map { k, v in
+                let raw = Double(v) != nil || v == "true" || v == "false"
+                return "\"\(k)\":" + (raw ? v : jsonQuote(v))
+            }
+            Terminal.stderr("{\"level\":\"info\",\"msg\":\"summary\"," + body.joined(separator: ",") + "}\n")
+        }
+    }
+
+    func log(_ level: String, _ message: String) {
+        switch cmd.logFormat {
+        case .text: Terminal.stderr("flowmap: \(level == "warning" ? "warning: " : "")\(message)\n")
+        case .json: Terminal.stderr("{\"level\":\(jsonQuote(level)),\"msg\":\(jsonQuote(message))}\n")
+        }
+    }
+
+    func installSignalHandlers() {
+        agentStop.store(0, ordering: .relaxed)
+        for sig in [SIGINT, SIGTERM] {
+            var sa = sigaction()
+            sa.__sigaction_handler.sa_handler = { _ in agentStop.store(1, ordering: .relaxed) }
+            sigemptyset(&sa.sa_mask)
+            sa.sa_flags = 0
+            sigaction(sig, &sa, nil)
+        }
+    }
+}
+
+extension ConntrackFlows.Flow {
+    /// TCP history letters for the part of the handshake conntrack saw: "S" when the flow was
+    /// seen from its SYN; "h" once the responder answered; "A" once established. A flow that
+    /// was already open when the agent started gets "ShA" only when the responder's port is a
+    /// local listening socket (which confirms the direction); otherwise none, so the graph
+    /// treats its direction as unknown.
+    var history: String {
+        let e = entry
+        let replied = e.status & ConntrackEntry.seenReply != 0
+        let established = (e.tcpState ?? 0) >= 3 || e.status & ConntrackEntry.assured != 0
+        if preexisting { return serverListening ? "ShA" : "" }
+        var h = "S"
+        if replied { h += "h" }
+        if replied && established { h += "A" }
+        return h
+    }
+}
+
+private extension String {
+    init(format1 v: Double) {
+        let r = (v * 10).rounded() / 10
+        self = r == r.rounded() ? "\(Int(r)).0" : "\(r)"
+    }
+}
