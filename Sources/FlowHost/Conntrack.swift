@@ -138,6 +138,11 @@ public final class ConntrackFlows {
         public var endedUnseen = 0
         /// DESTROY or UPDATE events for entries never seen (their NEW was lost).
         public var late = 0
+
+        public init(new: Int = 0, updates: Int = 0, destroys: Int = 0, endedUnseen: Int = 0, late: Int = 0) {
+            self.new = new; self.updates = updates; self.destroys = destroys; self.endedUnseen = endedUnseen
+            self.late = late
+        }
     }
 
     public init(hostID: String) {

@@ -42,6 +42,7 @@ public struct ProcParseError: Error, Equatable, CustomStringConvertible, Sendabl
     public var line: Int
     public var reason: String
     public var description: String { "line \(line): \(reason)" }
+    public init(line: Int, reason: String) { self.line = line; self.reason = reason }
 }
 
 /// Parses `/proc/net/{tcp,tcp6,udp,udp6}` (pure: the caller reads the file).
