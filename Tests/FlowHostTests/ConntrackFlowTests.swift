@@ -1,8 +1,8 @@
 import FlowCore
 import FlowHost
-import Testing
+import XCTest
 
-@Suite struct ConntrackFlowTests {
+final class ConntrackFlowTests: XCTestCase {
     func tcp(id: UInt32 = 7, client: String = "10.0.0.1", cport: UInt16 = 40000, vip: String = "10.0.0.2", vport: UInt16 = 80,
              server: String? = nil, sport: UInt16? = nil, state: UInt8, status: UInt32 = 0,
              counters: (UInt64, UInt64, UInt64, UInt64)? = nil) -> ConntrackEntry {
@@ -14,37 +14,37 @@ import Testing
             tcpState: state, status: status)
     }
 
-    @Test func lifecycleUpdatesInPlaceAndForgetsEndedFlows() {
+    func testLifecycleUpdatesInPlaceAndForgetsEndedFlows() throws {
         let flows = ConntrackFlows(hostID: "h1")
         var seenNew = 0
         flows.onNew = { _ in seenNew += 1 }
         flows.apply(.new, tcp(state: 1, counters: (1, 60, 0, 0)), at: 100)
-        #expect(seenNew == 1 && flows.activeCount == 1)
+        XCTAssert(seenNew == 1 && flows.activeCount == 1)
         let first = flows.takeChanges()
-        #expect(first.count == 1 && !first[0].ended)
-        #expect(first[0].record.connState == "S0")
+        XCTAssert(first.count == 1 && !first[0].ended)
+        XCTAssert(first[0].record.connState == "S0")
         let uid = first[0].uid
         flows.apply(.update, tcp(state: 2, status: ConntrackEntry.seenReply, counters: (1, 60, 1, 60)), at: 100.01)
         flows.apply(.update, tcp(state: 3, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (3, 200, 2, 900)), at: 100.02)
-        #expect(flows.takeChanges().map(\.uid) == [uid])
-        #expect(flows.takeChanges().isEmpty)  // nothing changed since
+        XCTAssert(flows.takeChanges().map(\.uid) == [uid])
+        XCTAssert(flows.takeChanges().isEmpty)  // nothing changed since
         // An event without counters (accounting switched off meanwhile) keeps the last ones.
         flows.apply(.update, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured), at: 100.5)
         flows.apply(.destroy, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (6, 400, 5, 4000)), at: 220)
-        #expect(flows.activeCount == 0)
+        XCTAssert(flows.activeCount == 0)
         let done = flows.takeChanges()
-        #expect(done.count == 1 && done[0].ended && done[0].uid == uid)
+        XCTAssert(done.count == 1 && done[0].ended && done[0].uid == uid)
         let r = done[0].record
-        #expect(r.origPkts == 6 && r.origIPBytes == 400 && r.respPkts == 5 && r.respIPBytes == 4000)
-        #expect(r.connState == "SF")
-        #expect(r.ts == 100)
+        XCTAssert(r.origPkts == 6 && r.origIPBytes == 400 && r.respPkts == 5 && r.respIPBytes == 4000)
+        XCTAssert(r.connState == "SF")
+        XCTAssert(r.ts == 100)
         // The DESTROY came when TIME_WAIT expired; the last activity was the FIN exchange.
-        #expect(r.duration == 220 - 100)
-        #expect(flows.stats == .init(new: 1, updates: 3, destroys: 1, endedUnseen: 0, late: 0))
-        #expect(flows.takeChanges().isEmpty)
+        XCTAssert(r.duration == 220 - 100)
+        XCTAssert(flows.stats == .init(new: 1, updates: 3, destroys: 1, endedUnseen: 0, late: 0))
+        XCTAssert(flows.takeChanges().isEmpty)
     }
 
-    @Test func destroyWithoutMovementKeepsLastActivity() {
+    func testDestroyWithoutMovementKeepsLastActivity() throws {
         let flows = ConntrackFlows(hostID: "h1")
         let est = tcp(state: 3, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (3, 200, 2, 900))
         flows.apply(.new, tcp(state: 1, counters: (1, 60, 0, 0)), at: 10)
@@ -53,26 +53,26 @@ import Testing
         closed.tcpState = 7
         flows.apply(.update, closed, at: 13)
         flows.apply(.destroy, closed, at: 133)
-        #expect(flows.takeChanges()[0].record.duration == 3)
+        XCTAssert(flows.takeChanges()[0].record.duration == 3)
     }
 
-    @Test func dnatIsRecordedWithTheRealBackend() {
+    func testDnatIsRecordedWithTheRealBackend() throws {
         let flows = ConntrackFlows(hostID: "h1")
         let e = tcp(client: "10.0.0.1", vip: "10.96.0.10", vport: 80, server: "10.244.1.7", sport: 8080, state: 1)
         flows.apply(.new, e, at: 5)
         let f = flows.takeChanges()[0]
-        #expect(f.record.respH == ip("10.244.1.7") && f.record.respP == 8080)
-        #expect(f.record.origH == ip("10.0.0.1") && f.record.origP == 40000)
-        #expect(f.entry.dnat! == (ip("10.96.0.10"), 80))
-        #expect(f.entry.snat == nil)
+        XCTAssert(f.record.respH == ip("10.244.1.7") && f.record.respP == 8080)
+        XCTAssert(f.record.origH == ip("10.0.0.1") && f.record.origP == 40000)
+        XCTAssert(f.entry.dnat! == (ip("10.96.0.10"), 80))
+        XCTAssert(f.entry.snat == nil)
         // Masquerade: the server saw another client address.
         var m = tcp(state: 1)
         m.reply.dst = ip("192.168.1.1"); m.reply.dport = 61000
-        #expect(m.snat! == (ip("192.168.1.1"), 61000))
-        #expect(m.dnat == nil)
+        XCTAssert(m.snat! == (ip("192.168.1.1"), 61000))
+        XCTAssert(m.dnat == nil)
     }
 
-    @Test func overflowReconcileEndsVanishedFlowsAndAddsMissedOnes() {
+    func testOverflowReconcileEndsVanishedFlowsAndAddsMissedOnes() throws {
         let flows = ConntrackFlows(hostID: "h1")
         flows.apply(.new, tcp(id: 1, cport: 1001, state: 1), at: 1)
         flows.apply(.new, tcp(id: 2, cport: 1002, state: 1), at: 1)
@@ -81,50 +81,50 @@ import Testing
         flows.applyDump([tcp(id: 2, cport: 1002, state: 3, status: ConntrackEntry.seenReply), tcp(id: 3, cport: 1003, state: 3)],
                         at: 9, reconcile: true)
         let changes = flows.takeChanges()
-        #expect(changes.count == 3)
+        XCTAssert(changes.count == 3)
         let byPort = Dictionary(uniqueKeysWithValues: changes.map { ($0.entry.orig.sport, $0) })
-        #expect(byPort[1001]!.ended && !byPort[1002]!.ended && !byPort[1003]!.ended)
-        #expect(byPort[1003]!.preexisting && !byPort[1002]!.preexisting)
-        #expect(flows.stats.endedUnseen == 1 && flows.activeCount == 2)
+        XCTAssert(byPort[1001]!.ended && !byPort[1002]!.ended && !byPort[1003]!.ended)
+        XCTAssert(byPort[1003]!.preexisting && !byPort[1002]!.preexisting)
+        XCTAssert(flows.stats.endedUnseen == 1 && flows.activeCount == 2)
         // A plain refresh dump never ends flows.
         flows.applyDump([], at: 10, reconcile: false)
-        #expect(flows.activeCount == 2)
+        XCTAssert(flows.activeCount == 2)
     }
 
-    @Test func lateEventsAndIdentity() {
+    func testLateEventsAndIdentity() throws {
         let a = ConntrackFlows(hostID: "h1"), b = ConntrackFlows(hostID: "h1"), c = ConntrackFlows(hostID: "h2")
         for f in [a, b, c] { f.apply(.destroy, tcp(state: 7), at: 50) }
         let (fa, fb, fc) = (a.takeChanges()[0], b.takeChanges()[0], c.takeChanges()[0])
-        #expect(fa.ended && fa.preexisting && a.stats.late == 1)
-        #expect(fa.uid == fb.uid && fa.uid != fc.uid)  // stable per host, distinct across hosts
-        #expect(fa.uid.count == 18 && fa.uid.hasPrefix("C"))
+        XCTAssert(fa.ended && fa.preexisting && a.stats.late == 1)
+        XCTAssert(fa.uid == fb.uid && fa.uid != fc.uid)  // stable per host, distinct across hosts
+        XCTAssert(fa.uid.count == 18 && fa.uid.hasPrefix("C"))
     }
 
-    @Test func connStates() {
+    func testConnStates() throws {
         let replied = ConntrackEntry.seenReply, assured = ConntrackEntry.assured
-        #expect(tcp(state: 1).connState == "S0")
-        #expect(tcp(state: 8, status: replied).connState == "REJ")
-        #expect(tcp(state: 8, status: replied | assured).connState == "RSTO")
-        #expect(tcp(state: 3, status: replied | assured).connState == "S1")
-        #expect(tcp(state: 7, status: replied | assured).connState == "SF")
+        XCTAssert(tcp(state: 1).connState == "S0")
+        XCTAssert(tcp(state: 8, status: replied).connState == "REJ")
+        XCTAssert(tcp(state: 8, status: replied | assured).connState == "RSTO")
+        XCTAssert(tcp(state: 3, status: replied | assured).connState == "S1")
+        XCTAssert(tcp(state: 7, status: replied | assured).connState == "SF")
         var udp = tcp(state: 0)
         udp.orig.proto = 17; udp.reply.proto = 17; udp.tcpState = nil
-        #expect(udp.connState == "S0")
+        XCTAssert(udp.connState == "S0")
         udp.status = replied
-        #expect(udp.connState == "SF")
+        XCTAssert(udp.connState == "SF")
         let icmp = ConntrackEntry(id: 9, orig: ConntrackTuple(src: ip("10.0.0.1"), dst: ip("10.0.0.2"), proto: 1, sport: 8, dport: 0, icmpID: 77),
                                   reply: ConntrackTuple(src: ip("10.0.0.2"), dst: ip("10.0.0.1"), proto: 1, sport: 8, dport: 0, icmpID: 77))
         let flows = ConntrackFlows(hostID: "h")
         flows.apply(.new, icmp, at: 1)
         let r = flows.takeChanges()[0].record
         // Zeek's convention: orig_p is the type, resp_p the counterpart (echo reply 0).
-        #expect(r.ipProto.rawValue == 1 && r.origP == 8 && r.respP == 0 && r.connState == "OTH")
+        XCTAssert(r.ipProto.rawValue == 1 && r.origP == 8 && r.respP == 0 && r.connState == "OTH")
     }
 
-    @Test func monitorVerdictsAreKept() {
+    func testMonitorVerdictsAreKept() throws {
         let flows = ConntrackFlows(hostID: "h1")
         flows.onNew = { f in f.blocked = "no rule between these workloads" }
         flows.apply(.new, tcp(state: 1), at: 1)
-        #expect(flows.takeChanges()[0].blocked == "no rule between these workloads")
+        XCTAssert(flows.takeChanges()[0].blocked == "no rule between these workloads")
     }
 }
