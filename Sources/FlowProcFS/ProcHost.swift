@@ -28,7 +28,12 @@ public final class ProcHost {
         public var fdScans = 0
         public var lookups = 0
         public var attributed = 0
+        /// Lookups that found the socket but not its process: only the user is known.
+        public var attributedUserOnly = 0
     }
+
+    static let debug = getenv("FLOWMAP_ATTRIBUTION_DEBUG") != nil
+    static func say(_ line: String) { _ = line.withCString { Glibc.write(2, $0, strlen($0)) } }
 
     public init(procRoot: String = "/proc", netRoot: String? = nil, passwd: String = "/etc/passwd") {
         self.procRoot = procRoot
@@ -82,13 +87,16 @@ public final class ProcHost {
         return out
     }
 
-    /// Rebuilds socket inode → pid from every process's open files.
-    public func scanFileDescriptors() {
+    /// Scans `/proc/*/fd`, newest processes first (a new connection's owner is most often a
+    /// new process), caching every socket inode it passes. With `until`, stops as soon as that
+    /// inode is found. Returns true if the scan went through every process.
+    @discardableResult
+    public func scanFileDescriptors(until wanted: UInt64? = nil) -> Bool {
         stats.fdScans += 1
-        var owners: [UInt64: Int32] = [:]
-        for pid in ProcHost.pids(procRoot) {
+        for pid in ProcHost.pids(procRoot).reversed() {
             let fdDir = "\(procRoot)/\(pid)/fd"
             guard let d = opendir(fdDir) else { continue }
+            var found = false
             while let ent = readdir(d) {
                 let name = ProcHost.name(ent)
                 if name.first == "." { continue }
@@ -96,40 +104,60 @@ public final class ProcHost {
                     continue
                 }
                 // The lowest pid wins when a socket is shared (a forking server's parent).
-                if let p = owners[inode], p <= pid { continue }
-                owners[inode] = pid
+                if let p = inodeOwner[inode], p <= pid { continue }
+                inodeOwner[inode] = pid
+                if inode == wanted { found = true }
             }
             closedir(d)
+            if found { return false }
         }
-        inodeOwner = owners
+        fullScanDone = true
+        return true
     }
 
-    /// Whether an unknown inode may trigger a new scan of /proc/*/fd (once per batch of
-    /// lookups: see `allowRescan`).
-    private var mayRescan = true
+    /// Set when a scan has gone through every process since the last `allowRescan`: an inode
+    /// still unknown then belongs to no process now.
+    private var fullScanDone = false
 
-    /// Lets the next lookup of an unknown inode scan /proc/*/fd again (call once per batch).
-    public func allowRescan() { mayRescan = true }
+    /// Lets unknown inodes be looked for again (call once per batch of lookups, after the
+    /// socket tables were read).
+    public func allowRescan() { fullScanDone = false }
 
-    /// The process owning socket `inode`, scanning /proc again if it is unknown and a scan is
-    /// allowed.
+    /// The process owning socket `inode`, scanning /proc for it if it is unknown.
     public func owner(inode: UInt64) -> Int32? {
         if let p = inodeOwner[inode] { return p }
-        guard mayRescan else { return nil }
-        mayRescan = false
-        scanFileDescriptors()
+        guard !fullScanDone else { return nil }
+        scanFileDescriptors(until: inode)
         return inodeOwner[inode]
     }
 
     /// Who owns the local end `local`:`lport` of a conversation with `remote`:`rport`, from
-    /// the last `refreshSockets`. Nil when no socket or no process matches.
+    /// the last `refreshSockets`: the connected socket's process, else (a connection still in
+    /// the accept queue, or already gone) the process listening on the port. Nil when no
+    /// socket or no process matches.
     public func attribute(proto: SocketProtocol, local: IPAddress, lport: UInt16, remote: IPAddress,
                           rport: UInt16) -> ProcessAttribution? {
         stats.lookups += 1
-        guard let s = index.owner(proto: proto, local: local, lport: lport, remote: remote, rport: rport),
-              s.inode != 0, let pid = owner(inode: s.inode), let info = process(pid) else { return nil }
-        stats.attributed += 1
-        return info
+        var pid: Int32?
+        let socket = index.owner(proto: proto, local: local, lport: lport, remote: remote, rport: rport)
+        if let s = socket, s.inode != 0 { pid = owner(inode: s.inode) }
+        if pid == nil, isLocal(local), let l = index.listener(proto: proto, local: local, lport: lport), l.inode != 0 {
+            pid = owner(inode: l.inode)
+        }
+        if let pid, let info = process(pid) {
+            stats.attributed += 1
+            return info
+        }
+        if ProcHost.debug {
+            ProcHost.say("flowmap: attribution miss \(proto.name) \(local):\(lport) <-> \(remote):\(rport): socket \(socket.map { "\($0.inode) state \($0.state)" } ?? "none") among \(index.count)\n")
+        }
+        // The process is gone (a client that lived less than the time to look it up), but its
+        // socket still names the user.
+        if let s = socket, s.inode != 0 {
+            stats.attributedUserOnly += 1
+            return ProcessAttribution(user: userName(s.uid), uid: s.uid)
+        }
+        return nil
     }
 
     /// Whether `a` is one of this host's addresses (its interfaces', or bound by a socket).
@@ -158,6 +186,8 @@ public final class ProcHost {
 
     /// Forgets processes that have exited (call now and then: the cache stays bounded).
     public func pruneProcesses() {
+        // Socket inodes of closed sockets would pile up: the cache is rebuilt as needed.
+        inodeOwner.removeAll(keepingCapacity: true)
         let live = Set(ProcHost.pids(procRoot))
         for pid in processes.keys where !live.contains(pid) { processes[pid] = nil }
     }

@@ -119,6 +119,7 @@ final class ConntrackAgent {
         var attributedFlows = 0
         var localEnds = 0
         var attributedEnds = 0
+        var userOnlyEnds = 0
         var blocked = 0
     }
 
@@ -169,6 +170,9 @@ final class ConntrackAgent {
         flows.onNew = { [unowned self] f in self.attribute(&f) }
 
         try dump(dumper, reconcile: false)
+        if !cmd.quiet || cmd.logFormat == .json {
+            log("info", "discover: recording conntrack events into \(cmd.db) (host \(hostID), \(flows.activeCount) connections open)")
+        }
         let flushEvery = Durations.parse(cmd.flushInterval) ?? 10
         let refreshEvery = Durations.parse(cmd.refreshInterval) ?? 60
         let deadline = cmd.duration.flatMap(Durations.parse).map { started + $0 }
@@ -261,20 +265,27 @@ final class ConntrackAgent {
             counters.localEnds += 1
             f.origProcess = host.attribute(proto: proto, local: e.orig.src, lport: e.orig.sport, remote: e.orig.dst,
                                            rport: e.orig.dport)
-            if f.origProcess != nil { counters.attributedEnds += 1 }
+            count(f.origProcess)
         }
         if serverLocal {
             counters.localEnds += 1
             f.respProcess = host.attribute(proto: proto, local: e.reply.src, lport: e.reply.sport, remote: e.reply.dst,
                                            rport: e.reply.dport)
-            if f.respProcess != nil { counters.attributedEnds += 1 }
+            count(f.respProcess)
             f.serverListening = host.index.listener(proto: proto, local: e.reply.src, lport: e.reply.sport) != nil
         }
         if clientLocal || serverLocal {
             counters.localFlows += 1
-            if (!clientLocal || f.origProcess != nil) && (!serverLocal || f.respProcess != nil) { counters.attributedFlows += 1 }
+            if (!clientLocal || f.origProcess?.pid != nil) && (!serverLocal || f.respProcess?.pid != nil) {
+                counters.attributedFlows += 1
+            }
         }
         judge(&f)
+    }
+
+    /// Counts one local end: attributed to a process, or only to the socket's user.
+    func count(_ p: ProcessAttribution?) {
+        if p?.pid != nil { counters.attributedEnds += 1 } else if p != nil { counters.userOnlyEnds += 1 }
     }
 
     func judge(_ f: inout ConntrackFlows.Flow) {
@@ -340,7 +351,7 @@ final class ConntrackAgent {
             ("destroyed", "\(st.destroys)"), ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"),
             ("ended_unseen", "\(st.endedUnseen)"), ("local_flows", "\(counters.localFlows)"),
             ("attributed_flows", "\(counters.attributedFlows)"), ("local_ends", "\(counters.localEnds)"),
-            ("attributed_ends", "\(counters.attributedEnds)"), ("attribution_pct", String(format1: coverage)),
+            ("attributed_ends", "\(counters.attributedEnds)"), ("user_only_ends", "\(counters.userOnlyEnds)"), ("attribution_pct", String(format1: coverage)),
             ("blocked", "\(counters.blocked)"), ("fd_scans", "\(host.stats.fdScans)"),
             ("accounting", accounting ? "true" : "false"),
         ]

@@ -189,7 +189,10 @@ final class ProcHostTests: XCTestCase {
     func testLoopbackListenerAndFDScanCaching() throws {
         let h = host()
         XCTAssert(h.attribute(proto: .tcp, local: ip("127.0.0.1"), lport: 6379, remote: ip("127.0.0.1"), rport: 50000)?.comm == "redis-server")
-        XCTAssert(h.attribute(proto: .tcp, local: ip("::1"), lport: 8080, remote: ip("::1"), rport: 50000) == nil)  // inode 5002 has no owner
+        // Inode 5002 has no process any more: only its user is known, from the socket table.
+        XCTAssert(h.attribute(proto: .tcp, local: ip("::1"), lport: 8080, remote: ip("::1"), rport: 50000)
+                  == ProcessAttribution(user: "root", uid: 0))
+        XCTAssertEqual(h.stats.attributedUserOnly, 1)
         // One scan served the first lookup; the unknown inode may scan again only after allowRescan.
         let scans = h.stats.fdScans
         _ = h.owner(inode: 5002)
@@ -218,5 +221,23 @@ final class ProcHostTests: XCTestCase {
         XCTAssert(h.cachedProcesses == 1)
         h.pruneProcesses()
         XCTAssert(h.cachedProcesses == 0)
+    }
+}
+
+/// The same code against this machine's real /proc.
+final class LiveProcTests: XCTestCase {
+    func testFindsTheOwnerOfOwnSocketAndItsIdentity() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var st = stat()
+        XCTAssertEqual(fstat(fd, &st), 0)
+        let host = ProcHost()
+        XCTAssertEqual(host.owner(inode: UInt64(st.st_ino)), getpid())
+        let me = host.process(getpid())
+        XCTAssertEqual(me?.pid, Int(getpid()))
+        XCTAssertEqual(me?.uid, Int(getuid()))
+        XCTAssertNotNil(me?.exe)
+        XCTAssertFalse(me?.cmdline?.isEmpty ?? true)
     }
 }

@@ -1,0 +1,157 @@
+import FlowCore
+import FlowStore
+import Foundation
+import XCTest
+
+/// `flowmap discover` against real traffic: two network namespaces joined by a veth pair, an
+/// nft DNAT rule, a Python HTTP server running as `nobody`, curl and Python clients. Needs root
+/// (CI runs as root); built and torn down by Tests/agent/netns.sh.
+final class AgentNamespaceTests: XCTestCase {
+    var tag = ""
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root (network namespaces, nftables, conntrack)") }
+        for tool in ["/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/curl", "/usr/bin/python3", "/usr/bin/setpriv"]
+        where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw XCTSkip("\(tool) is missing (scripts/setup installs it)")
+        }
+        tag = "\(getpid() % 100000)"
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-agent-\(tag)")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        // The served files must be readable by nobody.
+        chmod(dir.path, 0o755)
+        _ = try sh("\(netns) down \(tag)")
+        let up = try sh("\(netns) up \(tag) \(dir.path)/www")
+        XCTAssertEqual(up.status, 0, up.output)
+    }
+
+    override func tearDownWithError() throws {
+        guard !tag.isEmpty else { return }
+        _ = try sh("\(netns) down \(tag)")
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    var netns: String { Repo.root.appendingPathComponent("Tests/agent/netns.sh").path }
+    var srv: String { "ip netns exec fm-s-\(tag)" }
+    var cli: String { "ip netns exec fm-c-\(tag)" }
+
+    func testRecordsProcessesCountersDNATAndShortConnectionsAndFlushesOnSIGTERM() throws {
+        guard let bin = Repo.binary else { throw XCTSkip("flowmap binary not built (run scripts/test)") }
+        let db = dir.appendingPathComponent("agent.db").path
+        let errPath = dir.appendingPathComponent("agent.err").path
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        // A long flush interval: everything reaches the store only because SIGTERM flushes.
+        agent.arguments = ["netns", "exec", "fm-s-\(tag)", bin.path, "discover", "--db", db, "--flush-interval", "10m",
+                           "--host-id", "test-host"]
+        agent.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        agent.standardOutput = FileHandle.nullDevice
+        try agent.run()
+        defer { if agent.isRunning { agent.terminate() } }
+        try waitFor("agent to start", timeout: 20) {
+            ((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "").contains("recording conntrack")
+        }
+
+        // A remote client, directly and through the VIP; a local client; a connection that
+        // lives 50 ms.
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.213.0.2:8080/blob").status, 0)
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.214.0.100/blob").status, 0)
+        // The local curl talks to socat, which answers after 300 ms. (A client process that
+        // exits within a few milliseconds can be gone before the agent looks; then only its
+        // user is known, from the socket table. docs/agent.md.)
+        XCTAssertEqual(try sh("\(srv) curl -sf -o /dev/null http://10.213.0.2:8081/").status, 0)
+        let short = #"import socket,time; s=socket.create_connection(("10.213.0.2",8080)); time.sleep(0.05); s.close()"#
+        XCTAssertEqual(try sh("\(srv) /usr/bin/python3 -c '\(short)'").status, 0)
+        let serverPID = Int(try sh("pgrep -f 'http.server 8080 --bind 0.0.0.0 --directory \(dir.path)/www'").output
+            .split(separator: "\n").first ?? "")
+        XCTAssertNotNil(serverPID)
+
+        usleep(300_000)
+        agent.terminate()  // SIGTERM
+        agent.waitUntilExit()
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        XCTAssertEqual(agent.terminationReason, .exit, err)
+        XCTAssertEqual(agent.terminationStatus, 0, err)
+        XCTAssertTrue(err.contains("attribution_pct="), err)
+
+        var st = stat()
+        XCTAssertEqual(stat(db, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "the store is private to its owner")
+
+        let store = try FlowStore(path: db, create: false)
+        let flows = try store.flows().filter { $0.ipProto.rawValue == 6 && $0.respP == 8080 }
+        let nobodyServer = { (p: ProcessAttribution?) -> Bool in
+            p?.comm == "python3" && p?.user == "nobody" && p?.uid == 65534 && p?.pid == serverPID
+                && p?.exe == "/usr/bin/python3.11"
+        }
+        let remote = flows.filter { $0.origH == IPAddress("10.213.0.1")! }
+        XCTAssertEqual(remote.count, 2, "\(flows)")
+        for f in remote {
+            XCTAssertEqual(f.respH, IPAddress("10.213.0.2")!)
+            XCTAssertNil(f.origProcess, "the client is not on this host")
+            XCTAssertTrue(nobodyServer(f.respProcess), "\(String(describing: f.respProcess))")
+            // Both directions' counters, in IP bytes: the 200 000-byte body came back.
+            XCTAssertGreaterThanOrEqual(f.origPkts, 4)
+            XCTAssertGreaterThanOrEqual(f.respPkts, 4)
+            XCTAssertGreaterThan(f.respIPBytes, 200_000)
+            XCTAssertGreaterThan(f.origIPBytes, 200)
+            XCTAssertEqual(f.history, "ShA")
+        }
+        // The VIP connection is recorded with the real backend, and the VIP kept.
+        let nat = try remote.compactMap { try store.agentExtras(uid: $0.uid)?.dnat }
+        XCTAssertEqual(nat.count, 1)
+        XCTAssertEqual(nat.first?.0, IPAddress("10.214.0.100")!)
+        XCTAssertEqual(nat.first?.1, 80)
+
+        let local = flows.filter { $0.origH == IPAddress("10.213.0.2")! }
+        XCTAssertEqual(local.count, 1, "\(flows)")
+        let brief = local.first { $0.origProcess?.comm == "python3" }
+        XCTAssertNotNil(brief, "a connection closed within 100 ms is attributed")
+        XCTAssertTrue(brief?.origProcess?.cmdline?.contains("create_connection") ?? false)
+        XCTAssertTrue(nobodyServer(brief?.respProcess))
+        let curl = try store.flows().first { $0.respP == 8081 }
+        XCTAssertEqual(curl?.origProcess?.comm, "curl", err)
+        XCTAssertEqual(curl?.origProcess?.exe, "/usr/bin/curl")
+        XCTAssertEqual(curl?.origProcess?.user, "root")
+        XCTAssertEqual(curl?.respProcess?.comm, "socat")
+        XCTAssertEqual(curl?.respProcess?.uid, 0)
+
+        // `flows --db` shows the attribution in JSON.
+        let json = try runFlowmap(["flows", "--db", db, "--format", "json"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertTrue(json.stdout.contains(#""orig_process":{"pid":"#), json.stdout)
+        XCTAssertTrue(json.stdout.contains(#""comm":"curl","exe":"/usr/bin/curl""#), json.stdout)
+        XCTAssertTrue(json.stdout.contains(#""user":"nobody","uid":65534"#), json.stdout)
+    }
+
+    // MARK: helpers
+
+    struct Shell { var status: Int32; var output: String }
+
+    func sh(_ command: String) throws -> Shell {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command + " 2>&1"]
+        let out = dir.appendingPathComponent("sh-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let h = try FileHandle(forWritingTo: out)
+        p.standardOutput = h
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        try h.close()
+        return Shell(status: p.terminationStatus, output: (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+    }
+
+    func waitFor(_ what: String, timeout: Double, _ cond: () -> Bool) throws {
+        let end = Date().addingTimeInterval(timeout)
+        while !cond() {
+            if Date() > end { XCTFail("timed out waiting for \(what)"); throw XCTSkip("gave up") }
+            usleep(20_000)
+        }
+    }
+}
