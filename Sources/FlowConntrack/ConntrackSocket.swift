@@ -29,6 +29,8 @@ public struct ConntrackError: Error, CustomStringConvertible, Sendable {
 public final class ConntrackSocket {
     private let handle: OpaquePointer
     public let fd: Int32
+    /// True when the kernel re-delivers DESTROY events that were lost (NETLINK_BROADCAST_ERROR).
+    public private(set) var reliableDestroyEvents = false
     /// Receives entries while a dump or `readEvents` runs.
     private final class Sink {
         var body: (ConntrackEventKind, ConntrackEntry) -> Void = { _, _ in }
@@ -49,6 +51,12 @@ public final class ConntrackSocket {
             if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
                 _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             }
+            // Reliable delivery of DESTROY events (as conntrackd does): when one cannot be
+            // delivered, the kernel keeps the entry and delivers it again later, so a
+            // connection that ends during an overflow is still reported.
+            var on: Int32 = 1
+            reliableDestroyEvents = setsockopt(fd, 270 /* SOL_NETLINK */, 4 /* NETLINK_BROADCAST_ERROR */, &on,
+                                               socklen_t(MemoryLayout<Int32>.size)) == 0
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         let ctx = Unmanaged.passUnretained(sink).toOpaque()

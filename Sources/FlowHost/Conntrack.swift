@@ -188,14 +188,41 @@ public final class ConntrackFlows {
         if reconcile {
             for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
                 stats.endedUnseen += 1
-                finish(k, at: nil)
+                finish(k, at: nil, unseen: true)
             }
         }
     }
 
     static func keyOrder(_ a: Key, _ b: Key) -> Bool { a.id != b.id ? a.id < b.id : a.zone < b.zone }
 
+    /// Flows a reconcile dump ended because their entry was gone, by key: a late event for one
+    /// (its DESTROY, re-delivered after the overflow) updates the same flow instead of starting
+    /// another. Bounded, oldest first out.
+    private var recentlyEnded: [Key: Flow] = [:]
+    private var endedOrder: [Key] = []
+    private var endedHead = 0
+    public var recentlyEndedCapacity = 65536
+
+    private func remember(_ f: Flow) {
+        if recentlyEnded.updateValue(f, forKey: f.key) == nil { endedOrder.append(f.key) }
+        while recentlyEnded.count > recentlyEndedCapacity, endedHead < endedOrder.count {
+            recentlyEnded[endedOrder[endedHead]] = nil
+            endedHead += 1
+        }
+        if endedHead > 4096 && endedHead * 2 > endedOrder.count {
+            endedOrder.removeFirst(endedHead)
+            endedHead = 0
+        }
+    }
+
     private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
+        if preexisting, var f = recentlyEnded.removeValue(forKey: k) {
+            // The same connection again: back in the table, same uid, then updated.
+            f.ended = false
+            active[k] = f
+            update(k, e, at: t)
+            return
+        }
         let first = e.start ?? t
         let o = e.orig
         let a = FlowUID.mix(hostHash, o.src.hi ^ o.dst.hi, o.src.lo, o.dst.lo,
@@ -235,12 +262,13 @@ public final class ConntrackFlows {
 
     /// Ends a flow; `t` is when it was last known active (the kernel's stop time, or nil
     /// when it vanished unseen and its last activity stays as known).
-    private func finish(_ k: Key, at t: Double?) {
+    private func finish(_ k: Key, at t: Double?, unseen: Bool = false) {
         guard var f = active.removeValue(forKey: k) else { return }
         changed.remove(k)
         f.ended = true
         if let t { f.lastSeen = max(f.lastSeen, t) }
         finished.append(f)
+        if unseen { remember(f) }
     }
 
     /// Sets the policy verdict of an active flow (monitor mode).

@@ -57,6 +57,9 @@ struct DiscoverCommand: ParsableCommand {
     @Option(name: .customLong("proc-root"), help: ArgumentHelp("Where /proc is (a host's /proc mounted into a container).", valueName: "dir"))
     var procRoot = "/proc"
 
+    @Option(name: .customLong("netlink-buffer"), help: ArgumentHelp("Receive buffer for conntrack events, in bytes (a bigger one survives longer bursts).", valueName: "bytes"))
+    var netlinkBuffer = 8 << 20
+
     @Flag(name: .shortAndLong, help: "No status line.")
     var quiet = false
 
@@ -69,6 +72,7 @@ struct DiscoverCommand: ParsableCommand {
         guard let f = Durations.parse(flushInterval), f > 0 else {
             throw ValidationError("--flush-interval: '\(flushInterval)' is not a positive duration.")
         }
+        if netlinkBuffer < 4096 { throw ValidationError("--netlink-buffer: at least 4096 bytes.") }
         guard let r = Durations.parse(refreshInterval), r > 0 else {
             throw ValidationError("--refresh-interval: '\(refreshInterval)' is not a positive duration.")
         }
@@ -154,7 +158,7 @@ final class ConntrackAgent {
         // Events first, then the dump: nothing can fall between them.
         let events: ConntrackSocket, dumper: ConntrackSocket
         do {
-            events = try ConntrackSocket(events: true)
+            events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer)
             dumper = try ConntrackSocket(events: false)
         } catch { throw UserError(message: error.description) }
         accounting = ConntrackSettings.enable("nf_conntrack_acct")

@@ -127,6 +127,105 @@ final class AgentNamespaceTests: XCTestCase {
         XCTAssertTrue(json.stdout.contains(#""user":"nobody","uid":65534"#), json.stdout)
     }
 
+    /// Starts the agent in the server namespace; returns it once it records.
+    func startAgent(_ extra: [String], db: String, err: String, out: String? = nil) throws -> Process {
+        guard let bin = Repo.binary else { throw XCTSkip("flowmap binary not built (run scripts/test)") }
+        FileManager.default.createFile(atPath: err, contents: nil)
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        agent.arguments = ["netns", "exec", "fm-s-\(tag)", bin.path, "discover", "--db", db] + extra
+        agent.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        if let out {
+            FileManager.default.createFile(atPath: out, contents: nil)
+            agent.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        } else {
+            agent.standardOutput = FileHandle.nullDevice
+        }
+        try agent.run()
+        try waitFor("agent to start", timeout: 20) {
+            ((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("recording conntrack")
+        }
+        return agent
+    }
+
+    func stop(_ agent: Process, err: String) -> String {
+        agent.terminate()
+        agent.waitUntilExit()
+        let text = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        XCTAssertEqual(agent.terminationReason, .exit, text)
+        XCTAssertEqual(agent.terminationStatus, 0, text)
+        return text
+    }
+
+    func testMonitorModePrintsAndStoresWhatThePolicyWouldBlock() throws {
+        let policy = dir.appendingPathComponent("policy.yaml")
+        try """
+            apiVersion: flowmap/v1
+            kind: Policy
+            metadata: {name: web-only}
+            workloads:
+              - name: clients
+                match: {cidrs: [10.213.0.1/32]}
+              - name: web
+                match: {cidrs: [10.213.0.2/32]}
+            defaultAction: deny
+            rules:
+              - name: clients-to-web
+                from: {workload: clients}
+                to: {workload: web}
+                ports: [8080/tcp]
+            """.write(to: policy, atomically: true, encoding: .utf8)
+        let db = dir.appendingPathComponent("monitor.db").path
+        let err = dir.appendingPathComponent("monitor.err").path, out = dir.appendingPathComponent("monitor.out").path
+        let agent = try startAgent(["--policy", policy.path, "--format", "json", "--flush-interval", "10m"], db: db, err: err, out: out)
+        defer { if agent.isRunning { agent.terminate() } }
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.213.0.2:8080/blob").status, 0)  // allowed
+        XCTAssertEqual(try sh("\(srv) curl -sf -o /dev/null http://10.213.0.2:8081/").status, 0)        // web -> web: no rule
+        usleep(200_000)
+        let text = stop(agent, err: err)
+        let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, text)
+        XCTAssertTrue(lines.first?.contains(#""resp_p":8081"#) ?? false, "\(lines)")
+        XCTAssertTrue(lines.first?.contains(#""verdict":"blocked","reason":"no rule between these workloads""#) ?? false, "\(lines)")
+        XCTAssertTrue(text.contains("blocked=1"), text)
+        let store = try FlowStore(path: db, create: false)
+        let flows = try store.flows()
+        XCTAssertEqual(flows.count, 2)
+        for f in flows {
+            let blocked = try store.agentExtras(uid: f.uid)?.blocked
+            XCTAssertEqual(blocked, f.respP == 8081 ? "no rule between these workloads" : nil)
+        }
+    }
+
+    func testNetlinkOverflowIsSurvivedWithoutLosingConnections() throws {
+        let db = dir.appendingPathComponent("overflow.db").path, err = dir.appendingPathComponent("overflow.err").path
+        // A tiny event buffer and a burst of 1500 connection attempts (each refused by a reset,
+        // so each leaves a conntrack entry for 10 s): events are lost, the dump recovers them.
+        let agent = try startAgent(["--netlink-buffer", "65536", "--flush-interval", "10m"], db: db, err: err)
+        defer { if agent.isRunning { agent.terminate() } }
+        let burst = """
+            import socket
+            for i in range(1500):
+                s = socket.socket()
+                try: s.connect(("10.213.0.2", 9))
+                except OSError: pass
+                s.close()
+            """
+        try burst.write(to: dir.appendingPathComponent("burst.py"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try sh("\(srv) /usr/bin/python3 \(dir.appendingPathComponent("burst.py").path)").status, 0)
+        usleep(3_000_000)
+        let text = stop(agent, err: err)
+        let overflows = text.split(separator: " ").first { $0.hasPrefix("overflows=") }.flatMap { Int($0.dropFirst(10)) }
+        XCTAssertGreaterThan(overflows ?? 0, 0, "the buffer was meant to overflow: \(text)")
+        let store = try FlowStore(path: db, create: false)
+        let refused = try store.flows().filter { $0.respP == 9 }
+        XCTAssertEqual(refused.count, 1500, text)
+        XCTAssertEqual(Set(refused.map(\.uid)).count, 1500, "one flow per connection, none twice")
+        let states = Dictionary(grouping: refused, by: \.connState).mapValues(\.count)
+        XCTAssertTrue(states.keys.allSatisfy { ["REJ", "S0"].contains($0) }, "\(states)")
+        print("overflow test: states \(states.sorted { $0.key < $1.key }); \(text)")
+    }
+
     // MARK: helpers
 
     struct Shell { var status: Int32; var output: String }
