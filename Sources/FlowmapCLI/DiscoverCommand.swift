@@ -13,17 +13,19 @@ import Glibc
 #endif
 
 /// `flowmap discover`: the host agent. Records every connection with the process, user,
-/// container or unit at each local end, into the same store as `ingest`.
+/// container or unit at each local end, into the same store as `ingest`, from conntrack or
+/// from live capture.
 struct DiscoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "discover",
-        abstract: "Run the discovery agent on this host: conntrack flows with /proc process attribution.",
+        abstract: "Run the discovery agent on this host: conntrack or live-capture flows with /proc process attribution.",
         discussion: """
             Reads the kernel's connection tracker (an initial dump, then NEW/UPDATE/DESTROY events) \
             and attributes each local end of every connection to its process through /proc, at the \
             moment the connection appears. Flows are written to the store every --flush-interval, \
             long-lived ones updated in place. SIGINT and SIGTERM write everything and exit 0. \
-            See docs/agent.md.
+            With --interface, packets are captured live instead (libpcap, same decoder and flow \
+            table as `flows`). See docs/agent.md.
             """
     )
 
@@ -35,6 +37,15 @@ struct DiscoverCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Read conntrack (the default when the kernel has it).")
     var conntrack = false
+
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Live capture on this interface ('any' for all); repeat for several.", valueName: "if"))
+    var interface: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("BPF filter for live capture (pcap-filter(7)).", valueName: "expr"))
+    var bpf: String?
+
+    @Flag(name: .long, help: "Live capture in promiscuous mode (a mirror port).")
+    var promiscuous = false
 
     @Option(name: .customLong("flush-interval"), help: ArgumentHelp("How often flows are written to the store.", valueName: "duration"))
     var flushInterval = "10s"
@@ -68,6 +79,7 @@ struct DiscoverCommand: ParsableCommand {
     init() {}
 
     func validate() throws {
+        if bpf != nil && interface.isEmpty { throw ValidationError("--bpf applies to live capture: give --interface too.") }
         if let d = duration, Durations.parse(d) == nil { throw ValidationError("--duration: '\(d)' is not a duration (e.g. 30s, 10m, 1h).") }
         guard let f = Durations.parse(flushInterval), f > 0 else {
             throw ValidationError("--flush-interval: '\(flushInterval)' is not a positive duration.")
@@ -79,7 +91,18 @@ struct DiscoverCommand: ParsableCommand {
     }
 
     func run() throws {
-        do { try ConntrackAgent(self).run() } catch { throw fail(error.message) }
+        do throws(UserError) {
+            // The source: what was asked for; else conntrack when the kernel has it, else live
+            // capture on every interface.
+            if !interface.isEmpty {
+                if conntrack { throw UserError(message: "give either --conntrack or --interface, not both") }
+                try LiveAgent(self, interfaces: interface).run()
+            } else if conntrack || ConntrackSettings.available {
+                try ConntrackAgent(self).run()
+            } else {
+                try LiveAgent(self, interfaces: ["any"]).run()
+            }
+        } catch { throw fail(error.message) }
     }
 }
 
@@ -99,16 +122,14 @@ enum Durations {
 /// Set by SIGINT/SIGTERM; the agent's loop stops at its next turn.
 let agentStop = Atomic<Int32>(0)
 
-/// The conntrack agent's loop.
-final class ConntrackAgent {
+/// What both agents share: the store, /proc attribution, monitor mode, status and summary.
+class DiscoveryAgent {
     let cmd: DiscoverCommand
     let store: FlowStore
     let host: ProcHost
-    let flows: ConntrackFlows
     let hostID: String
     var sourceID: Int64 = 0
     var evaluator: PolicyEvaluator?
-    var accounting = true
     var counters = Counters()
     var firstSeen: Double?
     var lastSeen: Double?
@@ -119,6 +140,7 @@ final class ConntrackAgent {
         var events = 0
         var overflows = 0
         var dumps = 0
+        var packets = 0
         var localFlows = 0
         var attributedFlows = 0
         var localEnds = 0
@@ -129,10 +151,9 @@ final class ConntrackAgent {
 
     init(_ cmd: DiscoverCommand) throws(UserError) {
         self.cmd = cmd
-        hostID = cmd.hostID ?? ConntrackAgent.hostName()
+        hostID = cmd.hostID ?? DiscoveryAgent.hostName()
         do { store = try FlowStore.openPrivate(path: cmd.db) } catch { throw UserError(message: error.description) }
         host = ProcHost(procRoot: cmd.procRoot)
-        flows = ConntrackFlows(hostID: hostID)
         if let p = cmd.policy {
             let pol = try PolicyFiles.load(p)
             evaluator = PolicyEvaluator(policy: pol, names: NameResolver()) { TimeZones.offset($0, $1) ?? 0 }
@@ -149,6 +170,125 @@ final class ConntrackAgent {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Attributes the local ends of a connection: the client's socket is (client → what the
+    /// client addressed), the server's is (server → whom the server sees). Counts coverage.
+    func attributeEnds(proto p: UInt8, client: (IPAddress, UInt16), clientPeer: (IPAddress, UInt16),
+                       server: (IPAddress, UInt16), serverPeer: (IPAddress, UInt16))
+        -> (client: ProcessAttribution?, server: ProcessAttribution?, serverListening: Bool) {
+        guard let proto = SocketProtocol(rawValue: p) else { return (nil, nil, false) }
+        let clientLocal = host.isLocal(client.0), serverLocal = host.isLocal(server.0)
+        var c: ProcessAttribution?, s: ProcessAttribution?, listening = false
+        if clientLocal {
+            counters.localEnds += 1
+            c = host.attribute(proto: proto, local: client.0, lport: client.1, remote: clientPeer.0, rport: clientPeer.1)
+            count(c)
+        }
+        if serverLocal {
+            counters.localEnds += 1
+            s = host.attribute(proto: proto, local: server.0, lport: server.1, remote: serverPeer.0, rport: serverPeer.1)
+            count(s)
+            listening = host.index.listener(proto: proto, local: server.0, lport: server.1) != nil
+        }
+        if clientLocal || serverLocal {
+            counters.localFlows += 1
+            if (!clientLocal || c?.pid != nil) && (!serverLocal || s?.pid != nil) { counters.attributedFlows += 1 }
+        }
+        return (c, s, listening)
+    }
+
+    /// Counts one local end: attributed to a process, or only to the socket's user.
+    func count(_ p: ProcessAttribution?) {
+        if p?.pid != nil { counters.attributedEnds += 1 } else if p != nil { counters.userOnlyEnds += 1 }
+    }
+
+    /// Monitor mode: the reason the policy would block this flow (printed and counted), or nil.
+    func verdict(_ r: FlowRecord) -> String? {
+        guard let evaluator else { return nil }
+        let g = GraphFlow(r, hostID: hostID)
+        guard case .blocked(let why) = evaluator.evaluate(g) else { return nil }
+        counters.blocked += 1
+        let from = evaluator.displayName(g.origH, client: nil, t: g.ts, servedPort: nil, process: g.origProcess)
+        let to = evaluator.displayName(g.respH, client: g.origH, t: g.ts, servedPort: g.servicePort, process: g.respProcess)
+        let proto = protocolName(g.ipProto)
+        switch cmd.format {
+        case .text:
+            Terminal.out("\(Fmt.iso8601(g.ts)) BLOCKED \(proto) \(g.origH):\(g.origP) \(from) -> \(g.respH):\(g.respP) \(to): \(why.rawValue)\n")
+        case .json:
+            var s = "{\"ts\":\(Fmt.fixed(g.ts)),\"uid\":\(jsonQuote(g.uid)),\"proto\":\(jsonQuote(proto)),"
+            s += "\"orig_h\":\"\(g.origH)\",\"orig_p\":\(g.origP),\"resp_h\":\"\(g.respH)\",\"resp_p\":\(g.respP),"
+            s += "\"from\":\(jsonQuote(from)),\"to\":\(jsonQuote(to)),\"verdict\":\"blocked\",\"reason\":\(jsonQuote(why.rawValue))}\n"
+            Terminal.out(s)
+        }
+        Terminal.flush()
+        return why.rawValue
+    }
+
+    var coverage: Double {
+        counters.localFlows == 0 ? 100 : 100 * Double(counters.attributedFlows) / Double(counters.localFlows)
+    }
+
+    func status(flows total: Int, new: Int, active: Int) {
+        let elapsed = max(Terminal.monotonic() - started, 0.001)
+        let mb = Double(store.sizeOnDisk) / 1e6
+        let line = "flows \(total) (\(String(format1: Double(new) / elapsed))/s), active \(active), attributed \(String(format1: coverage))%, store \(String(format1: mb)) MB"
+        Terminal.stderr("\r\u{1B}[K" + line)
+    }
+
+    /// The summary's fields; each agent adds its own.
+    func summaryFields() -> [(String, String)] {
+        [("flows_recorded", "\(recorded)"), ("local_flows", "\(counters.localFlows)"),
+         ("attributed_flows", "\(counters.attributedFlows)"), ("local_ends", "\(counters.localEnds)"),
+         ("attributed_ends", "\(counters.attributedEnds)"), ("user_only_ends", "\(counters.userOnlyEnds)"),
+         ("attribution_pct", String(format1: coverage)), ("blocked", "\(counters.blocked)"),
+         ("fd_scans", "\(host.stats.fdScans)")]
+    }
+
+    func summary() {
+        let fields = summaryFields()
+        switch cmd.logFormat {
+        case .text:
+            if !cmd.quiet {
+                Terminal.stderr("flowmap discover: " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + "\n")
+            }
+        case .json:
+            let body = fields.map { k, v in
+                let raw = Double(v) != nil || v == "true" || v == "false"
+                return "\"\(k)\":" + (raw ? v : jsonQuote(v))
+            }
+            Terminal.stderr("{\"level\":\"info\",\"msg\":\"summary\"," + body.joined(separator: ",") + "}\n")
+        }
+    }
+
+    func log(_ level: String, _ message: String) {
+        switch cmd.logFormat {
+        case .text: Terminal.stderr("flowmap: \(level == "warning" ? "warning: " : "")\(message)\n")
+        case .json: Terminal.stderr("{\"level\":\(jsonQuote(level)),\"msg\":\(jsonQuote(message))}\n")
+        }
+    }
+
+    func installSignalHandlers() {
+        agentStop.store(0, ordering: .relaxed)
+        for sig in [SIGINT, SIGTERM] {
+            var sa = sigaction()
+            sa.__sigaction_handler.sa_handler = { _ in agentStop.store(1, ordering: .relaxed) }
+            sigemptyset(&sa.sa_mask)
+            sa.sa_flags = 0
+            sigaction(sig, &sa, nil)
+        }
+    }
+}
+
+/// The conntrack agent: an initial dump, then events; dumps again after an overflow and now
+/// and then to refresh the counters of long-lived flows.
+final class ConntrackAgent: DiscoveryAgent {
+    let flows: ConntrackFlows
+    var accounting = true
+
+    override init(_ cmd: DiscoverCommand) throws(UserError) {
+        flows = ConntrackFlows(hostID: cmd.hostID ?? DiscoveryAgent.hostName())
+        try super.init(cmd)
     }
 
     func run() throws(UserError) {
@@ -197,7 +337,7 @@ final class ConntrackAgent {
             if rc > 0 {
                 let outcome: ConntrackSocket.ReadOutcome
                 do {
-                    outcome = try events.readEvents { kind, e in pending.append((kind, e, ConntrackAgent.now())) }
+                    outcome = try events.readEvents { kind, e in pending.append((kind, e, DiscoveryAgent.now())) }
                 } catch { throw UserError(message: error.description) }
                 apply(&pending)
                 if outcome == .overflow {
@@ -216,12 +356,12 @@ final class ConntrackAgent {
                 nextFlush = t + flushEvery
             }
             if showStatus && t >= nextStatus {
-                status()
+                status(flows: recorded + flows.activeCount, new: flows.stats.new, active: flows.activeCount)
                 nextStatus = t + 1
             }
         }
         // Read what is queued, refresh counters of open flows, write everything.
-        _ = try? events.readEvents { kind, e in pending.append((kind, e, ConntrackAgent.now())) }
+        _ = try? events.readEvents { kind, e in pending.append((kind, e, DiscoveryAgent.now())) }
         apply(&pending)
         try dump(dumper, reconcile: true)
         try flush(final: true)
@@ -251,67 +391,22 @@ final class ConntrackAgent {
         counters.dumps += 1
         host.refreshSockets()
         host.allowRescan()
-        let t = ConntrackAgent.now()
+        let t = DiscoveryAgent.now()
         flows.applyDump(entries, at: t, reconcile: reconcile)
         if firstSeen == nil { firstSeen = t }
         lastSeen = t
     }
 
-    /// Attributes the local ends of a new flow, and in monitor mode judges it.
+    /// Attributes the local ends of a new flow while its sockets exist, and in monitor mode
+    /// judges it.
     func attribute(_ f: inout ConntrackFlows.Flow) {
         let e = f.entry
-        guard let proto = SocketProtocol(rawValue: e.orig.proto) else {
-            judge(&f)
-            return
-        }
-        let clientLocal = host.isLocal(e.orig.src), serverLocal = host.isLocal(e.reply.src)
-        if clientLocal {
-            counters.localEnds += 1
-            f.origProcess = host.attribute(proto: proto, local: e.orig.src, lport: e.orig.sport, remote: e.orig.dst,
-                                           rport: e.orig.dport)
-            count(f.origProcess)
-        }
-        if serverLocal {
-            counters.localEnds += 1
-            f.respProcess = host.attribute(proto: proto, local: e.reply.src, lport: e.reply.sport, remote: e.reply.dst,
-                                           rport: e.reply.dport)
-            count(f.respProcess)
-            f.serverListening = host.index.listener(proto: proto, local: e.reply.src, lport: e.reply.sport) != nil
-        }
-        if clientLocal || serverLocal {
-            counters.localFlows += 1
-            if (!clientLocal || f.origProcess?.pid != nil) && (!serverLocal || f.respProcess?.pid != nil) {
-                counters.attributedFlows += 1
-            }
-        }
-        judge(&f)
-    }
-
-    /// Counts one local end: attributed to a process, or only to the socket's user.
-    func count(_ p: ProcessAttribution?) {
-        if p?.pid != nil { counters.attributedEnds += 1 } else if p != nil { counters.userOnlyEnds += 1 }
-    }
-
-    func judge(_ f: inout ConntrackFlows.Flow) {
-        guard let evaluator else { return }
-        let r = ConntrackAgent.record(f)
-        let g = GraphFlow(r, hostID: hostID)
-        guard case .blocked(let why) = evaluator.evaluate(g) else { return }
-        f.blocked = why.rawValue
-        counters.blocked += 1
-        let from = evaluator.displayName(g.origH, client: nil, t: g.ts, servedPort: nil, process: g.origProcess)
-        let to = evaluator.displayName(g.respH, client: g.origH, t: g.ts, servedPort: g.servicePort, process: g.respProcess)
-        let proto = protocolName(g.ipProto)
-        switch cmd.format {
-        case .text:
-            Terminal.out("\(Fmt.iso8601(g.ts)) BLOCKED \(proto) \(g.origH):\(g.origP) \(from) -> \(g.respH):\(g.respP) \(to): \(why.rawValue)\n")
-        case .json:
-            var s = "{\"ts\":\(Fmt.fixed(g.ts)),\"uid\":\(jsonQuote(g.uid)),\"proto\":\(jsonQuote(proto)),"
-            s += "\"orig_h\":\"\(g.origH)\",\"orig_p\":\(g.origP),\"resp_h\":\"\(g.respH)\",\"resp_p\":\(g.respP),"
-            s += "\"from\":\(jsonQuote(from)),\"to\":\(jsonQuote(to)),\"verdict\":\"blocked\",\"reason\":\(jsonQuote(why.rawValue))}\n"
-            Terminal.out(s)
-        }
-        Terminal.flush()
+        let ends = attributeEnds(proto: e.orig.proto, client: (e.orig.src, e.orig.sport), clientPeer: (e.orig.dst, e.orig.dport),
+                                 server: (e.reply.src, e.reply.sport), serverPeer: (e.reply.dst, e.reply.dport))
+        f.origProcess = ends.client
+        f.respProcess = ends.server
+        f.serverListening = ends.serverListening
+        if evaluator != nil { f.blocked = verdict(ConntrackAgent.record(f)) }
     }
 
     /// A conntrack flow as a record, with TCP history letters for the handshake conntrack saw.
@@ -337,58 +432,13 @@ final class ConntrackAgent {
         host.pruneProcesses()
     }
 
-    var coverage: Double {
-        counters.localFlows == 0 ? 100 : 100 * Double(counters.attributedFlows) / Double(counters.localFlows)
-    }
-
-    func status() {
-        let elapsed = max(Terminal.monotonic() - started, 0.001)
-        let mb = Double(store.sizeOnDisk) / 1e6
-        let line = "flows \(recorded + flows.activeCount) (\(String(format1: Double(flows.stats.new) / elapsed))/s), active \(flows.activeCount), attributed \(String(format1: coverage))%, store \(String(format1: mb)) MB"
-        Terminal.stderr("\r\u{1B}[K" + line)
-    }
-
-    func summary() {
+    override func summaryFields() -> [(String, String)] {
         let st = flows.stats
-        let fields: [(String, String)] = [
-            ("flows_recorded", "\(recorded)"), ("events", "\(counters.events)"), ("new", "\(st.new)"),
-            ("destroyed", "\(st.destroys)"), ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"),
-            ("ended_unseen", "\(st.endedUnseen)"), ("local_flows", "\(counters.localFlows)"),
-            ("attributed_flows", "\(counters.attributedFlows)"), ("local_ends", "\(counters.localEnds)"),
-            ("attributed_ends", "\(counters.attributedEnds)"), ("user_only_ends", "\(counters.userOnlyEnds)"), ("attribution_pct", String(format1: coverage)),
-            ("blocked", "\(counters.blocked)"), ("fd_scans", "\(host.stats.fdScans)"),
+        return super.summaryFields() + [
+            ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
+            ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("accounting", accounting ? "true" : "false"),
         ]
-        switch cmd.logFormat {
-        case .text:
-            if !cmd.quiet {
-                Terminal.stderr("flowmap discover: " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + "\n")
-            }
-        case .json:
-            let body = fields.map { k, v in
-                let raw = Double(v) != nil || v == "true" || v == "false"
-                return "\"\(k)\":" + (raw ? v : jsonQuote(v))
-            }
-            Terminal.stderr("{\"level\":\"info\",\"msg\":\"summary\"," + body.joined(separator: ",") + "}\n")
-        }
-    }
-
-    func log(_ level: String, _ message: String) {
-        switch cmd.logFormat {
-        case .text: Terminal.stderr("flowmap: \(level == "warning" ? "warning: " : "")\(message)\n")
-        case .json: Terminal.stderr("{\"level\":\(jsonQuote(level)),\"msg\":\(jsonQuote(message))}\n")
-        }
-    }
-
-    func installSignalHandlers() {
-        agentStop.store(0, ordering: .relaxed)
-        for sig in [SIGINT, SIGTERM] {
-            var sa = sigaction()
-            sa.__sigaction_handler.sa_handler = { _ in agentStop.store(1, ordering: .relaxed) }
-            sigemptyset(&sa.sa_mask)
-            sa.sa_flags = 0
-            sigaction(sig, &sa, nil)
-        }
     }
 }
 

@@ -52,7 +52,7 @@ final class AgentNamespaceTests: XCTestCase {
         try agent.run()
         defer { if agent.isRunning { agent.terminate() } }
         try waitFor("agent to start", timeout: 20) {
-            ((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "").contains("recording conntrack")
+            ((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "").contains("discover: recording")
         }
 
         // A remote client, directly and through the VIP; a local client; a connection that
@@ -143,7 +143,7 @@ final class AgentNamespaceTests: XCTestCase {
         }
         try agent.run()
         try waitFor("agent to start", timeout: 20) {
-            ((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("recording conntrack")
+            ((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("discover: recording")
         }
         return agent
     }
@@ -224,6 +224,43 @@ final class AgentNamespaceTests: XCTestCase {
         let states = Dictionary(grouping: refused, by: \.connState).mapValues(\.count)
         XCTAssertTrue(states.keys.allSatisfy { ["REJ", "S0"].contains($0) }, "\(states)")
         print("overflow test: states \(states.sorted { $0.key < $1.key }); \(text)")
+    }
+
+    func testLiveCaptureWithAFilterAttributesBothEnds() throws {
+        let db = dir.appendingPathComponent("live.db").path, err = dir.appendingPathComponent("live.err").path
+        let agent = try startAgent(["--interface", "fms\(tag)", "--interface", "lo", "--bpf", "tcp", "--flush-interval", "10m"],
+                                   db: db, err: err)
+        defer { if agent.isRunning { agent.terminate() } }
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.213.0.2:8080/blob").status, 0)
+        XCTAssertEqual(try sh("\(srv) curl -sf -o /dev/null http://10.213.0.2:8081/").status, 0)
+        usleep(200_000)
+        let text = stop(agent, err: err)
+        XCTAssertTrue(text.contains("kernel_dropped=0"), text)
+        let store = try FlowStore(path: db, create: false)
+        let flows = try store.flows()
+        // The filter kept only TCP (no neighbour discovery, no multicast listener reports).
+        XCTAssertEqual(flows.map(\.respP).sorted(), [8080, 8081], "\(flows)")
+        let remote = try XCTUnwrap(flows.first { $0.respP == 8080 })
+        XCTAssertEqual(remote.history, "ShADadFf")
+        XCTAssertEqual(remote.connState, "SF")
+        XCTAssertGreaterThan(remote.respBytes, 200_000)  // payload bytes: the packets were seen
+        XCTAssertNil(remote.origProcess)
+        XCTAssertEqual(remote.respProcess?.user, "nobody")
+        let local = try XCTUnwrap(flows.first { $0.respP == 8081 })
+        XCTAssertEqual(local.origProcess?.comm, "curl")
+        XCTAssertEqual(local.respProcess?.comm, "socat")
+        XCTAssertEqual(try store.agentExtras(uid: local.uid)?.open, false)
+    }
+
+    func testClearErrorsForAMissingInterfaceAndABadFilter() throws {
+        let db = dir.appendingPathComponent("err.db").path
+        let missing = try runFlowmap(["discover", "--db", db, "--interface", "nosuch\(tag)", "--duration", "1s"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertEqual(missing.stderr, "flowmap: interface nosuch\(tag): no such interface\n")
+        let bad = try runFlowmap(["discover", "--db", db, "--interface", "lo", "--bpf", "tcp and and", "--duration", "1s"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.hasPrefix("flowmap: interface lo: bad BPF filter 'tcp and and': "), bad.stderr)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1)
     }
 
     // MARK: helpers

@@ -212,7 +212,17 @@ public final class FlowTable {
         }
         let slot = slots.insert(f, hash: h)
         if slots.count > peakActiveFlows { peakActiveFlows = slots.count }
+        if let onCreate { onCreate(record(slots[slot])) }
         return slot
+    }
+
+    /// Called with each new flow as its first packet is counted (the live agent attributes
+    /// local ends then, while their sockets exist). Off the offline hot path when nil.
+    public var onCreate: ((FlowRecord) -> Void)?
+
+    /// The flows still open, as records so far (ordered by first packet time, then uid).
+    public func openRecords() -> [FlowRecord] {
+        slots.liveSlots().map { record(slots[$0]) }.sorted(by: FlowRecord.outputOrder)
     }
 
     // MARK: TCP (Zeek's TCPAnalyzer::DeliverPacket and TCPSessionAdapter state machine)
