@@ -164,7 +164,10 @@ public final class ConntrackFlows {
         switch kind {
         case .new:
             stats.new += 1
-            if active[k] == nil { create(k, e, at: t, preexisting: false) } else { update(k, e, at: t) }
+            // The same id and tuple as a flow we hold: the kernel reused both for a new
+            // connection (a client port reused at once). The old one is over.
+            if active[k] != nil { finish(k, at: nil) }
+            create(k, e, at: t, preexisting: false)
         case .update:
             stats.updates += 1
             if active[k] == nil { stats.late += 1; create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }

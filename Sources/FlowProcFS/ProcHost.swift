@@ -17,7 +17,9 @@ public final class ProcHost {
     /// Where the socket tables are read (`<procRoot>/net`, the reader's network namespace).
     public let netRoot: String
     private var inodeOwner: [UInt64: Int32] = [:]
-    private var processes: [Int32: (start: UInt64, info: ProcessAttribution)] = [:]
+    /// pid → identity, with the start time that identifies the process and when that was
+    /// last checked (a pid is re-checked at most once a second).
+    private var processes: [Int32: (start: UInt64, info: ProcessAttribution, checked: Double)] = [:]
     private var users: [Int: String] = [:]
     private var usersLoaded = false
     public private(set) var index = SocketIndex()
@@ -35,14 +37,35 @@ public final class ProcHost {
     static let debug = getenv("FLOWMAP_ATTRIBUTION_DEBUG") != nil
     static func say(_ line: String) { _ = line.withCString { Glibc.write(2, $0, strlen($0)) } }
 
-    public init(procRoot: String = "/proc", netRoot: String? = nil, passwd: String = "/etc/passwd") {
+    /// Exact socket lookups through netlink (nil: the socket tables under `netRoot` are read).
+    private let diag: SockDiag?
+
+    /// With `sockDiag`, sockets are looked up one by one through netlink sock_diag (falling
+    /// back to `/proc/net` when the kernel has none); otherwise the socket tables are read
+    /// (what tests with a fake /proc tree use).
+    public init(procRoot: String = "/proc", netRoot: String? = nil, passwd: String = "/etc/passwd",
+                sockDiag: Bool = false) {
         self.procRoot = procRoot
         self.netRoot = netRoot ?? procRoot + "/net"
         passwdPath = passwd
+        diag = sockDiag ? SockDiag() : nil
     }
+
+    /// How sockets are found: "sock_diag" or "/proc/net".
+    public var socketSource: String { diag != nil ? "sock_diag" : "/proc/net" }
+    private var interfacesReadAt = -Double.infinity
 
     /// Re-reads the four socket tables.
     public func refreshSockets() {
+        if diag != nil {
+            // Nothing to read ahead: each lookup asks the kernel. Interfaces change rarely.
+            let now = ProcHost.monotonic()
+            if now - interfacesReadAt > 1 {
+                interfaceAddresses = ProcHost.interfaceAddresses()
+                interfacesReadAt = now
+            }
+            return
+        }
         var all: [SocketEntry] = []
         for (file, proto) in [("tcp", SocketProtocol.tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] {
             guard let text = ProcHost.readText(netRoot + "/" + file) else { continue }
@@ -127,37 +150,100 @@ public final class ProcHost {
     public func owner(inode: UInt64) -> Int32? {
         if let p = inodeOwner[inode] { return p }
         guard !fullScanDone else { return nil }
-        scanFileDescriptors(until: inode)
+        // A scan that finds nothing walks every process: at most one per 50 ms (a socket
+        // that no process holds any more would otherwise cost a full walk each time).
+        let now = ProcHost.monotonic()
+        if now - lastFullScan < minFullScanInterval { return nil }
+        if scanFileDescriptors(until: inode) { lastFullScan = now }
         return inodeOwner[inode]
     }
+
+    private var lastFullScan = -Double.infinity
+    /// How long a process's identity is trusted before its start time is read again.
+    public var processRecheckInterval = 1.0
+    public var minFullScanInterval = 0.05
 
     /// Who owns the local end `local`:`lport` of a conversation with `remote`:`rport`, from
     /// the last `refreshSockets`: the connected socket's process, else (a connection still in
     /// the accept queue, or already gone) the process listening on the port. Nil when no
     /// socket or no process matches.
+    ///
+    /// With `server`, the listening socket is asked first: it names the service (for a
+    /// forking server, the parent), and it stays while accepted sockets come and go fast.
     public func attribute(proto: SocketProtocol, local: IPAddress, lport: UInt16, remote: IPAddress,
-                          rport: UInt16) -> ProcessAttribution? {
+                          rport: UInt16, server: Bool = false) -> ProcessAttribution? {
         stats.lookups += 1
+        if server, isLocal(local), let inode = listenerInode(proto: proto, local: local, lport: lport),
+           let pid = owner(inode: inode), let info = process(pid) {
+            stats.attributed += 1
+            return info
+        }
         var pid: Int32?
-        let socket = index.owner(proto: proto, local: local, lport: lport, remote: remote, rport: rport)
-        if let s = socket, s.inode != 0 { pid = owner(inode: s.inode) }
-        if pid == nil, isLocal(local), let l = index.listener(proto: proto, local: local, lport: lport), l.inode != 0 {
-            pid = owner(inode: l.inode)
+        var socketUID: Int?
+        var found = "none"
+        if let diag {
+            if let a = diag.lookup(proto: proto, local: local, lport: lport, remote: remote, rport: rport), a.inode != 0 {
+                pid = owner(inode: a.inode)
+                socketUID = a.uid
+                found = "\(a.inode) state \(a.state)"
+            }
+            if pid == nil, isLocal(local),
+               let l = diag.lookup(proto: proto, local: local, lport: lport, remote: ProcHost.unspecified(local), rport: 0),
+               l.inode != 0, l.state == (proto == .tcp ? SocketEntry.tcpListen : SocketEntry.udpUnconnected) {
+                pid = owner(inode: l.inode)
+            }
+        } else {
+            let socket = index.owner(proto: proto, local: local, lport: lport, remote: remote, rport: rport)
+            if let s = socket, s.inode != 0 {
+                pid = owner(inode: s.inode)
+                socketUID = s.uid
+                found = "\(s.inode) state \(s.state)"
+            }
+            if pid == nil, isLocal(local), let l = index.listener(proto: proto, local: local, lport: lport), l.inode != 0 {
+                pid = owner(inode: l.inode)
+            }
         }
         if let pid, let info = process(pid) {
             stats.attributed += 1
             return info
         }
         if ProcHost.debug {
-            ProcHost.say("flowmap: attribution miss \(proto.name) \(local):\(lport) <-> \(remote):\(rport): socket \(socket.map { "\($0.inode) state \($0.state)" } ?? "none") among \(index.count)\n")
+            ProcHost.say("flowmap: attribution miss \(proto.name) \(local):\(lport) <-> \(remote):\(rport): socket \(found)\n")
         }
         // The process is gone (a client that lived less than the time to look it up), but its
         // socket still names the user.
-        if let s = socket, s.inode != 0 {
+        if let uid = socketUID {
             stats.attributedUserOnly += 1
-            return ProcessAttribution(user: userName(s.uid), uid: s.uid)
+            return ProcessAttribution(user: userName(uid), uid: uid)
         }
         return nil
+    }
+
+    /// Whether a socket listens on (TCP) or is bound to (UDP) `local`:`lport`.
+    public func isListening(proto: SocketProtocol, local: IPAddress, lport: UInt16) -> Bool {
+        listenerInode(proto: proto, local: local, lport: lport) != nil
+    }
+
+    /// The inode of the socket listening on (TCP) or bound to (UDP) `local`:`lport`.
+    func listenerInode(proto: SocketProtocol, local: IPAddress, lport: UInt16) -> UInt64? {
+        if let diag {
+            guard let l = diag.lookup(proto: proto, local: local, lport: lport, remote: ProcHost.unspecified(local), rport: 0),
+                  l.inode != 0, l.state == (proto == .tcp ? SocketEntry.tcpListen : SocketEntry.udpUnconnected)
+            else { return nil }
+            return l.inode
+        }
+        guard let l = index.listener(proto: proto, local: local, lport: lport), l.inode != 0 else { return nil }
+        return l.inode
+    }
+
+    static func unspecified(_ like: IPAddress) -> IPAddress {
+        like.isV6 ? IPAddress(v6hi: 0, v6lo: 0) : IPAddress(v4: 0)
+    }
+
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
     /// Whether `a` is one of this host's addresses (its interfaces', or bound by a socket).
@@ -167,11 +253,16 @@ public final class ProcHost {
 
     /// The identity of process `pid` (cached while its start time is the same).
     public func process(_ pid: Int32) -> ProcessAttribution? {
+        let now = ProcHost.monotonic()
+        if let c = processes[pid], now - c.checked < processRecheckInterval { return c.info }
         let base = "\(procRoot)/\(pid)"
         guard let stat = ProcHost.readText(base + "/stat"), let start = ProcFiles.startTime(stat: stat) else {
             return processes[pid]?.info  // gone: what was known of it
         }
-        if let c = processes[pid], c.start == start { return c.info }
+        if let c = processes[pid], c.start == start {
+            processes[pid] = (start, c.info, now)
+            return c.info
+        }
         let comm = ProcHost.readText(base + "/comm").map(ProcFiles.comm)
         let exe = ProcHost.readLink(base + "/exe")
         let cmdline = ProcHost.readBytes(base + "/cmdline").map(ProcFiles.cmdline)
@@ -180,7 +271,7 @@ public final class ProcHost {
         let info = ProcessAttribution(pid: Int(pid), comm: comm, exe: exe, cmdline: cmdline,
                                       user: uid.flatMap(userName), uid: uid, cgroup: cg?.path,
                                       container: cg?.container, unit: cg?.unit, pod: cg?.pod)
-        processes[pid] = (start, info)
+        processes[pid] = (start, info, now)
         return info
     }
 

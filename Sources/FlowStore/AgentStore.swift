@@ -97,13 +97,12 @@ extension FlowStore {
     /// Updates a live source's running totals (called at every flush, so a crash leaves them
     /// nearly current).
     public func updateSource(id: Int64, firstTimestamp: Double?, lastTimestamp: Double?, complete: Bool,
-                             warning: String?) throws(StoreError) {
+                             warning: String?, flows: Int) throws(StoreError) {
         do {
             try db.write { db in
                 try db.execute(sql: """
-                    UPDATE source SET first_ts = ?, last_ts = ?, complete = ?, warning = ?,
-                      flows = (SELECT count(*) FROM flow WHERE source_id = ?) WHERE id = ?
-                    """, arguments: [firstTimestamp, lastTimestamp, complete, warning, id, id])
+                    UPDATE source SET first_ts = ?, last_ts = ?, complete = ?, warning = ?, flows = ? WHERE id = ?
+                    """, arguments: [firstTimestamp, lastTimestamp, complete, warning, flows, id])
             }
         } catch { throw StoreError(path: path, reason: "\(error)") }
     }

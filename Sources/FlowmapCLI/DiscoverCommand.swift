@@ -153,7 +153,7 @@ class DiscoveryAgent {
         self.cmd = cmd
         hostID = cmd.hostID ?? DiscoveryAgent.hostName()
         do { store = try FlowStore.openPrivate(path: cmd.db) } catch { throw UserError(message: error.description) }
-        host = ProcHost(procRoot: cmd.procRoot)
+        host = ProcHost(procRoot: cmd.procRoot, sockDiag: cmd.procRoot == "/proc")
         if let p = cmd.policy {
             let pol = try PolicyFiles.load(p)
             evaluator = PolicyEvaluator(policy: pol, names: NameResolver()) { TimeZones.offset($0, $1) ?? 0 }
@@ -187,9 +187,10 @@ class DiscoveryAgent {
         }
         if serverLocal {
             counters.localEnds += 1
-            s = host.attribute(proto: proto, local: server.0, lport: server.1, remote: serverPeer.0, rport: serverPeer.1)
+            s = host.attribute(proto: proto, local: server.0, lport: server.1, remote: serverPeer.0, rport: serverPeer.1,
+                               server: true)
             count(s)
-            listening = host.index.listener(proto: proto, local: server.0, lport: server.1) != nil
+            listening = host.isListening(proto: proto, local: server.0, lport: server.1)
         }
         if clientLocal || serverLocal {
             counters.localFlows += 1
@@ -427,7 +428,7 @@ final class ConntrackAgent: DiscoveryAgent {
         do {
             recorded += try store.upsert(rows, source: sourceID, kind: .conntrack, hostID: hostID)
             try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
-                                   warning: accounting ? nil : "conntrack accounting off: counters are 0")
+                                   warning: accounting ? nil : "conntrack accounting off: counters are 0", flows: recorded)
         } catch { throw UserError(message: error.description) }
         host.pruneProcesses()
     }

@@ -134,7 +134,7 @@ final class LiveAgent: DiscoveryAgent {
         do {
             recorded += try store.upsert(rows, source: sourceID, kind: .liveCapture, hostID: hostID)
             try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
-                                   warning: warning)
+                                   warning: warning, flows: recorded)
         } catch { throw UserError(message: error.description) }
         host.pruneProcesses()
     }

@@ -153,6 +153,7 @@ final class SocketIndexTests: XCTestCase {
 final class ProcHostTests: XCTestCase {
     func host() -> ProcHost {
         let h = ProcHost(procRoot: FakeProc.root, passwd: FakeProc.passwd)
+        h.minFullScanInterval = 0
         h.refreshSockets()
         return h
     }
@@ -208,6 +209,7 @@ final class ProcHostTests: XCTestCase {
         try FileManager.default.copyItem(atPath: FakeProc.root, toPath: tmp.path)
         defer { try? FileManager.default.removeItem(at: tmp) }
         let h = ProcHost(procRoot: tmp.path, passwd: FakeProc.passwd)
+        h.processRecheckInterval = 0
         XCTAssert(h.process(200)?.comm == "java")
         // Same pid, a new process (another start time): the cache must not answer "java".
         try "curl\n".write(toFile: tmp.path + "/200/comm", atomically: true, encoding: .utf8)
@@ -239,5 +241,71 @@ final class LiveProcTests: XCTestCase {
         XCTAssertEqual(me?.uid, Int(getuid()))
         XCTAssertNotNil(me?.exe)
         XCTAssertFalse(me?.cmdline?.isEmpty ?? true)
+    }
+}
+
+final class SockDiagTests: XCTestCase {
+    func inode(_ fd: Int32) -> UInt64 {
+        var st = stat()
+        fstat(fd, &st)
+        return UInt64(st.st_ino)
+    }
+
+    func port(_ fd: Int32) -> UInt16 {
+        var a = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return UInt16(bigEndian: a.sin_port)
+    }
+
+    func bound(_ type: Int32) -> Int32 {
+        let fd = socket(AF_INET, type, 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return fd
+    }
+
+    func testExactAndListenerLookupsOnLoopback() throws {
+        guard let diag = SockDiag() else { throw XCTSkip("no sock_diag in this kernel") }
+        let lo = IPAddress("127.0.0.1")!
+        let listener = bound(Int32(SOCK_STREAM.rawValue))
+        defer { close(listener) }
+        XCTAssertEqual(listen(listener, 4), 0)
+        let lport = port(listener)
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_port = lport.bigEndian
+        to.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        XCTAssertEqual(withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, 0)
+        let cport = port(client)
+        // The client's own socket, by its exact 4-tuple.
+        let c = diag.lookup(proto: .tcp, local: lo, lport: cport, remote: lo, rport: lport)
+        XCTAssertEqual(c?.inode, inode(client))
+        XCTAssertEqual(c?.state, 1)
+        XCTAssertEqual(c?.uid, Int(getuid()))
+        // Not accepted yet: the server end has no process, so ask for the listener.
+        let l = diag.lookup(proto: .tcp, local: lo, lport: lport, remote: IPAddress(v4: 0), rport: 0)
+        XCTAssertEqual(l?.inode, inode(listener))
+        XCTAssertEqual(l?.state, 10)
+        XCTAssertNil(diag.lookup(proto: .tcp, local: lo, lport: 1, remote: lo, rport: 2))
+
+        let udp = bound(Int32(SOCK_DGRAM.rawValue))
+        defer { close(udp) }
+        let u = diag.lookup(proto: .udp, local: lo, lport: port(udp), remote: lo, rport: 5353)
+        XCTAssertEqual(u?.inode, inode(udp))
+        XCTAssertEqual(u?.state, 7)
+
+        // ProcHost with sock_diag: the same answers, down to the process.
+        let host = ProcHost(sockDiag: true)
+        XCTAssertEqual(host.socketSource, "sock_diag")
+        host.refreshSockets()
+        XCTAssertEqual(host.attribute(proto: .tcp, local: lo, lport: cport, remote: lo, rport: lport)?.pid, Int(getpid()))
+        XCTAssertEqual(host.attribute(proto: .tcp, local: lo, lport: lport, remote: lo, rport: cport)?.pid, Int(getpid()))
+        XCTAssertTrue(host.isListening(proto: .tcp, local: lo, lport: lport))
+        XCTAssertFalse(host.isListening(proto: .tcp, local: lo, lport: cport))
     }
 }
