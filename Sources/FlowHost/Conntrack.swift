@@ -119,6 +119,8 @@ public final class ConntrackFlows {
         /// True when the responder's port is a local listening socket (the agent's check of
         /// conntrack's direction for flows it did not see start).
         public var serverListening = false
+        /// The two words the uid is made of (kept to rebuild it without storing the text).
+        public var uidWords: (UInt64, UInt64) = (0, 0)
     }
 
     public private(set) var active: [Key: Flow] = [:]
@@ -138,10 +140,13 @@ public final class ConntrackFlows {
         public var endedUnseen = 0
         /// DESTROY or UPDATE events for entries never seen (their NEW was lost).
         public var late = 0
+        /// Events for connections already finished in TIME_WAIT or CLOSE (nothing to change).
+        public var afterClose = 0
 
-        public init(new: Int = 0, updates: Int = 0, destroys: Int = 0, endedUnseen: Int = 0, late: Int = 0) {
+        public init(new: Int = 0, updates: Int = 0, destroys: Int = 0, endedUnseen: Int = 0, late: Int = 0,
+                    afterClose: Int = 0) {
             self.new = new; self.updates = updates; self.destroys = destroys; self.endedUnseen = endedUnseen
-            self.late = late
+            self.late = late; self.afterClose = afterClose
         }
     }
 
@@ -164,19 +169,101 @@ public final class ConntrackFlows {
         switch kind {
         case .new:
             stats.new += 1
-            // The same id and tuple as a flow we hold: the kernel reused both for a new
-            // connection (a client port reused at once). The old one is over.
-            if active[k] != nil { finish(k, at: nil) }
+            if let held = active[k], held.preexisting {
+                // A dump (taken after an overflow) already brought this connection in; its
+                // NEW event was still queued.
+                update(k, e, at: t)
+                break
+            }
+            // The same id and tuple as a connection we know: the kernel reused both for a new
+            // connection (a client port reused at once). The old one is over; its DESTROY
+            // may still come, after this NEW, with its final counters.
+            if let c = closing.removeValue(forKey: k) { replaced[k] = c }
+            if let held = active[k] {
+                finish(k, at: nil)
+                replaced[k] = Closing(held)
+            }
             create(k, e, at: t, preexisting: false)
         case .update:
             stats.updates += 1
-            if active[k] == nil { stats.late += 1; create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+            if active[k] == nil {
+                if closing[k] != nil { stats.afterClose += 1; return }
+                stats.late += 1
+                create(k, e, at: t, preexisting: true)
+            } else {
+                update(k, e, at: t)
+            }
+            closeIfOver(k)
         case .destroy:
             stats.destroys += 1
-            if active[k] == nil { stats.late += 1; create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+            // The DESTROY of an older entry with the same id and tuple (it stopped before the
+            // flow we hold began): it belongs to the connection that was replaced.
+            if let r = replaced[k], let stop = e.stop,
+               (active[k]?.firstSeen ?? closing[k]?.firstSeen).map({ stop < $0 }) ?? true {
+                replaced[k] = nil
+                stats.afterClose += 1
+                finished.append(r.flow(k, e))
+                return
+            }
+            if active[k] == nil {
+                if let c = closing.removeValue(forKey: k) {
+                    // The final counters of a connection finished in TIME_WAIT or CLOSE.
+                    stats.afterClose += 1
+                    finished.append(c.flow(k, e))
+                    return
+                }
+                stats.late += 1
+                create(k, e, at: t, preexisting: true)
+            } else {
+                update(k, e, at: t)
+            }
             finish(k, at: nil)  // the stop time is when the entry timed out, not its last packet
         }
     }
+
+    /// A finished TCP connection whose entry lingers (TIME_WAIT, CLOSE) until its DESTROY, which
+    /// brings the final counters (conntrack sends counters only with DESTROY and in dumps).
+    /// Only what that update needs is kept: about a fifth of a flow's memory.
+    struct Closing {
+        var uidA: UInt64
+        var uidB: UInt64
+        var firstSeen: Double
+        var lastSeen: Double
+        var preexisting: Bool
+        var serverListening: Bool
+
+        init(uidA: UInt64, uidB: UInt64, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
+            self.uidA = uidA; self.uidB = uidB; self.firstSeen = firstSeen; self.lastSeen = lastSeen
+            self.preexisting = preexisting; self.serverListening = serverListening
+        }
+
+        init(_ f: Flow) {
+            self.init(uidA: f.uidWords.0, uidB: f.uidWords.1, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
+                      preexisting: f.preexisting, serverListening: f.serverListening)
+        }
+
+        func flow(_ k: Key, _ e: ConntrackEntry) -> Flow {
+            var f = Flow(key: k, entry: e, uid: FlowUID.format(uidA, uidB), firstSeen: firstSeen, lastSeen: lastSeen,
+                         ended: true, preexisting: preexisting)
+            f.serverListening = serverListening
+            f.uidWords = (uidA, uidB)
+            return f
+        }
+    }
+    private var closing: [Key: Closing] = [:]
+    /// Connections whose id and tuple a new connection took before their DESTROY came.
+    private var replaced: [Key: Closing] = [:]
+
+    /// A TCP connection in TIME_WAIT or CLOSE is over: its flow is finished at once (written
+    /// at the next flush) and only a small `Closing` record waits for the final counters.
+    private func closeIfOver(_ k: Key) {
+        guard let f = active[k], f.entry.orig.proto == 6, let st = f.entry.tcpState, st == 7 || st == 8 else { return }
+        finish(k, at: nil)
+        closing[k] = Closing(f)
+    }
+
+    /// Connections finished in TIME_WAIT or CLOSE whose entries still exist.
+    public var closingCount: Int { closing.count }
 
     /// Applies a full dump taken at `t`. With `reconcile`, flows that are not in the dump ended
     /// while events were being lost: they are finished with their last known counters.
@@ -186,9 +273,21 @@ public final class ConntrackFlows {
         for e in entries {
             let k = key(e)
             seen.insert(k)
-            if active[k] == nil { create(k, e, at: t, preexisting: true) } else { update(k, e, at: t) }
+            if active[k] == nil {
+                if let c = closing[k] {
+                    // Finished already; the dump brings its counters.
+                    finished.append(c.flow(k, e))
+                    continue
+                }
+                create(k, e, at: t, preexisting: true)
+            } else {
+                update(k, e, at: t)
+            }
+            closeIfOver(k)
         }
         if reconcile {
+            for k in closing.keys where !seen.contains(k) { closing[k] = nil }  // their DESTROY was lost
+            for k in replaced.keys where !seen.contains(k) { replaced[k] = nil }
             for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
                 stats.endedUnseen += 1
                 finish(k, at: nil, unseen: true)
@@ -234,6 +333,7 @@ public final class ConntrackFlows {
         let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
         var f = Flow(key: k, entry: e, uid: FlowUID.format(a, b), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
+        f.uidWords = (a, b)
         onNew?(&f)
         active[k] = f
         changed.insert(k)
@@ -293,6 +393,9 @@ public final class ConntrackFlows {
     }
 
     public var activeCount: Int { active.count }
+
+    /// How many flows `takeChanges` would return now (the agent flushes early when many wait).
+    public var pendingChanges: Int { changed.count + finished.count }
 }
 
 extension ConntrackFlows.Flow {
@@ -310,3 +413,4 @@ extension ConntrackFlows.Flow {
             respName: nil, respNames: [], origProcess: origProcess, respProcess: respProcess)
     }
 }
+

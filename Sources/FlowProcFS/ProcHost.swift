@@ -159,6 +159,12 @@ public final class ProcHost {
     }
 
     private var lastFullScan = -Double.infinity
+    struct ListenerKey: Hashable {
+        var proto: UInt8
+        var local: IPAddress
+        var lport: UInt16
+    }
+    private var listeners: [ListenerKey: (inode: UInt64, at: Double)] = [:]
     /// How long a process's identity is trusted before its start time is read again.
     public var processRecheckInterval = 1.0
     public var minFullScanInterval = 0.05
@@ -227,9 +233,15 @@ public final class ProcHost {
     /// The inode of the socket listening on (TCP) or bound to (UDP) `local`:`lport`.
     func listenerInode(proto: SocketProtocol, local: IPAddress, lport: UInt16) -> UInt64? {
         if let diag {
+            // Listeners live long: one answer serves a second of connections to that port.
+            let key = ListenerKey(proto: proto.rawValue, local: local, lport: lport)
+            let now = ProcHost.monotonic()
+            if let c = listeners[key], now - c.at < 1 { return c.inode }
             guard let l = diag.lookup(proto: proto, local: local, lport: lport, remote: ProcHost.unspecified(local), rport: 0),
                   l.inode != 0, l.state == (proto == .tcp ? SocketEntry.tcpListen : SocketEntry.udpUnconnected)
             else { return nil }
+            if listeners.count > 4096 { listeners.removeAll(keepingCapacity: true) }
+            listeners[key] = (l.inode, now)
             return l.inode
         }
         guard let l = index.listener(proto: proto, local: local, lport: lport), l.inode != 0 else { return nil }

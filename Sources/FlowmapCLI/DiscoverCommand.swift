@@ -284,6 +284,8 @@ class DiscoveryAgent {
 /// The conntrack agent: an initial dump, then events; dumps again after an overflow and now
 /// and then to refresh the counters of long-lived flows.
 final class ConntrackAgent: DiscoveryAgent {
+    /// Flows waiting to be written that trigger a flush before the interval ends.
+    static let flushAt = 8192
     let flows: ConntrackFlows
     var accounting = true
 
@@ -346,13 +348,18 @@ final class ConntrackAgent: DiscoveryAgent {
                     log("warning", "conntrack events were lost (netlink buffer overflow): dumping to reconcile")
                     try dump(dumper, reconcile: true)
                 }
+                // Let events gather for a few milliseconds: one wake-up per batch, not per
+                // event. A new connection is still looked up within ~10 ms of its first packet.
+                var pause = timespec(tv_sec: 0, tv_nsec: 8_000_000)
+                nanosleep(&pause, nil)
             }
             let t = Terminal.monotonic()
             if t >= nextRefresh {
                 try dump(dumper, reconcile: true)
                 nextRefresh = t + refreshEvery
             }
-            if t >= nextFlush {
+            // Every interval, and sooner when many flows wait (memory stays small under load).
+            if t >= nextFlush || flows.pendingChanges >= ConntrackAgent.flushAt {
                 try flush(final: false)
                 nextFlush = t + flushEvery
             }
@@ -430,8 +437,13 @@ final class ConntrackAgent: DiscoveryAgent {
             try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
                                    warning: accounting ? nil : "conntrack accounting off: counters are 0", flows: recorded)
         } catch { throw UserError(message: error.description) }
-        host.pruneProcesses()
+        let now = Terminal.monotonic()
+        if now - prunedAt > 60 {
+            host.pruneProcesses()
+            prunedAt = now
+        }
     }
+    private var prunedAt = Terminal.monotonic()
 
     override func summaryFields() -> [(String, String)] {
         let st = flows.stats

@@ -29,31 +29,51 @@ final class ConntrackFlowTests: XCTestCase {
         XCTAssert(flows.takeChanges().map(\.uid) == [uid])
         XCTAssert(flows.takeChanges().isEmpty)  // nothing changed since
         // An event without counters (accounting switched off meanwhile) keeps the last ones.
+        flows.apply(.update, tcp(state: 5, status: ConntrackEntry.seenReply | ConntrackEntry.assured), at: 100.4)
+        XCTAssert(flows.takeChanges()[0].record.origPkts == 3)
+        // TIME_WAIT: the connection is over. The flow is finished now and leaves memory (a
+        // small record waits for the final counters, which conntrack sends only with DESTROY
+        // and in dumps).
         flows.apply(.update, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured), at: 100.5)
-        flows.apply(.destroy, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (6, 400, 5, 4000)), at: 220)
-        XCTAssert(flows.activeCount == 0)
+        XCTAssert(flows.activeCount == 0 && flows.closingCount == 1)
         let done = flows.takeChanges()
         XCTAssert(done.count == 1 && done[0].ended && done[0].uid == uid)
-        let r = done[0].record
-        XCTAssert(r.origPkts == 6 && r.origIPBytes == 400 && r.respPkts == 5 && r.respIPBytes == 4000)
-        XCTAssert(r.connState == "SF")
-        XCTAssert(r.ts == 100)
-        // The DESTROY came when TIME_WAIT expired; the last activity was the FIN exchange.
-        XCTAssert(r.duration == 220 - 100)
-        XCTAssert(flows.stats == .init(new: 1, updates: 3, destroys: 1, endedUnseen: 0, late: 0))
+        XCTAssert(done[0].record.connState == "SF" && done[0].record.ts == 100)
+        XCTAssertEqual(done[0].record.duration, 0.5, accuracy: 1e-9)
+        // A dump lists the lingering entry with its counters: the same flow, updated.
+        flows.applyDump([tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (5, 340, 5, 4000))],
+                        at: 105, reconcile: true)
+        let dumped = flows.takeChanges()
+        XCTAssert(dumped.count == 1 && dumped[0].uid == uid && dumped[0].record.origPkts == 5 && dumped[0].ended)
+        flows.apply(.update, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured), at: 110)
         XCTAssert(flows.takeChanges().isEmpty)
+        flows.apply(.destroy, tcp(state: 7, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (6, 400, 5, 4000)), at: 220)
+        let final = flows.takeChanges()
+        XCTAssert(final.count == 1 && final[0].uid == uid && final[0].ended)
+        let r = final[0].record
+        XCTAssert(r.origPkts == 6 && r.origIPBytes == 400 && r.respPkts == 5 && r.respIPBytes == 4000)
+        XCTAssertEqual(r.duration, 0.5, accuracy: 1e-9)  // the DESTROY came when TIME_WAIT expired
+        XCTAssert(flows.closingCount == 0 && flows.activeCount == 0)
+        XCTAssertEqual(flows.stats, .init(new: 1, updates: 5, destroys: 1, endedUnseen: 0, late: 0, afterClose: 2))
+        // The client port and entry id reused for a new connection: a new flow.
+        flows.apply(.new, tcp(state: 1, counters: (1, 60, 0, 0)), at: 300)
+        let again = flows.takeChanges()
+        XCTAssert(again.count == 1 && again[0].uid != uid && !again[0].ended)
     }
 
-    func testDestroyWithoutMovementKeepsLastActivity() throws {
+    func testUDPLivesUntilItsDestroy() {
         let flows = ConntrackFlows(hostID: "h1")
-        let est = tcp(state: 3, status: ConntrackEntry.seenReply | ConntrackEntry.assured, counters: (3, 200, 2, 900))
-        flows.apply(.new, tcp(state: 1, counters: (1, 60, 0, 0)), at: 10)
-        flows.apply(.update, est, at: 12)
-        var closed = est
-        closed.tcpState = 7
-        flows.apply(.update, closed, at: 13)
-        flows.apply(.destroy, closed, at: 133)
-        XCTAssert(flows.takeChanges()[0].record.duration == 3)
+        var q = tcp(state: 0)
+        q.orig.proto = 17; q.reply.proto = 17; q.tcpState = nil
+        flows.apply(.new, q, at: 10)
+        q.status = ConntrackEntry.seenReply
+        q.origPackets = 1; q.replyPackets = 1; q.origBytes = 60; q.replyBytes = 120
+        flows.apply(.update, q, at: 12)
+        XCTAssert(flows.activeCount == 1)
+        flows.apply(.destroy, q, at: 42)
+        let r = flows.takeChanges()[0].record
+        XCTAssert(r.connState == "SF" && r.duration == 2 && r.respIPBytes == 120)
+        XCTAssert(flows.activeCount == 0)
     }
 
     func testDnatIsRecordedWithTheRealBackend() throws {
@@ -126,5 +146,33 @@ final class ConntrackFlowTests: XCTestCase {
         flows.onNew = { f in f.blocked = "no rule between these workloads" }
         flows.apply(.new, tcp(state: 1), at: 1)
         XCTAssert(flows.takeChanges()[0].blocked == "no rule between these workloads")
+    }
+}
+
+final class ConntrackReuseTests: XCTestCase {
+    /// A client port reused at once: the kernel gives the new connection the old entry's id and
+    /// tuple, and the old entry's DESTROY (with its final counters) can come after the new NEW.
+    func testLateDestroyOfAReplacedConnectionDoesNotEndTheNewOne() {
+        func e(state: UInt8, counters: (UInt64, UInt64, UInt64, UInt64)? = nil, start: Double? = nil, stop: Double? = nil) -> ConntrackEntry {
+            ConntrackEntry(id: 42, orig: ConntrackTuple(src: ip("10.0.0.1"), dst: ip("10.0.0.2"), proto: 6, sport: 5555, dport: 80),
+                           reply: ConntrackTuple(src: ip("10.0.0.2"), dst: ip("10.0.0.1"), proto: 6, sport: 80, dport: 5555),
+                           origPackets: counters?.0, origBytes: counters?.1, replyPackets: counters?.2, replyBytes: counters?.3,
+                           tcpState: state, status: ConntrackEntry.seenReply | ConntrackEntry.assured, start: start, stop: stop)
+        }
+        let flows = ConntrackFlows(hostID: "h")
+        flows.apply(.new, e(state: 1), at: 10.000)
+        flows.apply(.update, e(state: 7), at: 10.001)        // old: closed, waits for counters
+        flows.apply(.new, e(state: 1), at: 10.500)           // the same id and tuple, a new connection
+        flows.apply(.destroy, e(state: 7, counters: (5, 300, 4, 900), start: 9.9999, stop: 10.4999), at: 10.501)
+        flows.apply(.update, e(state: 3), at: 10.502)        // the new one goes on
+        let changes = flows.takeChanges()
+        let uids = Set(changes.map(\.uid))
+        XCTAssertEqual(uids.count, 2)
+        let old = changes.filter { $0.firstSeen == 10.0 }
+        XCTAssertTrue(old.allSatisfy(\.ended))
+        XCTAssertEqual(old.last?.record.origPkts, 5)
+        XCTAssertEqual(flows.activeCount, 1)
+        XCTAssertEqual(flows.active.values.first?.firstSeen, 10.5)
+        XCTAssertEqual(flows.stats.late, 0)
     }
 }
