@@ -169,6 +169,11 @@ public final class ConntrackFlows {
         switch kind {
         case .new:
             stats.new += 1
+            if let c = closing[k], c.preexisting {
+                // A dump brought this connection in and saw it closed; its NEW was still queued.
+                stats.afterClose += 1
+                break
+            }
             if let held = active[k], held.preexisting {
                 // A dump (taken after an overflow) already brought this connection in; its
                 // NEW event was still queued.
@@ -188,6 +193,11 @@ public final class ConntrackFlows {
             stats.updates += 1
             if active[k] == nil {
                 if closing[k] != nil { stats.afterClose += 1; return }
+                if let c = recentlyEnded[k] {
+                    stats.afterClose += 1
+                    finished.append(c.flow(k, e))
+                    return
+                }
                 stats.late += 1
                 create(k, e, at: t, preexisting: true)
             } else {
@@ -208,6 +218,13 @@ public final class ConntrackFlows {
             if active[k] == nil {
                 if let c = closing.removeValue(forKey: k) {
                     // The final counters of a connection finished in TIME_WAIT or CLOSE.
+                    stats.afterClose += 1
+                    finished.append(c.flow(k, e))
+                    return
+                }
+                if let c = recentlyEnded.removeValue(forKey: k) {
+                    // Ended by a reconcile while its events were lost; this DESTROY (delivered
+                    // again) brings the final counters to the same flow.
                     stats.afterClose += 1
                     finished.append(c.flow(k, e))
                     return
@@ -286,7 +303,12 @@ public final class ConntrackFlows {
             closeIfOver(k)
         }
         if reconcile {
-            for k in closing.keys where !seen.contains(k) { closing[k] = nil }  // their DESTROY was lost
+            // Finished connections whose entries are gone: their DESTROY was lost, and may
+            // still come (re-delivered).
+            for (k, c) in closing where !seen.contains(k) {
+                closing[k] = nil
+                remember(k, c)
+            }
             for k in replaced.keys where !seen.contains(k) { replaced[k] = nil }
             for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
                 stats.endedUnseen += 1
@@ -300,13 +322,13 @@ public final class ConntrackFlows {
     /// Flows a reconcile dump ended because their entry was gone, by key: a late event for one
     /// (its DESTROY, re-delivered after the overflow) updates the same flow instead of starting
     /// another. Bounded, oldest first out.
-    private var recentlyEnded: [Key: Flow] = [:]
+    private var recentlyEnded: [Key: Closing] = [:]
     private var endedOrder: [Key] = []
     private var endedHead = 0
     public var recentlyEndedCapacity = 65536
 
-    private func remember(_ f: Flow) {
-        if recentlyEnded.updateValue(f, forKey: f.key) == nil { endedOrder.append(f.key) }
+    private func remember(_ k: Key, _ c: Closing) {
+        if recentlyEnded.updateValue(c, forKey: k) == nil { endedOrder.append(k) }
         while recentlyEnded.count > recentlyEndedCapacity, endedHead < endedOrder.count {
             recentlyEnded[endedOrder[endedHead]] = nil
             endedHead += 1
@@ -318,13 +340,6 @@ public final class ConntrackFlows {
     }
 
     private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
-        if preexisting, var f = recentlyEnded.removeValue(forKey: k) {
-            // The same connection again: back in the table, same uid, then updated.
-            f.ended = false
-            active[k] = f
-            update(k, e, at: t)
-            return
-        }
         let first = e.start ?? t
         let o = e.orig
         let a = FlowUID.mix(hostHash, o.src.hi ^ o.dst.hi, o.src.lo, o.dst.lo,
@@ -371,7 +386,7 @@ public final class ConntrackFlows {
         f.ended = true
         if let t { f.lastSeen = max(f.lastSeen, t) }
         finished.append(f)
-        if unseen { remember(f) }
+        if unseen { remember(k, Closing(f)) }
     }
 
     /// Sets the policy verdict of an active flow (monitor mode).

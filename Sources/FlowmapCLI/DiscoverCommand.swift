@@ -450,6 +450,7 @@ final class ConntrackAgent: DiscoveryAgent {
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
             ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
+            ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"),
             ("accounting", accounting ? "true" : "false"),
         ]
     }
