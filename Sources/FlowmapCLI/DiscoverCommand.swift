@@ -134,7 +134,9 @@ class DiscoveryAgent {
     var firstSeen: Double?
     var lastSeen: Double?
     let started = Terminal.monotonic()
-    var recorded = 0
+    /// Writes flush batches on its own thread (set once the source row exists).
+    var writer: StoreWriter?
+    var recorded: Int { writer?.recorded.load(ordering: .relaxed) ?? 0 }
 
     struct Counters {
         var events = 0
@@ -312,6 +314,7 @@ final class ConntrackAgent: DiscoveryAgent {
         var info = SourceInfo(kind: .conntrack, hostID: hostID, path: "conntrack:\(hostID)", sha256: nil, linkType: nil)
         info.complete = false
         do { sourceID = try store.beginSource(info) } catch { throw UserError(message: error.description) }
+        writer = StoreWriter(store: store, source: sourceID, kind: .conntrack, hostID: hostID)
 
         installSignalHandlers()
         flows.onNew = { [unowned self] f in self.attribute(&f) }
@@ -432,11 +435,9 @@ final class ConntrackAgent: DiscoveryAgent {
                                     open: !f.ended, blocked: f.blocked)
             rows.append((ConntrackAgent.record(f), x))
         }
-        do {
-            recorded += try store.upsert(rows, source: sourceID, kind: .conntrack, hostID: hostID)
-            try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
-                                   warning: accounting ? nil : "conntrack accounting off: counters are 0", flows: recorded)
-        } catch { throw UserError(message: error.description) }
+        try writer?.write(.init(rows: rows, first: firstSeen, last: lastSeen, complete: final,
+                                warning: accounting ? nil : "conntrack accounting off: counters are 0"))
+        if final { try writer?.finish() }
         let now = Terminal.monotonic()
         if now - prunedAt > 60 {
             host.pruneProcesses()

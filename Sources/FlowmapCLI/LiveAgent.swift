@@ -35,6 +35,7 @@ final class LiveAgent: DiscoveryAgent {
                               sha256: nil, linkType: linkTypes)
         info.complete = false
         do { sourceID = try store.beginSource(info) } catch { throw UserError(message: error.description) }
+        writer = StoreWriter(store: store, source: sourceID, kind: .liveCapture, hostID: hostID)
         table = FlowTable { [unowned self] r in self.ended.append(r) }
         table.onCreate = { [unowned self] r in self.created(r) }
         analyzer = PacketAnalyzer(table: table)
@@ -131,11 +132,8 @@ final class LiveAgent: DiscoveryAgent {
             return (acc.0 + s.dropped, acc.1 + s.interfaceDropped)
         }
         let warning = drops.0 + drops.1 > 0 ? "packets dropped: \(drops.0) by the kernel, \(drops.1) by interfaces" : nil
-        do {
-            recorded += try store.upsert(rows, source: sourceID, kind: .liveCapture, hostID: hostID)
-            try store.updateSource(id: sourceID, firstTimestamp: firstSeen, lastTimestamp: lastSeen, complete: final,
-                                   warning: warning, flows: recorded)
-        } catch { throw UserError(message: error.description) }
+        try writer?.write(.init(rows: rows, first: firstSeen, last: lastSeen, complete: final, warning: warning))
+        if final { try writer?.finish() }
         host.pruneProcesses()
     }
 
