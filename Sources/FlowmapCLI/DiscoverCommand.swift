@@ -155,7 +155,13 @@ class DiscoveryAgent {
         self.cmd = cmd
         hostID = cmd.hostID ?? DiscoveryAgent.hostName()
         do { store = try FlowStore.openPrivate(path: cmd.db) } catch { throw UserError(message: error.description) }
-        host = ProcHost(procRoot: cmd.procRoot, sockDiag: cmd.procRoot == "/proc")
+        // sock_diag unless /proc is another host's, or FLOWMAP_SOCKETS=procfs asks for the
+        // socket tables (to compare the two: bench/agent).
+        let procfs = getenv("FLOWMAP_SOCKETS").map { String(cString: $0) == "procfs" } ?? false
+        host = ProcHost(procRoot: cmd.procRoot, sockDiag: cmd.procRoot == "/proc" && !procfs)
+        // Two threads allocate (the loop and the store writer): one malloc arena keeps freed
+        // memory reusable by both instead of growing a second one.
+        _ = agentMallopt(-8 /* M_ARENA_MAX */, 1)
         if let p = cmd.policy {
             let pol = try PolicyFiles.load(p)
             evaluator = PolicyEvaluator(policy: pol, names: NameResolver()) { TimeZones.offset($0, $1) ?? 0 }
@@ -481,3 +487,7 @@ private extension String {
         self = r == r.rounded() ? "\(Int(r)).0" : "\(r)"
     }
 }
+
+/// glibc's mallopt(3).
+@_silgen_name("mallopt")
+private func agentMallopt(_ param: Int32, _ value: Int32) -> Int32

@@ -21,7 +21,7 @@ final class StoreWriter: @unchecked Sendable {
     private let source: Int64
     private let kind: SourceKind
     private let hostID: String
-    private let ring = BlockingQueue<Batch>(capacity: 16)
+    private let ring = BlockingQueue<Batch>(capacity: 2)
     private var worker: WorkerThread?
     /// Rows inserted so far (not updates of rows already there).
     let recorded = Atomic<Int>(0)
@@ -46,7 +46,7 @@ final class StoreWriter: @unchecked Sendable {
         }
     }
 
-    /// Queues a batch (waits only if 16 batches are already waiting). Throws the first store
+    /// Queues a batch (waits only while two batches are already waiting: memory stays small). Throws the first store
     /// error the writer met.
     func write(_ b: Batch) throws(UserError) {
         if let e = failed.withLock({ $0 }) { throw UserError(message: e.description) }
