@@ -281,6 +281,10 @@ public final class ConntrackFlows {
 
     /// Connections finished in TIME_WAIT or CLOSE whose entries still exist.
     public var closingCount: Int { closing.count }
+    /// What the table holds, by kind (for the agent's summary: memory follows these).
+    public var sizes: (active: Int, closing: Int, replaced: Int, recentlyEnded: Int) {
+        (active.count, closing.count, replaced.count, recentlyEnded.count)
+    }
 
     /// Applies a full dump taken at `t`. With `reconcile`, flows that are not in the dump ended
     /// while events were being lost: they are finished with their last known counters.

@@ -458,6 +458,8 @@ final class ConntrackAgent: DiscoveryAgent {
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
             ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"),
+            ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
+            ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),
             ("accounting", accounting ? "true" : "false"),
         ]
     }

@@ -74,7 +74,7 @@ final class StoreWriter: @unchecked Sendable {
 /// A bounded queue whose waiting sides sleep (pthread mutex and condition variables), for
 /// threads that are idle most of the time (no spinning).
 final class BlockingQueue<Element>: @unchecked Sendable {
-    private var items: [Element] = []
+    private var items: [Element?] = []
     private var head = 0
     private var closed = false
     private let capacity: Int
@@ -111,13 +111,17 @@ final class BlockingQueue<Element>: @unchecked Sendable {
             pthread_cond_wait(changed, mutex)
         }
         let e = items[head]
+        items[head] = nil  // the queue must not keep what it handed out
         head += 1
-        if head > 64 && head * 2 > items.count {
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 64 && head * 2 > items.count {
             items.removeFirst(head)
             head = 0
         }
         pthread_cond_broadcast(changed)
-        return e
+        return e!
     }
 
     func close() {
