@@ -119,8 +119,6 @@ public final class ConntrackFlows {
         /// True when the responder's port is a local listening socket (the agent's check of
         /// conntrack's direction for flows it did not see start).
         public var serverListening = false
-        /// The two words the uid is made of (kept to rebuild it without storing the text).
-        public var uidWords: (UInt64, UInt64) = (0, 0)
     }
 
     public private(set) var active: [Key: Flow] = [:]
@@ -142,6 +140,8 @@ public final class ConntrackFlows {
         public var late = 0
         /// Events for connections already finished in TIME_WAIT or CLOSE (nothing to change).
         public var afterClose = 0
+        /// Connections found in a dump that an earlier run had recorded (same uid kept).
+        public var adopted = 0
 
         public init(new: Int = 0, updates: Int = 0, destroys: Int = 0, endedUnseen: Int = 0, late: Int = 0,
                     afterClose: Int = 0) {
@@ -160,6 +160,11 @@ public final class ConntrackFlows {
     /// Called when a flow is first seen (at its NEW event or in a dump), so that the caller can
     /// attribute its local ends while the sockets still exist.
     public var onNew: ((inout Flow) -> Void)?
+
+    /// For a connection first seen in a dump: the uid and first-seen time an earlier run gave
+    /// it, if it recorded it (the agent asks its store), so that a restart does not record the
+    /// same connection twice.
+    public var adopt: ((ConntrackEntry) -> (uid: String, firstSeen: Double)?)?
 
     public func key(_ e: ConntrackEntry) -> Key { Key(id: e.id, orig: e.orig, zone: e.zone) }
 
@@ -242,28 +247,26 @@ public final class ConntrackFlows {
     /// brings the final counters (conntrack sends counters only with DESTROY and in dumps).
     /// Only what that update needs is kept: about a fifth of a flow's memory.
     struct Closing {
-        var uidA: UInt64
-        var uidB: UInt64
+        var uid: String
         var firstSeen: Double
         var lastSeen: Double
         var preexisting: Bool
         var serverListening: Bool
 
-        init(uidA: UInt64, uidB: UInt64, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
-            self.uidA = uidA; self.uidB = uidB; self.firstSeen = firstSeen; self.lastSeen = lastSeen
+        init(uid: String, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
+            self.uid = uid; self.firstSeen = firstSeen; self.lastSeen = lastSeen
             self.preexisting = preexisting; self.serverListening = serverListening
         }
 
         init(_ f: Flow) {
-            self.init(uidA: f.uidWords.0, uidB: f.uidWords.1, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
+            self.init(uid: f.uid, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
                       preexisting: f.preexisting, serverListening: f.serverListening)
         }
 
         func flow(_ k: Key, _ e: ConntrackEntry) -> Flow {
-            var f = Flow(key: k, entry: e, uid: FlowUID.format(uidA, uidB), firstSeen: firstSeen, lastSeen: lastSeen,
+            var f = Flow(key: k, entry: e, uid: uid, firstSeen: firstSeen, lastSeen: lastSeen,
                          ended: true, preexisting: preexisting)
             f.serverListening = serverListening
-            f.uidWords = (uidA, uidB)
             return f
         }
     }
@@ -344,6 +347,16 @@ public final class ConntrackFlows {
     }
 
     private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
+        if preexisting, let known = adopt?(e) {
+            // Recorded by an earlier run of the agent (a restart): the same flow, updated.
+            var f = Flow(key: k, entry: e, uid: known.uid, firstSeen: known.firstSeen, lastSeen: max(known.firstSeen, t),
+                         ended: false, preexisting: true)
+            onNew?(&f)
+            active[k] = f
+            changed.insert(k)
+            stats.adopted += 1
+            return
+        }
         let first = e.start ?? t
         let o = e.orig
         let a = FlowUID.mix(hostHash, o.src.hi ^ o.dst.hi, o.src.lo, o.dst.lo,
@@ -352,7 +365,6 @@ public final class ConntrackFlows {
         let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
         var f = Flow(key: k, entry: e, uid: FlowUID.format(a, b), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
-        f.uidWords = (a, b)
         onNew?(&f)
         active[k] = f
         changed.insert(k)

@@ -128,6 +128,25 @@ extension FlowStore {
         } catch { throw StoreError(path: path, reason: "\(error)") }
     }
 
+    /// The flow an earlier run of the agent on `hostID` recorded for this conntrack entry (same
+    /// id, zone and original tuple; started at or before `startedBy` when that is known).
+    public func conntrackFlow(hostID: String, id: UInt32, zone: UInt16, proto: UInt8, origH: IPAddress, origP: UInt16,
+                              startedBy: Double?) throws(StoreError) -> (uid: String, ts: Double)? {
+        do {
+            return try db.read { db in
+                var sql = """
+                    SELECT uid, ts FROM flow WHERE ct_id = ? AND host_id = ? AND coalesce(ct_zone, 0) = ?
+                      AND ip_proto = ? AND orig_h = ? AND orig_p = ?
+                    """
+                var args: [any DatabaseValueConvertible] = [Int64(id), hostID, Int(zone), Int(proto), origH.description, Int(origP)]
+                if let s = startedBy { sql += " AND ts <= ?"; args.append(s + 1) }
+                sql += " ORDER BY ts DESC LIMIT 1"
+                guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
+                return (row[0], row[1])
+            }
+        } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
     /// The file's size on disk with its WAL, in bytes.
     public var sizeOnDisk: Int64 {
         var total: Int64 = 0

@@ -167,6 +167,7 @@ public final class FlowStore {
                 ALTER TABLE flow ADD COLUMN snat_p INTEGER;
                 ALTER TABLE flow ADD COLUMN open INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE flow ADD COLUMN policy_blocked TEXT;
+                CREATE INDEX flow_conntrack ON flow(ct_id) WHERE ct_id IS NOT NULL;
                 """)
         }
         return m

@@ -324,6 +324,14 @@ final class ConntrackAgent: DiscoveryAgent {
 
         installSignalHandlers()
         flows.onNew = { [unowned self] f in self.attribute(&f) }
+        // A restart: connections an earlier run recorded keep their flow.
+        let store = self.store, host = hostID
+        flows.adopt = { e in
+            guard let r = try? store.conntrackFlow(hostID: host, id: e.id, zone: e.zone, proto: e.orig.proto, origH: e.orig.src,
+                                                   origP: e.orig.sport, startedBy: e.start)
+            else { return nil }
+            return (r.uid, r.ts)
+        }
 
         try dump(dumper, reconcile: false)
         if !cmd.quiet || cmd.logFormat == .json {
@@ -457,7 +465,7 @@ final class ConntrackAgent: DiscoveryAgent {
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
             ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
-            ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"),
+            ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"), ("adopted", "\(st.adopted)"),
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),
             ("accounting", accounting ? "true" : "false"),
