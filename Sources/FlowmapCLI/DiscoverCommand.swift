@@ -71,7 +71,7 @@ struct DiscoverCommand: ParsableCommand {
     @Option(name: .customLong("netlink-buffer"), help: ArgumentHelp("Receive buffer for conntrack events, in bytes (a bigger one survives longer bursts).", valueName: "bytes"))
     var netlinkBuffer = 8 << 20
 
-    @Flag(name: .shortAndLong, help: "No status line.")
+    @Flag(name: .shortAndLong, help: "No status line and no text summary (warnings and errors still print).")
     var quiet = false
 
     enum MonitorFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
