@@ -198,11 +198,7 @@ public final class ConntrackFlows {
             stats.updates += 1
             if active[k] == nil {
                 if closing[k] != nil { stats.afterClose += 1; return }
-                if let c = recentlyEnded[k] {
-                    stats.afterClose += 1
-                    finished.append(c.flow(k, e))
-                    return
-                }
+                if applyToFinished(k, e, from: &recentlyEnded, remove: false) { return }
                 stats.late += 1
                 create(k, e, at: t, preexisting: true)
             } else {
@@ -213,27 +209,16 @@ public final class ConntrackFlows {
             stats.destroys += 1
             // The DESTROY of an older entry with the same id and tuple (it stopped before the
             // flow we hold began): it belongs to the connection that was replaced.
-            if let r = replaced[k], let stop = e.stop,
+            if let stop = e.stop, replaced[k] != nil,
                (active[k]?.firstSeen ?? closing[k]?.firstSeen).map({ stop < $0 }) ?? true {
-                replaced[k] = nil
-                stats.afterClose += 1
-                finished.append(r.flow(k, e))
+                _ = applyToFinished(k, e, from: &replaced, remove: true)
                 return
             }
             if active[k] == nil {
-                if let c = closing.removeValue(forKey: k) {
-                    // The final counters of a connection finished in TIME_WAIT or CLOSE.
-                    stats.afterClose += 1
-                    finished.append(c.flow(k, e))
-                    return
-                }
-                if let c = recentlyEnded.removeValue(forKey: k) {
-                    // Ended by a reconcile while its events were lost; this DESTROY (delivered
-                    // again) brings the final counters to the same flow.
-                    stats.afterClose += 1
-                    finished.append(c.flow(k, e))
-                    return
-                }
+                // The final counters of a connection finished in TIME_WAIT or CLOSE, or of one
+                // a reconcile ended while its events were lost (this DESTROY delivered again).
+                if applyToFinished(k, e, from: &closing, remove: true) { return }
+                if applyToFinished(k, e, from: &recentlyEnded, remove: true) { return }
                 stats.late += 1
                 create(k, e, at: t, preexisting: true)
             } else {
@@ -241,6 +226,15 @@ public final class ConntrackFlows {
             }
             finish(k, at: nil)  // the stop time is when the entry timed out, not its last packet
         }
+    }
+
+    /// An event for a connection already finished: if `records` knows it, its flow is written
+    /// again (same uid) with what the event brings. Returns whether it was known.
+    private func applyToFinished(_ k: Key, _ e: ConntrackEntry, from records: inout [Key: Closing], remove: Bool) -> Bool {
+        guard let c = remove ? records.removeValue(forKey: k) : records[k] else { return false }
+        stats.afterClose += 1
+        finished.append(c.flow(k, e))
+        return true
     }
 
     /// A finished TCP connection whose entry lingers (TIME_WAIT, CLOSE) until its DESTROY, which
@@ -298,11 +292,8 @@ public final class ConntrackFlows {
             let k = key(e)
             seen.insert(k)
             if active[k] == nil {
-                if let c = closing[k] {
-                    // Finished already; the dump brings its counters.
-                    finished.append(c.flow(k, e))
-                    continue
-                }
+                // Finished already; the dump brings its counters.
+                if let c = closing[k] { finished.append(c.flow(k, e)); continue }
                 create(k, e, at: t, preexisting: true)
             } else {
                 update(k, e, at: t)
@@ -403,13 +394,6 @@ public final class ConntrackFlows {
         if let t { f.lastSeen = max(f.lastSeen, t) }
         finished.append(f)
         if unseen { remember(k, Closing(f)) }
-    }
-
-    /// Sets the policy verdict of an active flow (monitor mode).
-    public func markBlocked(_ k: Key, reason: String) {
-        guard active[k] != nil else { return }
-        active[k]!.blocked = reason
-        changed.insert(k)
     }
 
     /// Flows changed or finished since the last call, in (first seen, uid) order; finished

@@ -312,6 +312,9 @@ final class ConntrackAgent: DiscoveryAgent {
             events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer)
             dumper = try ConntrackSocket(events: false)
         } catch { throw UserError(message: error.description) }
+        if !events.reliableDestroyEvents {
+            log("warning", "conntrack: reliable delivery of DESTROY events is not available: a connection that ends while events overflow may be missed")
+        }
         accounting = ConntrackSettings.enable("nf_conntrack_acct")
         ConntrackSettings.enable("nf_conntrack_timestamp")
         if !accounting {

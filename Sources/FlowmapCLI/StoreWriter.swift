@@ -35,15 +35,15 @@ final class StoreWriter: @unchecked Sendable {
     private func loop() {
         while let b = ring.pop() {
             if failed.withLock({ $0 != nil }) { continue }
-            do {
-                let added = try store.upsert(b.rows, source: source, kind: kind, hostID: hostID)
-                let total = recorded.add(added, ordering: .relaxed).newValue
-                try store.updateSource(id: source, firstTimestamp: b.first, lastTimestamp: b.last, complete: b.complete,
-                                       warning: b.warning, flows: total)
-            } catch {
-                failed.withLock { $0 = error }
-            }
+            do throws(StoreError) { try save(b) } catch { failed.withLock { $0 = error } }
         }
+    }
+
+    private func save(_ b: Batch) throws(StoreError) {
+        let added = try store.upsert(b.rows, source: source, kind: kind, hostID: hostID)
+        let total = recorded.add(added, ordering: .relaxed).newValue
+        try store.updateSource(id: source, firstTimestamp: b.first, lastTimestamp: b.last, complete: b.complete,
+                               warning: b.warning, flows: total)
     }
 
     /// Queues a batch (waits only while two batches are already waiting: memory stays small). Throws the first store
@@ -51,12 +51,7 @@ final class StoreWriter: @unchecked Sendable {
     func write(_ b: Batch) throws(UserError) {
         if let e = failed.withLock({ $0 }) { throw UserError(message: e.description) }
         if worker == nil {  // no thread could be made: write here
-            do {
-                let added = try store.upsert(b.rows, source: source, kind: kind, hostID: hostID)
-                let total = recorded.add(added, ordering: .relaxed).newValue
-                try store.updateSource(id: source, firstTimestamp: b.first, lastTimestamp: b.last, complete: b.complete,
-                                       warning: b.warning, flows: total)
-            } catch { throw UserError(message: error.description) }
+            do throws(StoreError) { try save(b) } catch { throw UserError(message: error.description) }
             return
         }
         ring.push(b)
