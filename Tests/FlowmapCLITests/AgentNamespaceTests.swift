@@ -157,6 +157,30 @@ final class AgentNamespaceTests: XCTestCase {
         return text
     }
 
+    func testIPv6ConnectionsAreRecordedAndAttributed() throws {
+        // Conntrack tracks IPv6 in this namespace too (the nft table is ip-only, so add an
+        // inet rule that needs conntrack).
+        XCTAssertEqual(try sh("\(srv) nft add table inet fmtest6").status, 0)
+        XCTAssertEqual(try sh("\(srv) nft 'add chain inet fmtest6 in { type filter hook input priority 0; }'").status, 0)
+        XCTAssertEqual(try sh("\(srv) nft add rule inet fmtest6 in ct state new counter accept").status, 0)
+        let db = dir.appendingPathComponent("v6.db").path, err = dir.appendingPathComponent("v6.err").path
+        let agent = try startAgent(["--flush-interval", "10m"], db: db, err: err)
+        defer { if agent.isRunning { agent.terminate() } }
+        XCTAssertEqual(try sh("\(cli) curl -sf -g -o /dev/null 'http://[fd42:213::2]:8082/'").status, 0)
+        XCTAssertEqual(try sh("\(srv) curl -sf -g -o /dev/null 'http://[fd42:213::2]:8082/'").status, 0)
+        usleep(200_000)
+        _ = stop(agent, err: err)
+        let flows = try FlowStore(path: db, create: false).flows().filter { $0.respP == 8082 }
+        XCTAssertEqual(flows.count, 2, "\(flows)")
+        let remote = try XCTUnwrap(flows.first { $0.origH == IPAddress("fd42:213::1")! })
+        XCTAssertEqual(remote.respH, IPAddress("fd42:213::2")!)
+        XCTAssertEqual(remote.respProcess?.comm, "socat")
+        XCTAssertGreaterThan(remote.respIPBytes, 100)
+        let local = try XCTUnwrap(flows.first { $0.origH == IPAddress("fd42:213::2")! })
+        XCTAssertEqual(local.origProcess?.comm, "curl")
+        XCTAssertEqual(local.respProcess?.comm, "socat")
+    }
+
     func testMonitorModePrintsAndStoresWhatThePolicyWouldBlock() throws {
         let policy = dir.appendingPathComponent("policy.yaml")
         try """

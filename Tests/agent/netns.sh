@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Test hosts for the agent's namespace tests (run as root; only our own namespaces and
 # addresses: 10.213.0.0/24 on a veth pair, and the VIP 10.214.0.100).
-#   netns.sh up TAG DIR    server namespace fm-s-TAG (10.213.0.2, nft DNAT VIP:80 -> :8080,
+#   netns.sh up TAG DIR    server namespace fm-s-TAG (10.213.0.2 and fd42:213::2, nft DNAT VIP:80 -> :8080,
 #                          python3 http.server on :8080 as user nobody serving DIR, socat on
-#                          :8081 answering after 300 ms) and client
+#                          :8081 and [fd42:213::2]:8082 answering after 300 ms) and client
 #                          namespace fm-c-TAG (10.213.0.1)
 #   netns.sh down TAG      kills what runs in them and deletes them
 set -euo pipefail
@@ -23,6 +23,8 @@ up)
   ip -n "$srv" link set "fms$tag" up
   ip -n "$cli" link set "fmc$tag" up
   ip -n "$cli" route add 10.214.0.100/32 via 10.213.0.2
+  ip -n "$srv" addr add fd42:213::2/64 dev "fms$tag" nodad
+  ip -n "$cli" addr add fd42:213::1/64 dev "fmc$tag" nodad
   # Conntrack runs in a namespace once a rule needs it: DNAT for the VIP, and a ct match.
   ip netns exec "$srv" nft -f - <<'NFT'
 table ip fmtest {
@@ -55,9 +57,18 @@ NFT
     exec ip netns exec "$srv" socat TCP-LISTEN:8081,bind=10.213.0.2,fork,reuseaddr \
       EXEC:"$dir/slow-reply" </dev/null >/dev/null 2>&1
   ) &
+  # The same slow responder over IPv6.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      n=${fd##*/}
+      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
+    done
+    exec ip netns exec "$srv" socat TCP6-LISTEN:8082,bind=[fd42:213::2],fork,reuseaddr \
+      EXEC:"$dir/slow-reply" </dev/null >/dev/null 2>&1
+  ) &
   for _ in $(seq 100); do
-    n=$(ip netns exec "$srv" ss -ltnH '( sport = :8080 or sport = :8081 )' | grep -c LISTEN || true)
-    [ "$n" -ge 2 ] && exit 0
+    n=$(ip netns exec "$srv" ss -ltnH '( sport = :8080 or sport = :8081 or sport = :8082 )' | grep -c LISTEN || true)
+    [ "$n" -ge 3 ] && exit 0
     sleep 0.05
   done
   echo "netns.sh: the test server did not start" >&2
