@@ -119,6 +119,8 @@ public final class ConntrackFlows {
         /// True when the responder's port is a local listening socket (the agent's check of
         /// conntrack's direction for flows it did not see start).
         public var serverListening = false
+        /// True until the flow is first handed out by `takeChanges` (then its row exists).
+        public var isNew = false
     }
 
     public private(set) var active: [Key: Flow] = [:]
@@ -356,6 +358,7 @@ public final class ConntrackFlows {
         let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
         var f = Flow(key: k, entry: e, uid: FlowUID.format(a, b), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
+        f.isNew = true
         onNew?(&f)
         active[k] = f
         changed.insert(k)
@@ -401,10 +404,30 @@ public final class ConntrackFlows {
     public func takeChanges() -> [Flow] {
         var out = finished
         finished = []
-        for k in changed { if let f = active[k] { out.append(f) } }
+        for k in changed {
+            guard let f = active[k] else { continue }
+            out.append(f)
+            if f.isNew { active[k]!.isNew = false }
+        }
         changed.removeAll(keepingCapacity: true)
+        // Stable: a flow finished and then updated again (its DESTROY's counters) within one
+        // batch appears twice, in that order; it is written once, merged.
         out.sort { a, b in a.firstSeen != b.firstSeen ? a.firstSeen < b.firstSeen : a.uid < b.uid }
-        return out
+        var merged: [Flow] = []
+        merged.reserveCapacity(out.count)
+        for f in out {
+            if let last = merged.last, last.uid == f.uid {
+                var m = f
+                m.origProcess = f.origProcess ?? last.origProcess
+                m.respProcess = f.respProcess ?? last.respProcess
+                m.blocked = f.blocked ?? last.blocked
+                m.isNew = f.isNew || last.isNew
+                merged[merged.count - 1] = m
+            } else {
+                merged.append(f)
+            }
+        }
+        return merged
     }
 
     public var activeCount: Int { active.count }

@@ -19,11 +19,13 @@ public struct AgentFlowExtras: Sendable {
     public var open: Bool
     /// Why the monitored policy would block it, if it would.
     public var blocked: String?
+    /// Whether the writer knows this is the flow's first row (nil: the store looks it up).
+    public var isNew: Bool?
 
     public init(conntrackID: UInt32? = nil, zone: UInt16? = nil, mark: UInt32? = nil, dnat: (IPAddress, UInt16)? = nil,
-                snat: (IPAddress, UInt16)? = nil, open: Bool = false, blocked: String? = nil) {
+                snat: (IPAddress, UInt16)? = nil, open: Bool = false, blocked: String? = nil, isNew: Bool? = nil) {
         self.conntrackID = conntrackID; self.zone = zone; self.mark = mark; self.dnat = dnat; self.snat = snat
-        self.open = open; self.blocked = blocked
+        self.open = open; self.blocked = blocked; self.isNew = isNew
     }
 }
 
@@ -45,7 +47,7 @@ extension FlowStore {
 
     /// Writes agent flows in one transaction: new uids are inserted, known ones updated in
     /// place (counters, state, duration; attribution already stored is kept). Returns how
-    /// many rows were new.
+    /// many rows were new (as the writer says in `isNew`, else looked up).
     @discardableResult
     public func upsert(_ flows: [(FlowRecord, AgentFlowExtras)], source: Int64, kind: SourceKind,
                        hostID: String) throws(StoreError) -> Int {
@@ -73,7 +75,11 @@ extension FlowStore {
                 let existing = try db.cachedStatement(sql: "SELECT 1 FROM flow WHERE uid = ?")
                 var added = 0
                 for (r, x) in flows {
-                    if try Bool.fetchOne(existing, arguments: [r.uid]) == nil { added += 1 }
+                    if let isNew = x.isNew {
+                        if isNew { added += 1 }
+                    } else if try Bool.fetchOne(existing, arguments: [r.uid]) == nil {
+                        added += 1
+                    }
                     var args: [(any DatabaseValueConvertible)?] = [
                         r.uid, source, kind.rawValue, hostID, r.ts, r.duration, r.proto, Int(r.ipProto.rawValue),
                         r.origH.description, Int(r.origP), r.respH.description, Int(r.respP),

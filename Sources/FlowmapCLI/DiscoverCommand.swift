@@ -449,7 +449,7 @@ final class ConntrackAgent: DiscoveryAgent {
         for f in flows.takeChanges() {
             let e = f.entry
             let x = AgentFlowExtras(conntrackID: e.id, zone: e.zone, mark: e.mark, dnat: e.dnat, snat: e.snat,
-                                    open: !f.ended, blocked: f.blocked)
+                                    open: !f.ended, blocked: f.blocked, isNew: f.isNew)
             rows.append((ConntrackAgent.record(f), x))
         }
         try writer?.write(.init(rows: rows, first: firstSeen, last: lastSeen, complete: final,

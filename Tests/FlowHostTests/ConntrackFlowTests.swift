@@ -61,6 +61,21 @@ final class ConntrackFlowTests: XCTestCase {
         XCTAssert(again.count == 1 && again[0].uid != uid && !again[0].ended)
     }
 
+    func testAConnectionOpenedAndClosedBetweenTwoFlushesIsOneRow() {
+        let flows = ConntrackFlows(hostID: "h1")
+        flows.onNew = { f in f.respProcess = ProcessAttribution(pid: 7, comm: "nginx") }
+        let done = ConntrackEntry.seenReply | ConntrackEntry.assured
+        flows.apply(.new, tcp(state: 1), at: 1)
+        flows.apply(.update, tcp(state: 3, status: done), at: 1.001)
+        flows.apply(.update, tcp(state: 7, status: done), at: 1.002)
+        flows.apply(.destroy, tcp(state: 7, status: done, counters: (5, 300, 4, 900)), at: 121)
+        let changes = flows.takeChanges()
+        XCTAssertEqual(changes.count, 1)
+        XCTAssertTrue(changes[0].isNew && changes[0].ended)
+        XCTAssertEqual(changes[0].record.origPkts, 5)
+        XCTAssertEqual(changes[0].respProcess?.comm, "nginx")  // kept from the first sight
+    }
+
     func testUDPLivesUntilItsDestroy() {
         let flows = ConntrackFlows(hostID: "h1")
         var q = tcp(state: 0)
