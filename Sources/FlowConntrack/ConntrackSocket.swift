@@ -117,10 +117,11 @@ public final class ConntrackSocket {
         var c = fm_ct()
         fm_ct_read(ct, &c)
         func addr(_ t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> IPAddress {
-            let b = [t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11, t.12, t.13, t.14, t.15]
-            var hi: UInt64 = 0, lo: UInt64 = 0
-            for i in 0..<8 { hi = hi << 8 | UInt64(b[i]); lo = lo << 8 | UInt64(b[i + 8]) }
-            return IPAddress(v6hi: hi, v6lo: lo)
+            // The 16 bytes in network order, read as two big-endian words (no allocation).
+            withUnsafeBytes(of: t) { b in
+                IPAddress(v6hi: UInt64(bigEndian: b.loadUnaligned(as: UInt64.self)),
+                          v6lo: UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
         }
         func tuple(_ t: fm_ct_tuple) -> ConntrackTuple {
             ConntrackTuple(src: addr(t.src), dst: addr(t.dst), proto: c.proto, sport: t.sport, dport: t.dport,
