@@ -337,6 +337,12 @@ public final class ConntrackFlows {
             endedOrder.removeFirst(endedHead)
             endedHead = 0
         }
+        // Keys whose DESTROY came are gone from the map but not from the order: drop them
+        // now and then, so the order stays as small as the map.
+        if endedOrder.count - endedHead > 2 * recentlyEndedCapacity {
+            endedOrder = endedOrder[endedHead...].filter { recentlyEnded[$0] != nil }
+            endedHead = 0
+        }
     }
 
     private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
