@@ -49,7 +49,10 @@ let package = Package(
         // ADAPTER: conntrack dumps and events through libnetfilter_conntrack.
         .target(name: "FlowConntrack", dependencies: ["CConntrack", "FlowHost", "FlowCore"]),
         // ADAPTER: SQLite store through GRDB.
-        .target(name: "FlowStore", dependencies: ["FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "FlowStore", dependencies: [
+            "FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        ]),
         // ArgumentParser commands.
         .target(name: "FlowmapCLI", dependencies: [
             "FlowCore", "FlowCapture", "FlowStore", "FlowGraph", "FlowConfig", "FlowPolicy",
