@@ -10,6 +10,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 
 struct fm_ct_tuple {
     uint8_t src[16];
@@ -94,5 +99,59 @@ static inline unsigned fm_ct_event_groups(void) {
 static inline int fm_ct_dump(struct nfct_handle *h) {
     uint32_t family = AF_UNSPEC;
     return nfct_query(h, NFCT_Q_DUMP, &family);
+}
+
+// Event kinds for fm_ct_recv_events.
+enum { FM_CT_NEW = 0, FM_CT_UPDATE = 1, FM_CT_DESTROY = 2 };
+
+// Receives the conntrack event messages queued on `fd` with one recvmmsg(2) call (up to
+// `max_msgs` datagrams of `buf_size` bytes each, in `bufs`) and parses each event into `out`
+// (at most `max_events`), its kind into `kinds`. Returns the number of events, or -1 with
+// errno set (EAGAIN: nothing queued; ENOBUFS: the kernel dropped events).
+// struct mmsghdr, which <sys/socket.h> declares only with _GNU_SOURCE.
+struct fm_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+static inline int fm_ct_recv_events(int fd, unsigned char *bufs, size_t buf_size, int max_msgs,
+                                    struct fm_ct *out, uint8_t *kinds, int max_events) {
+    struct fm_mmsghdr msgs[64];
+    struct iovec iov[64];
+    if (max_msgs > 64) max_msgs = 64;
+    memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
+    for (int i = 0; i < max_msgs; i++) {
+        iov[i].iov_base = bufs + (size_t)i * buf_size;
+        iov[i].iov_len = buf_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = (int)syscall(SYS_recvmmsg, fd, msgs, (unsigned)max_msgs, MSG_DONTWAIT, NULL);
+    if (n < 0) return -1;
+    int count = 0;
+    for (int i = 0; i < n && count < max_events; i++) {
+        int len = (int)msgs[i].msg_len;
+        for (struct nlmsghdr *nlh = (struct nlmsghdr *)iov[i].iov_base; NLMSG_OK(nlh, len) && count < max_events;
+             nlh = NLMSG_NEXT(nlh, len)) {
+            if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP, ERROR, DONE
+            uint8_t type = NFNL_MSG_TYPE(nlh->nlmsg_type), kind;
+            if (type == IPCTNL_MSG_CT_NEW) {
+                kind = (nlh->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) ? FM_CT_NEW : FM_CT_UPDATE;
+            } else if (type == IPCTNL_MSG_CT_DELETE) {
+                kind = FM_CT_DESTROY;
+            } else {
+                continue;
+            }
+            struct nf_conntrack *ct = nfct_new();
+            if (!ct) { errno = ENOMEM; return -1; }
+            if (nfct_nlmsg_parse(nlh, ct) >= 0) {
+                fm_ct_read(ct, &out[count]);
+                kinds[count] = kind;
+                count++;
+            }
+            nfct_destroy(ct);
+        }
+    }
+    return count;
 }
 #endif

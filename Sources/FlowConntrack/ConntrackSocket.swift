@@ -81,6 +81,9 @@ public final class ConntrackSocket {
     deinit {
         nfct_callback_unregister(handle)
         nfct_close(handle)
+        recvBuffers.deallocate()
+        parsed.deallocate()
+        kinds.deallocate()
     }
 
     /// Every entry the kernel tracks now (IPv4 and IPv6).
@@ -99,23 +102,40 @@ public final class ConntrackSocket {
         case overflow
     }
 
-    /// Reads the events queued now, without waiting.
-    public func readEvents(_ body: @escaping (ConntrackEventKind, ConntrackEntry) -> Void) throws(ConntrackError) -> ReadOutcome {
-        sink.body = body
-        defer { sink.body = { _, _ in } }
-        errno = 0
-        let rc = nfct_catch(handle)
-        if rc >= 0 { return .drained }
-        switch errno {
-        case EAGAIN, EWOULDBLOCK, EINTR: return .drained
-        case ENOBUFS: return .overflow
-        default: throw .fromErrno("reading events", errno)
+    /// Reads the events queued now, without waiting: many per system call (recvmmsg), parsed
+    /// by libnetfilter_conntrack.
+    public func readEvents(_ body: (ConntrackEventKind, ConntrackEntry) -> Void) throws(ConntrackError) -> ReadOutcome {
+        while true {
+            let n = fm_ct_recv_events(fd, recvBuffers, ConntrackSocket.datagramSize, Int32(ConntrackSocket.batch),
+                                      parsed, kinds, Int32(ConntrackSocket.batch * 4))
+            if n < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK: return .drained
+                case EINTR: continue
+                case ENOBUFS: return .overflow
+                default: throw .fromErrno("reading events", errno)
+                }
+            }
+            for i in 0..<Int(n) {
+                let kind: ConntrackEventKind = kinds[i] == UInt8(FM_CT_NEW) ? .new : kinds[i] == UInt8(FM_CT_DESTROY) ? .destroy : .update
+                body(kind, ConntrackSocket.entry(parsed[i]))
+            }
         }
     }
+
+    private static let batch = 64
+    private static let datagramSize = 8192
+    private let recvBuffers = UnsafeMutablePointer<UInt8>.allocate(capacity: batch * datagramSize)
+    private let parsed = UnsafeMutablePointer<fm_ct>.allocate(capacity: batch * 4)
+    private let kinds = UnsafeMutablePointer<UInt8>.allocate(capacity: batch * 4)
 
     static func entry(_ ct: OpaquePointer) -> ConntrackEntry {
         var c = fm_ct()
         fm_ct_read(ct, &c)
+        return entry(c)
+    }
+
+    static func entry(_ c: fm_ct) -> ConntrackEntry {
         func addr(_ t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> IPAddress {
             // The 16 bytes in network order, read as two big-endian words (no allocation).
             withUnsafeBytes(of: t) { b in
