@@ -293,7 +293,7 @@ class DiscoveryAgent {
 /// and then to refresh the counters of long-lived flows.
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
-    static let flushAt = 8192
+    static let flushAt = 2048
     let flows: ConntrackFlows
     var accounting = true
 
