@@ -80,6 +80,11 @@ struct DiscoverCommand: ParsableCommand {
 
     func validate() throws {
         if bpf != nil && interface.isEmpty { throw ValidationError("--bpf applies to live capture: give --interface too.") }
+        if promiscuous && interface.isEmpty { throw ValidationError("--promiscuous applies to live capture: give --interface too.") }
+        var st = stat()
+        if stat(procRoot + "/self", &st) != 0 && stat(procRoot + "/1", &st) != 0 {
+            throw ValidationError("--proc-root: '\(procRoot)' is not a /proc (no 'self' or '1' in it).")
+        }
         if let d = duration, Durations.parse(d) == nil { throw ValidationError("--duration: '\(d)' is not a duration (e.g. 30s, 10m, 1h).") }
         guard let f = Durations.parse(flushInterval), f > 0 else {
             throw ValidationError("--flush-interval: '\(flushInterval)' is not a positive duration.")

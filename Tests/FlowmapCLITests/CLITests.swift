@@ -116,6 +116,22 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(short.stdout.split(separator: "\n").count, normal.stdout.split(separator: "\n").count)
         XCTAssertEqual(try runFlowmap(["flows", "--udp-timeout", "-5", trace]).status, 64)
     }
+
+    func testDiscoverRejectsOptionsThatCannotApply() throws {
+        let db = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-discover-\(getpid()).db").path
+        for (args, message) in [
+            (["--bpf", "tcp"], "--bpf applies to live capture: give --interface too."),
+            (["--promiscuous"], "--promiscuous applies to live capture: give --interface too."),
+            (["--proc-root", "/tmp"], "--proc-root: '/tmp' is not a /proc (no 'self' or '1' in it)."),
+            (["--duration=-5s"], "--duration: '-5s' is not a duration (e.g. 30s, 10m, 1h)."),
+            (["--flush-interval", "0"], "--flush-interval: '0' is not a positive duration."),
+        ] {
+            let r = try runFlowmap(["discover", "--db", db] + args)
+            XCTAssertEqual(r.status, 64, "\(args)")
+            XCTAssertTrue(r.stderr.hasPrefix("Error: \(message)\n"), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: db), "nothing is created on a usage error")
+    }
 }
 
 /// The progress bar: drawn on stderr when it is a terminal, never otherwise or with -q.
@@ -167,4 +183,5 @@ final class ProgressTests: XCTestCase {
         p.waitUntilExit()
         return String(decoding: data, as: UTF8.self)
     }
+
 }

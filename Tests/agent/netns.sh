@@ -9,6 +9,18 @@
 set -euo pipefail
 cmd=$1 tag=$2
 srv=fm-s-$tag cli=fm-c-$tag
+# Runs a command in the background without the caller's descriptors (a test harness may wait
+# for their end to know that this script is done).
+in_srv_detached() {
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      n=${fd##*/}
+      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
+    done
+    exec "$@" </dev/null >/dev/null 2>&1
+  ) &
+}
+
 case "$cmd" in
 up)
   dir=$3
@@ -38,34 +50,12 @@ NFT
   printf '#!/bin/sh\nsleep 0.3\nprintf "HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"\n' > "$dir/slow-reply"
   chmod +x "$dir/slow-reply"
   chmod -R a+rX "$dir"
-  # The server must not keep the caller's descriptors open (a test harness may wait for
-  # their end to know that this script is done).
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      n=${fd##*/}
-      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
-    done
-    exec ip netns exec "$srv" setpriv --reuid=65534 --regid=65534 --clear-groups \
-      /usr/bin/python3 -m http.server 8080 --bind 0.0.0.0 --directory "$dir" </dev/null >/dev/null 2>&1
-  ) &
-  # A slow responder (300 ms), so that a local client certainly outlives the agent's lookup.
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      n=${fd##*/}
-      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
-    done
-    exec ip netns exec "$srv" socat TCP-LISTEN:8081,bind=10.213.0.2,fork,reuseaddr \
-      EXEC:"$dir/slow-reply" </dev/null >/dev/null 2>&1
-  ) &
-  # The same slow responder over IPv6.
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      n=${fd##*/}
-      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
-    done
-    exec ip netns exec "$srv" socat TCP6-LISTEN:8082,bind=[fd42:213::2],fork,reuseaddr \
-      EXEC:"$dir/slow-reply" </dev/null >/dev/null 2>&1
-  ) &
+  in_srv_detached ip netns exec "$srv" setpriv --reuid=65534 --regid=65534 --clear-groups \
+    /usr/bin/python3 -m http.server 8080 --bind 0.0.0.0 --directory "$dir"
+  # A slow responder (300 ms), so that a local client certainly outlives the agent's lookup;
+  # the same over IPv6.
+  in_srv_detached ip netns exec "$srv" socat TCP-LISTEN:8081,bind=10.213.0.2,fork,reuseaddr EXEC:"$dir/slow-reply"
+  in_srv_detached ip netns exec "$srv" socat TCP6-LISTEN:8082,bind=[fd42:213::2],fork,reuseaddr EXEC:"$dir/slow-reply"
   for _ in $(seq 100); do
     n=$(ip netns exec "$srv" ss -ltnH '( sport = :8080 or sport = :8081 or sport = :8082 )' | grep -c LISTEN || true)
     [ "$n" -ge 3 ] && exit 0
