@@ -302,21 +302,25 @@ final class ConntrackAgent: DiscoveryAgent {
     let flows: ConntrackFlows
     var accounting = true
 
+    let events: ConntrackSocket
+    let dumper: ConntrackSocket
+
+    /// Opens conntrack before the store, so that a host without it (or a user without the
+    /// right) gets its error and no store file.
     override init(_ cmd: DiscoverCommand) throws(UserError) {
+        guard ConntrackSettings.available else {
+            throw UserError(message: "conntrack: the kernel has no connection tracking here (nf_conntrack is not loaded)")
+        }
+        // Events first, then the dump: nothing can fall between them.
+        do {
+            events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer)
+            dumper = try ConntrackSocket(events: false)
+        } catch { throw UserError(message: error.description) }
         flows = ConntrackFlows(hostID: cmd.hostID ?? DiscoveryAgent.hostName())
         try super.init(cmd)
     }
 
     func run() throws(UserError) {
-        guard ConntrackSettings.available else {
-            throw UserError(message: "conntrack: the kernel has no connection tracking here (nf_conntrack is not loaded)")
-        }
-        // Events first, then the dump: nothing can fall between them.
-        let events: ConntrackSocket, dumper: ConntrackSocket
-        do {
-            events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer)
-            dumper = try ConntrackSocket(events: false)
-        } catch { throw UserError(message: error.description) }
         if !events.reliableDestroyEvents {
             log("warning", "conntrack: reliable delivery of DESTROY events is not available: a connection that ends while events overflow may be missed")
         }

@@ -20,16 +20,18 @@ final class LiveAgent: DiscoveryAgent {
     private var newFlows = 0
     private var socketsReadAt = -Double.infinity
 
+    /// Opens the captures before the store: a missing interface, a bad filter or a missing
+    /// right gets its error and no store file.
     init(_ cmd: DiscoverCommand, interfaces: [String]) throws(UserError) {
         self.interfaces = interfaces
-        try super.init(cmd)
-    }
-
-    func run() throws(UserError) {
         for i in interfaces {
             do { captures.append(try LiveCapture(interface: i, filter: cmd.bpf, promiscuous: cmd.promiscuous)) }
             catch { throw UserError(message: "interface \(error.description)") }
         }
+        try super.init(cmd)
+    }
+
+    func run() throws(UserError) {
         let linkTypes = Set(captures.map { $0.linkType.description }).sorted().joined(separator: ",")
         var info = SourceInfo(kind: .liveCapture, hostID: hostID, path: "live:\(interfaces.joined(separator: ","))",
                               sha256: nil, linkType: linkTypes)

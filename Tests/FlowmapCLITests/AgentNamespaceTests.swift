@@ -286,6 +286,7 @@ final class AgentNamespaceTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.hasPrefix("flowmap: interface lo: bad BPF filter 'tcp and and': "), bad.stderr)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: db), "a failed start leaves no store behind")
     }
 
     func testARestartAppendsAndTheOtherCommandsReadTheStore() throws {
@@ -329,6 +330,7 @@ final class AgentNamespaceTests: XCTestCase {
         let live = try sh("\(srv) setpriv --reuid=65534 --regid=65534 --clear-groups \(bin.path) discover --db \(db) --interface lo --duration 1s")
         XCTAssertEqual(live.status, 2, live.output)
         XCTAssertEqual(live.output, "flowmap: interface lo: permission denied (needs root or CAP_NET_RAW)\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: db), "a failed start leaves no store behind")
     }
 
     // MARK: helpers
