@@ -91,9 +91,16 @@ public final class PacketAnalyzer {
         }
     }
 
+    /// Where the names of DNS answers are interned (the flow table's), on this thread.
+    public let names: DNSNameTable
+    /// False when nothing will read flows' names (Zeek's conn.log has none): DNS answers are
+    /// still parsed, so malformed ones are counted, but no name is learned.
+    public var learnsNames = true
+
     /// Decodes into `table` on the calling thread.
     public init(table: FlowTable) {
         self.table = table
+        names = table.names
         batch = EventBatch()
         handoff = { b in
             table.apply(b)
@@ -102,9 +109,11 @@ public final class PacketAnalyzer {
         }
     }
 
-    /// Decodes into batches handed to `handoff` (which returns the next, empty batch).
-    public init(batch: EventBatch, handoff: @escaping (EventBatch) -> EventBatch) {
+    /// Decodes into batches handed to `handoff` (which returns the next, empty batch), for a
+    /// flow table whose names are `names`.
+    public init(batch: EventBatch, names: DNSNameTable, handoff: @escaping (EventBatch) -> EventBatch) {
         table = nil
+        self.names = names
         self.batch = batch
         self.handoff = handoff
     }
@@ -240,9 +249,11 @@ public final class PacketAnalyzer {
             stats.anomalies.record(.malformedDNS)
             return
         }
+        guard learnsNames else { return }  // parsed (and counted when malformed), not learned
         let who = multicast || client.isBroadcastOrMulticast ? nil : client
-        let obs = answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
+        var obs = answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
                                                ttl: $0.ttl, ts: t) }
+        for i in obs.indices { names.learn(&obs[i]) }
         onNames?(obs)
         batch.appendNames(obs, t: t)
         if batch.isFull { batch = handoff(batch) }

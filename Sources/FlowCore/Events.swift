@@ -128,7 +128,7 @@ extension FlowTable {
                 setLastFlow(slot, atDepth: Int(e.pointee.depth))
             case .names:
                 let first = Int(e.pointee.first)
-                for j in first..<(first + Int(e.pointee.count)) { names.learn(batch.observations[j]) }
+                for j in first..<(first + Int(e.pointee.count)) { dnsBindings.learn(batch.observations[j]) }
             case .tick:
                 advance(to: e.pointee.t)
             }

@@ -38,9 +38,12 @@ enum CaptureRunner {
         return readers
     }
 
-    /// Reads the captures; flows reach `onFlow` (on the table thread when `threads` > 1).
+    /// Reads the captures; flows reach `onFlow` in the order they end: on the table thread when
+    /// `threads` > 1 and no names are learned (nothing then needs the decoding side's name
+    /// table), else on the calling thread.
+    /// With `learnNames` false, flows carry no DNS names (for output that has none).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
-                    threads: Int = 1, vlanAware: Bool = false,
+                    learnNames: Bool = true, threads: Int = 1, vlanAware: Bool = false,
                     onNames: (([DNSObservation]) -> Void)? = nil, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
         let names = DNSNameTable()
         names.keepObservations = keepNames
@@ -52,12 +55,14 @@ enum CaptureRunner {
             onFlow(r, tableRef?.firstTime)
         }
         tableRef = table
-        let pipeline = threads > 1 ? Pipeline(table: table) { r in
+        let learns = learnNames || keepNames
+        let pipeline = threads > 1 ? Pipeline(table: table, recordsOnTableThread: !learns && onNames == nil) { r in
             counter.emitted += 1
             onFlow(r, tableRef?.firstTime)
         } : nil
         let analyzer = pipeline?.analyzer ?? PacketAnalyzer(table: table)
         analyzer.onNames = onNames
+        analyzer.learnsNames = learns
         var warnings: [String] = []
         for r in readers {
             let progress = Progress(label: r.path == "-" ? "<stdin>" : r.path, total: r.fileSize, enabled: !quiet)

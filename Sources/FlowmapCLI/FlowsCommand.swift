@@ -57,10 +57,12 @@ struct FlowsCommand: ParsableCommand {
         }
         let readers: [FlowCapture.PcapReader]
         do { readers = try CaptureRunner.open(source.captures) } catch { throw fail(error.message) }
+        let window = source.spec  // parsed once, not per flow
+        // Zeek's conn.log has no names: DNS answers are then not learned.
         let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
-                                           threads: analysis.threadCount, vlanAware: analysis.vlanAware) { r, first in
+                                           learnNames: format != .zeek, threads: analysis.threadCount, vlanAware: analysis.vlanAware) { r, first in
             if writer.openTime == nil { writer.openTime = first }
-            if source.admits(r.ts) { writer.add(r) }
+            if window.admits(r.ts) { writer.add(r) }
         }
         if writer.openTime == nil { writer.openTime = result.stats.firstTimestamp }
         writer.finish(closeTime: result.stats.lastTimestamp)

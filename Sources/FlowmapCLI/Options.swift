@@ -29,9 +29,6 @@ struct SourceOptions: ParsableArguments {
     var sinceTime: Double? { since.flatMap(Fmt.parseTime) }
     var untilTime: Double? { until.flatMap(Fmt.parseTime) }
 
-    /// True when a flow that started at `ts` is inside [since, until).
-    func admits(_ ts: Double) -> Bool { spec.admits(ts) }
-
     var spec: FlowSource { FlowSource(captures: captures, db: db, since: sinceTime, until: untilTime) }
 }
 

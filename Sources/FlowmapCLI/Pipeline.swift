@@ -107,13 +107,21 @@ final class Pipeline: @unchecked Sendable {
     private let empty: SPSCRing<EventBatch>
     private let finished: SPSCRing<[FlowSnapshot]>
     private let onFlow: (FlowRecord) -> Void
+    /// The table's names (turned into strings on this thread, which also interns them).
+    private let names: DNSNameTable
     private var worker: WorkerThread!
     /// CPU time the table thread used (for diagnostics; read after `finish`).
     final class CPUBox: @unchecked Sendable { var seconds = 0.0 }
     let tableThreadCPU = CPUBox()
 
     /// Nil when the table thread cannot be started; the table is then left as it was.
-    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
+    ///
+    /// With `recordsOnTableThread`, ended flows go to the table's own `onFlow`, on the table
+    /// thread, and `onFlow` here is not used. That spreads the work more evenly, but is only
+    /// possible when the analyzer learns no names: turning name ids into strings reads the
+    /// name table that decoding writes.
+    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, recordsOnTableThread: Bool = false,
+          onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
@@ -125,7 +133,8 @@ final class Pipeline: @unchecked Sendable {
         self.empty = empty
         self.finished = finished
         self.onFlow = onFlow
-        analyzer = PacketAnalyzer(batch: EventBatch(capacity: batchSize)) { [unowned self] done in
+        names = table.names
+        analyzer = PacketAnalyzer(batch: EventBatch(capacity: batchSize), names: table.names) { [unowned self] done in
             full.push(done, whileWaiting: self.drain)
             self.drain()
             return empty.pop(whileWaiting: self.drain) ?? EventBatch(capacity: batchSize)
@@ -134,14 +143,14 @@ final class Pipeline: @unchecked Sendable {
         // strings) is left to the reading thread.
         final class Outbox { var records: [FlowSnapshot] = [] }
         let outbox = Outbox()
-        table.onSnapshot = { r in
+        if !recordsOnTableThread { table.onSnapshot = { r in
             outbox.records.append(r)
             if outbox.records.count >= 256 {
                 finished.push(outbox.records)
                 outbox.records = []
                 outbox.records.reserveCapacity(256)
             }
-        }
+        } }
         let cpu = self.tableThreadCPU
         let started = WorkerThread {
             defer { cpu.seconds = threadCPUSeconds() }
@@ -163,7 +172,7 @@ final class Pipeline: @unchecked Sendable {
 
     /// Writes out finished flows that have arrived (on the calling thread).
     private func drain() {
-        while let rs = finished.tryPop() { for r in rs { onFlow(r.record()) } }
+        while let rs = finished.tryPop() { for r in rs { onFlow(r.record(names: names)) } }
     }
 
     /// Seconds the reader waited for the table thread, and the table thread for the reader.
@@ -176,7 +185,7 @@ final class Pipeline: @unchecked Sendable {
     func finish() {
         analyzer.finishDecoding()
         full.close()
-        while let rs = finished.pop() { for r in rs { onFlow(r.record()) } }
+        while let rs = finished.pop() { for r in rs { onFlow(r.record(names: names)) } }
         worker.join()
     }
 }

@@ -59,4 +59,41 @@ final class DNSTests: XCTestCase {
         XCTAssertEqual(h.table.names.observations[0].answers, 2)
         XCTAssertEqual(h.table.names.observations[0].lastSeen, 9)
     }
+
+    /// Decoding interns names ahead of the table (with two threads, by up to a few batches):
+    /// a flow lists only the names its table had learned when it ended, sorted, and names
+    /// learned later do not leak into it.
+    func testAFlowListsTheNamesItsTableKnewSortedAndNoLaterOnes() throws {
+        let names = DNSNameTable()
+        names.keepObservations = false
+        final class Sink { var r: [FlowRecord] = [] }
+        let sink = Sink()
+        let table = FlowTable(names: names) { sink.r.append($0) }
+        let server = IPAddress("198.51.100.7")!, client = IPAddress("10.0.0.5")!
+        func answer(_ name: String, at t: Double) -> DNSObservation {
+            var o = DNSObservation(client: IPAddress("10.0.0.99")!, name: name, chain: [], address: server, ttl: 60, ts: t)
+            names.learn(&o)  // the decoding side
+            return o
+        }
+        let zulu = answer("zulu.example", at: 1), alpha = answer("alpha.example", at: 2)
+        let late = answer("late.example", at: 3)
+        XCTAssertEqual([zulu.nameID, alpha.nameID, late.nameID], [0, 1, 2])
+        // The table has applied the first two answers only.
+        table.dnsBindings.learn(zulu)
+        table.dnsBindings.learn(alpha)
+        table.dnsBindings.learn(zulu)  // again: still two names
+        var p = PacketSummary()
+        p.src = client; p.dst = server; p.proto = IPProtocol(rawValue: 17); p.hasHeader = true
+        p.sport = 40000; p.dport = 9999; p.ipBytes = 40
+        table.packet(t: 4, p, packetIndex: 1, parent: nil)
+        table.flush()
+        let r = try XCTUnwrap(sink.r.first)
+        XCTAssertEqual(r.respNames, ["alpha.example", "zulu.example"])
+        XCTAssertEqual(r.respName, "alpha.example")  // the client asked for none: the first in order
+        // Once the table learns the third, the next flow lists all three.
+        table.dnsBindings.learn(late)
+        table.packet(t: 5, p, packetIndex: 2, parent: nil)
+        table.flush()
+        XCTAssertEqual(sink.r.last?.respNames, ["alpha.example", "late.example", "zulu.example"])
+    }
 }

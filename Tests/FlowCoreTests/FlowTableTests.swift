@@ -217,7 +217,7 @@ final class BatchingTests: XCTestCase {
             final class Sink { var r: [FlowRecord] = [] }
             let sink = Sink()
             let table = FlowTable { sink.r.append($0) }
-            let analyzer = direct ? PacketAnalyzer(table: table) : PacketAnalyzer(batch: EventBatch(capacity: 3)) { b in
+            let analyzer = direct ? PacketAnalyzer(table: table) : PacketAnalyzer(batch: EventBatch(capacity: 3), names: table.names) { b in
                 table.apply(b)
                 b.clear()
                 return b

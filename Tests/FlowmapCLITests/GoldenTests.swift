@@ -55,5 +55,44 @@ final class ThreadingTests: XCTestCase {
         XCTAssertGreaterThan(one.stdout.split(separator: "\n").count, 1500)
         XCTAssertEqual(one.stdout, two.stdout)
         XCTAssertEqual(try runFlowmap(["flows", "--threads", "3", all[0]]).status, 64)
+        // conn.log output (no names: records are built on the table thread) is identical too,
+        // and its flows are the json flows.
+        let zeek1 = try runFlowmap(["flows", "--format", "zeek", "-q", "--threads", "1"] + all)
+        let zeek2 = try runFlowmap(["flows", "--format", "zeek", "-q", "--threads", "2"] + all)
+        XCTAssertEqual(zeek2.status, 0, zeek2.stderr)
+        XCTAssertEqual(zeek1.stdout, zeek2.stdout)
+        let rows = zeek2.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        XCTAssertEqual(rows.count, one.stdout.split(separator: "\n").count)
+    }
+
+    /// conn.log output learns no DNS names, but DNS answers are still decoded: the counters
+    /// (malformed answers included) are those of any other format.
+    func testStatsDoNotDependOnTheFormat() throws {
+        let dir = Repo.fixtures.appendingPathComponent("zeek-parity")
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            .filter { $0.hasSuffix(".pcap") || $0.hasSuffix(".pcapng") }.sorted().map { dir.appendingPathComponent($0).path }
+        // A capture with one good and one malformed DNS response (answer count 1, no answer).
+        func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
+        func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+        func frame(_ dns: [UInt8]) -> [UInt8] {
+            let udp = be16(53) + be16(40000) + be16(8 + dns.count) + be16(0) + dns
+            let ip: [UInt8] = [0x45, 0] + be16(20 + udp.count) + [0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
+            return [UInt8](repeating: 2, count: 12) + [0x08, 0x00] + ip + udp
+        }
+        let question: [UInt8] = [3] + Array("www".utf8) + [7] + Array("example".utf8) + [3] + Array("com".utf8) + [0, 0, 1, 0, 1]
+        let good = be16(1) + [0x81, 0x80] + be16(1) + be16(1) + be16(0) + be16(0) + question
+            + [0xC0, 12] + be16(1) + be16(1) + [0, 0, 0, 60] + be16(4) + [93, 184, 216, 34]
+        let bad = be16(2) + [0x81, 0x80] + be16(1) + be16(1) + be16(0) + be16(0) + question
+        var pcap = le32(0xA1B2_C3D4) + [2, 0, 4, 0] + le32(0) + le32(0) + le32(65535) + le32(1)
+        for (i, f) in [frame(good), frame(bad)].enumerated() { pcap += le32(1_700_000_000 + i) + le32(0) + le32(f.count) + le32(f.count) + f }
+        let dns = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-dns-\(getpid()).pcap")
+        try Data(pcap).write(to: dns)
+        defer { try? FileManager.default.removeItem(at: dns) }
+
+        let json = try runFlowmap(["flows", "--format", "json", "-q", "--stats"] + all + [dns.path])
+        let zeek = try runFlowmap(["flows", "--format", "zeek", "-q", "--stats"] + all + [dns.path])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertTrue(json.stderr.contains("anomaly.malformed_dns\t1\n"), json.stderr)
+        XCTAssertEqual(json.stderr, zeek.stderr)
     }
 }

@@ -13,6 +13,8 @@ public struct DNSObservation: Sendable, Equatable {
     /// When the same (client, name, address) answer was last seen, and how many times.
     public var lastSeen: Double
     public var answers: Int
+    /// The id of `name` in the `DNSNameTable` that learned it, or -1 before that.
+    public var nameID: Int32 = -1
 
     public init(client: IPAddress?, name: String, chain: [String], address: IPAddress, ttl: UInt32, ts: Double) {
         self.client = client; self.name = name; self.chain = chain; self.address = address; self.ttl = ttl
@@ -20,28 +22,14 @@ public struct DNSObservation: Sendable, Equatable {
     }
 }
 
-/// Which DNS names resolved to which addresses, per client and globally.
+/// The names seen in DNS answers: each distinct name once (its id is what flow state and the
+/// flow table hold), and every distinct (client, name, address) answer.
 ///
-/// A flow's responder gets the name that its own client asked for before the flow started
-/// (the first name of a CNAME chain, not the CDN's target); otherwise any name seen for the
-/// address. Several names for one address are all kept.
+/// It belongs to the decoding side: the analyzer interns each answer's name here as it decodes
+/// it, and ended flows' ids become strings here when their records are built. The flow table
+/// itself keeps only ids (`DNSBindings`), so with two threads the table thread never touches
+/// a string.
 public final class DNSNameTable {
-    /// What one client resolved for one address: the first name it asked for (by id), and when.
-    /// Further names for the same pair are rare; they are only counted in the global table.
-    struct Binding {
-        var first: Int32
-        var learnedAt: Double
-    }
-    /// Keyed by a 64-bit hash of (client, address): 8 bytes a key instead of 32 (a collision
-    /// needs two 64-bit hashes to meet; with a million pairs the chance is about 1 in 10^7).
-    private var perClient: [UInt64: Binding] = [:]
-
-    @inline(__always)
-    private static func clientKey(_ client: IPAddress, _ address: IPAddress) -> UInt64 {
-        FlowUID.mix(client.hi, client.lo, address.hi, address.lo)
-    }
-    /// Every name seen for an address, sorted (shared interned strings; handed out as is).
-    private var global: [IPAddress: [String]] = [:]
     /// Interned names: each distinct name is stored once.
     private var strings: [String] = []
     private var ids: [String: Int32] = [:]
@@ -55,10 +43,21 @@ public final class DNSNameTable {
         var address: IPAddress
     }
     public var keepObservations = true
+    /// Every name seen for each address: ids in the order first seen (the order in which the
+    /// flow table learns them, so the table's count of names is a prefix of this list), and
+    /// the same names as sorted strings, shared with the records that list them.
+    private struct AddressNames {
+        var ids: [Int32] = []
+        var sorted: [String] = []
+    }
+    private var addressIndex: [IPAddress: Int] = [:]
+    private var addressNames: [AddressNames] = []
+    private var addressPairs: Set<UInt64> = []
 
     public init() {}
 
-    public var isEmpty: Bool { global.isEmpty }
+    /// True until a name has been learned.
+    public var isEmpty: Bool { strings.isEmpty }
 
     private func intern(_ name: String) -> Int32 {
         if let i = ids[name] { return i }
@@ -68,41 +67,205 @@ public final class DNSNameTable {
         return i
     }
 
-    func learn(_ o: DNSObservation) {
+    /// Interns the observation's name (setting its `nameID`) and records the answer.
+    public func learn(_ o: inout DNSObservation) {
         let id = intern(o.name)
-        if keepObservations {
-            let k = ObservationKey(client: o.client, name: id, address: o.address)
-            if let i = observationIndex[k] {
-                observations[i].lastSeen = max(observations[i].lastSeen, o.ts)
-                observations[i].answers += 1
-                observations[i].ttl = o.ttl
+        o.nameID = id
+        if addressPairs.insert(DNSBindings.pairKey(o.address, id)).inserted {
+            let i: Int
+            if let known = addressIndex[o.address] {
+                i = known
             } else {
-                observationIndex[k] = observations.count
-                observations.append(o)
+                i = addressNames.count
+                addressIndex[o.address] = i
+                addressNames.append(AddressNames())
             }
+            addressNames[i].ids.append(id)
+            addressNames[i].sorted.insertSorted(strings[Int(id)])
         }
-        if let c = o.client {
-            let k = DNSNameTable.clientKey(c, o.address)
-            if perClient[k] == nil { perClient[k] = Binding(first: id, learnedAt: o.ts) }
+        guard keepObservations else { return }
+        let k = ObservationKey(client: o.client, name: id, address: o.address)
+        if let i = observationIndex[k] {
+            observations[i].lastSeen = max(observations[i].lastSeen, o.ts)
+            observations[i].answers += 1
+            observations[i].ttl = o.ttl
+        } else {
+            observationIndex[k] = observations.count
+            observations.append(o)
         }
-        global[o.address, default: []].insertSorted(strings[Int(id)])
     }
 
-    /// The name `client` resolved for `address` at or before `t` (the first it asked for), as
-    /// the interned name's id (see `name(_:)`).
-    func nameIDAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> Int32? {
-        guard !perClient.isEmpty, let b = perClient[DNSNameTable.clientKey(client, address)],
-              b.learnedAt <= t else { return nil }
-        return b.first
+    /// Records an answer (see `learn(_:)`, which also returns the name's id).
+    public func learn(_ o: DNSObservation) {
+        var o = o
+        learn(&o)
     }
 
     /// The interned name with this id.
-    func name(_ id: Int32) -> String { strings[Int(id)] }
+    public func name(_ id: Int32) -> String { strings[Int(id)] }
 
-    /// Every name seen for `address`, sorted.
-    public func allNames(for address: IPAddress) -> [String] {
-        guard !global.isEmpty, let names = global[address] else { return [] }
-        return names
+    /// The first `count` names learned for `address`, sorted. Usually all of them (decoding
+    /// runs at most a few batches ahead of the table), and then the shared sorted list.
+    func sortedNames(for address: IPAddress, count: Int32) -> [String] {
+        guard let i = addressIndex[address] else { return [] }
+        if addressNames[i].ids.count == Int(count) { return addressNames[i].sorted }
+        return addressNames[i].ids.prefix(Int(count)).map { strings[Int($0)] }.sorted()
+    }
+}
+
+/// What the flow table knows of DNS, as name ids: which name each client resolved for each
+/// address (the first it asked for, and when), and every name seen for each address. Two
+/// open-addressing tables of plain values with a cheap hash: no strings, no reference
+/// counting, one or two cache lines a lookup.
+struct DNSBindings {
+    /// (client, address) → the first name the client asked for. `key` is a 64-bit hash of the
+    /// pair (0 = empty): 8 bytes instead of 32 (a collision needs two 64-bit hashes to meet;
+    /// with a million pairs the chance is about 1 in 10^7).
+    private struct ClientEntry {
+        var key: UInt64 = 0
+        var first: Int32 = -1
+        var learnedAt: Double = 0
+    }
+    /// address → the first name seen for it, and how many distinct names.
+    private struct AddressEntry {
+        var address = IPAddress.zeroV4
+        var first: Int32 = -1  // -1 = empty
+        var count: Int32 = 0
+    }
+    private var clients = [ClientEntry](repeating: ClientEntry(), count: 1024)
+    private var clientCount = 0
+    private var addresses = [AddressEntry](repeating: AddressEntry(), count: 1024)
+    private var addressCount = 0
+    /// Every (address, name) pair seen, as 64-bit hashes (0 = empty).
+    private var pairs = [UInt64](repeating: 0, count: 1024)
+    private var pairCount = 0
+
+    /// The key of an (address, name id) pair; the decoding side's `DNSNameTable` uses the same
+    /// keys, so both count the same distinct names.
+    @inline(__always)
+    static func pairKey(_ address: IPAddress, _ id: Int32) -> UInt64 {
+        let k = FlowUID.mix(address.hi, address.lo, UInt64(UInt32(bitPattern: id)))
+        return k == 0 ? 1 : k
+    }
+
+    var isEmpty: Bool { addressCount == 0 }
+
+    @inline(__always)
+    private static func clientKey(_ client: IPAddress, _ address: IPAddress) -> UInt64 {
+        let k = FlowUID.mix(client.hi, client.lo, address.hi, address.lo)
+        return k == 0 ? 1 : k
+    }
+
+    @inline(__always)
+    private static func spread(_ x0: UInt64) -> Int {
+        var x = x0
+        x ^= x >> 31
+        x = x &* 0xBF58_476D_1CE4_E5B9
+        x ^= x >> 29
+        return Int(truncatingIfNeeded: x)
+    }
+
+    @inline(__always)
+    private static func addressHash(_ a: IPAddress) -> Int {
+        spread((a.lo &* 0x9E37_79B9_7F4A_7C15) ^ (a.hi &* 0xC2B2_AE3D_27D4_EB4F))
+    }
+
+    /// Learns an answer whose name has been interned (`nameID` set); others are ignored.
+    mutating func learn(_ o: DNSObservation) {
+        let id = o.nameID
+        guard id >= 0 else { return }
+        if let c = o.client {
+            let k = DNSBindings.clientKey(c, o.address)
+            var i = clientSlot(k)
+            if clients[i].key == 0 {
+                if (clientCount + 1) * 2 > clients.count {
+                    growClients()
+                    i = clientSlot(k)
+                }
+                clients[i] = ClientEntry(key: k, first: id, learnedAt: o.ts)
+                clientCount += 1
+            }
+        }
+        var j = addressSlot(o.address)
+        if addresses[j].first < 0 {
+            if (addressCount + 1) * 2 > addresses.count {
+                growAddresses()
+                j = addressSlot(o.address)
+            }
+            addresses[j] = AddressEntry(address: o.address, first: id, count: 0)
+            addressCount += 1
+        }
+        if insertPair(DNSBindings.pairKey(o.address, id)) { addresses[j].count += 1 }
+    }
+
+    /// Adds a pair key; false if it was there.
+    private mutating func insertPair(_ k: UInt64) -> Bool {
+        var mask = pairs.count - 1
+        var i = DNSBindings.spread(k) & mask
+        while pairs[i] != 0 {
+            if pairs[i] == k { return false }
+            i = (i + 1) & mask
+        }
+        if (pairCount + 1) * 2 > pairs.count {
+            let old = pairs
+            pairs = [UInt64](repeating: 0, count: old.count * 2)
+            mask = pairs.count - 1
+            for e in old where e != 0 {
+                var j = DNSBindings.spread(e) & mask
+                while pairs[j] != 0 { j = (j + 1) & mask }
+                pairs[j] = e
+            }
+            i = DNSBindings.spread(k) & mask
+            while pairs[i] != 0 { i = (i + 1) & mask }
+        }
+        pairs[i] = k
+        pairCount += 1
+        return true
+    }
+
+    /// The name `client` resolved for `address` at or before `t` (the first it asked for).
+    @inline(__always)
+    func nameAsked(by client: IPAddress, for address: IPAddress, before t: Double) -> Int32? {
+        guard clientCount > 0 else { return nil }
+        let e = clients[clientSlot(DNSBindings.clientKey(client, address))]
+        return e.key != 0 && e.learnedAt <= t ? e.first : nil
+    }
+
+    /// The first name id seen for `address` (-1: none) and how many distinct names it has.
+    @inline(__always)
+    func names(for address: IPAddress) -> (first: Int32, count: Int32) {
+        guard addressCount > 0 else { return (-1, 0) }
+        let e = addresses[addressSlot(address)]
+        return e.first >= 0 ? (e.first, e.count) : (-1, 0)
+    }
+
+    /// Where `k` is, or the empty entry where it would go.
+    @inline(__always)
+    private func clientSlot(_ k: UInt64) -> Int {
+        let mask = clients.count - 1
+        var i = DNSBindings.spread(k) & mask
+        while clients[i].key != 0 && clients[i].key != k { i = (i + 1) & mask }
+        return i
+    }
+
+    @inline(__always)
+    private func addressSlot(_ a: IPAddress) -> Int {
+        let mask = addresses.count - 1
+        var i = DNSBindings.addressHash(a) & mask
+        while addresses[i].first >= 0 && addresses[i].address != a { i = (i + 1) & mask }
+        return i
+    }
+
+    private mutating func growClients() {
+        let old = clients
+        clients = [ClientEntry](repeating: ClientEntry(), count: old.count * 2)
+        for e in old where e.key != 0 { clients[clientSlot(e.key)] = e }
+    }
+
+    private mutating func growAddresses() {
+        let old = addresses
+        addresses = [AddressEntry](repeating: AddressEntry(), count: old.count * 2)
+        for e in old where e.first >= 0 { addresses[addressSlot(e.address)] = e }
     }
 }
 

@@ -166,7 +166,7 @@ public enum FlowUID {
     }
 }
 
-/// An ended flow as the table left it: plain values plus the names it resolved. `record()`
+/// An ended flow as the table left it: plain values, with names as ids. `record(names:)`
 /// builds the `FlowRecord` (ids and strings), wherever that is cheapest.
 public struct FlowSnapshot: @unchecked Sendable {
     let flow: FlowState
@@ -174,12 +174,29 @@ public struct FlowSnapshot: @unchecked Sendable {
     let respBytes: UInt64
     let missed: UInt64
     let state: StaticString
-    let respName: String?
-    let respNames: [String]
+    /// The first name seen for the responder's address (an id, or -1) and how many names the
+    /// address had when the flow ended.
+    let addressName: Int32
+    let addressNameCount: Int32
     let parents: [FlowID]
 
-    public func record() -> FlowRecord {
+    /// The record, with name ids turned into strings through `names` (the table's).
+    ///
+    /// The responder's name is the one its client asked for (`flow.respName`), else the first
+    /// in order of every name seen for the address; `respNames` lists them all, sorted, when
+    /// there are several.
+    public func record(names: DNSNameTable) -> FlowRecord {
         let f = flow
+        var respName: String? = f.respName >= 0 ? names.name(f.respName) : nil
+        var respNames: [String] = []
+        if addressName >= 0 {
+            if addressNameCount <= 1 {
+                if respName == nil { respName = names.name(addressName) }
+            } else {
+                respNames = names.sortedNames(for: f.respH, count: addressNameCount)
+                if respName == nil { respName = respNames[0] }
+            }
+        }
         return FlowRecord(
             ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
             ipProto: f.key.proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,

@@ -9,8 +9,10 @@ public final class FlowTable {
     /// When set, ended flows go here instead of `onFlow`, as snapshots to be turned into
     /// records elsewhere (the two-thread pipeline does that on the reading thread).
     public var onSnapshot: ((FlowSnapshot) -> Void)?
-    /// Names for responders, learned from DNS answers.
+    /// The interned DNS names (strings); ended flows' name ids become strings through it.
     public let names: DNSNameTable
+    /// Which names resolved to which addresses, as ids (learned in packet order).
+    var dnsBindings = DNSBindings()
     private var slots = FlowSlots()
     private var tcpSlots = ValueSlots<TCPState>()
     private var heap = TimerHeap()
@@ -207,7 +209,7 @@ public final class FlowTable {
             default: break
             }
         }
-        if !names.isEmpty, let id = names.nameIDAsked(by: f.origH, for: f.respH, before: t) {
+        if !dnsBindings.isEmpty, let id = dnsBindings.nameAsked(by: f.origH, for: f.respH, before: t) {
             f.respName = id
         }
         let slot = slots.insert(f, hash: h)
@@ -603,12 +605,12 @@ public final class FlowTable {
             freeParentLists.append(f.pointee.parents)
         }
         slots.remove(slot)
-        if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record()) }
+        if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record(names: names)) }
     }
 
     // MARK: Records
 
-    func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord { snapshot(fp).record() }
+    func record(_ fp: UnsafeMutablePointer<FlowState>) -> FlowRecord { snapshot(fp).record(names: names) }
 
     /// Everything a flow record needs, taken from the table's state. Turning it into a
     /// `FlowRecord` (ids, strings) can then happen on another thread.
@@ -633,15 +635,9 @@ public final class FlowTable {
         default:
             state = "OTH"
         }
-        var respName: String? = f.respName >= 0 ? names.name(f.respName) : nil
-        var respNames: [String] = []
-        if !names.isEmpty {
-            let all = names.allNames(for: f.respH)
-            if respName == nil { respName = all.first }
-            if all.count > 1 { respNames = all }
-        }
+        let seen = dnsBindings.names(for: f.respH)
         return FlowSnapshot(flow: f, origBytes: origBytes, respBytes: respBytes, missed: missed, state: state,
-                            respName: respName, respNames: respNames,
+                            addressName: seen.first, addressNameCount: seen.count,
                             parents: f.parents >= 0 ? parentLists[Int(f.parents)] : [])
     }
 
