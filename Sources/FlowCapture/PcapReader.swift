@@ -21,13 +21,19 @@ public enum ReadOutcome: Sendable, Equatable {
 
 /// An offline capture (pcap or pcapng, any byte order, µs or ns).
 ///
-/// Classic pcap, and standard input, are read through libpcap; the reader owns its `pcap_t`
-/// and closes it in `deinit` (the C calls are `pcap_open_offline_with_tstamp_precision` and
-/// `pcap_next_ex`). A pcapng file is read by flowmap's own block reader, because libpcap
+/// Classic pcap, and standard input, are opened through libpcap, which validates the file
+/// header; the reader owns its `pcap_t` and closes it in `deinit` (the C calls are
+/// `pcap_fopen_offline_with_tstamp_precision` and `pcap_next_ex`). The records of a regular
+/// pcap 2.4 file are then read in place from a memory mapping (`MappedPcap`: no copies), and
+/// libpcap's `pcap_next_ex` takes over from the first record that is not well formed, so
+/// errors and adjustments are libpcap's own. `FLOWMAP_READER=libpcap` reads every record
+/// through libpcap. A pcapng file is read by flowmap's own block reader, because libpcap
 /// refuses pcapng files whose interfaces differ in link type or snap length.
 public final class PcapReader {
     private enum Backend {
         case libpcap(OpaquePointer)
+        /// Records from the mapping, then libpcap from where the mapping stopped.
+        case mapped(MappedPcap, OpaquePointer)
         case pcapng(PcapNGReader)
     }
     private let backend: Backend
@@ -79,9 +85,15 @@ public final class PcapReader {
                 let msg = String(decoding: errbuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 throw CaptureError(path: shown, reason: PcapReader.explain(msg, path: path))
             }
-            backend = .libpcap(h)
             ioBuffer = buffer
             linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
+            let libpcapOnly = getenv("FLOWMAP_READER").map { String(cString: $0) == "libpcap" } ?? false
+            if !libpcapOnly, (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= Int64(Int.max),
+               let m = MappedPcap(fd: fileno(f), size: Int(st.st_size), snapshot: UInt32(bitPattern: pcap_snapshot(h))) {
+                backend = .mapped(m, h)
+            } else {
+                backend = .libpcap(h)
+            }
         } else {
             fileSize = nil
             ioBuffer = nil
@@ -96,7 +108,10 @@ public final class PcapReader {
     }
 
     deinit {
-        if case .libpcap(let h) = backend { pcap_close(h) }
+        switch backend {
+        case .libpcap(let h), .mapped(_, let h): pcap_close(h)
+        case .pcapng: break
+        }
         free(ioBuffer)  // after the FILE that used it is closed
     }
 
@@ -105,7 +120,8 @@ public final class PcapReader {
         guard fileSize != nil else { return nil }
         switch backend {
         case .pcapng(let r): return r.position
-        case .libpcap(let h):
+        case .mapped(let m, _) where !m.handedOver: return Int64(m.offset)
+        case .libpcap(let h), .mapped(_, let h):
             guard let f = pcap_file(h) else { return nil }
             let p = ftello(f)
             return p >= 0 ? Int64(p) : nil
@@ -128,11 +144,20 @@ public final class PcapReader {
     /// for the call only. Returns how the read ended.
     public func forEachPacket(_ body: (LinkType, Double, Int, UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
         let handle: OpaquePointer
+        let lt = linkType
         switch backend {
         case .pcapng(let r): return r.forEachPacket(body)
         case .libpcap(let h): handle = h
+        case .mapped(let m, let h):
+            m.forEachRecord { ts, wire, bytes in body(lt, ts, wire, bytes) }
+            if m.atEnd { return .complete }
+            // A record the mapping does not take as it is: libpcap reads on from there.
+            guard let f = pcap_file(h), fseeko(f, off_t(m.offset), SEEK_SET) == 0 else {
+                return .cutShort(reason: "cannot seek to offset \(m.offset)")
+            }
+            m.handedOver = true
+            handle = h
         }
-        let lt = linkType
         var hdr: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         while true {

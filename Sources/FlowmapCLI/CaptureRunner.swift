@@ -38,9 +38,7 @@ enum CaptureRunner {
         return readers
     }
 
-    /// Reads the captures; flows reach `onFlow` in the order they end: on the table thread when
-    /// `threads` > 1 and no names are learned (nothing then needs the decoding side's name
-    /// table), else on the calling thread.
+    /// Reads the captures; flows reach `onFlow` in the order they end, on the calling thread.
     /// With `learnNames` false, flows carry no DNS names (for output that has none).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
                     learnNames: Bool = true, threads: Int = 1, vlanAware: Bool = false,
@@ -56,7 +54,7 @@ enum CaptureRunner {
         }
         tableRef = table
         let learns = learnNames || keepNames
-        let pipeline = threads > 1 ? Pipeline(table: table, recordsOnTableThread: !learns && onNames == nil) { r in
+        let pipeline = threads > 1 ? Pipeline(table: table) { r in
             counter.emitted += 1
             onFlow(r, tableRef?.firstTime)
         } : nil

@@ -115,13 +115,7 @@ final class Pipeline: @unchecked Sendable {
     let tableThreadCPU = CPUBox()
 
     /// Nil when the table thread cannot be started; the table is then left as it was.
-    ///
-    /// With `recordsOnTableThread`, ended flows go to the table's own `onFlow`, on the table
-    /// thread, and `onFlow` here is not used. That spreads the work more evenly, but is only
-    /// possible when the analyzer learns no names: turning name ids into strings reads the
-    /// name table that decoding writes.
-    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, recordsOnTableThread: Bool = false,
-          onFlow: @escaping (FlowRecord) -> Void) {
+    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
@@ -143,14 +137,14 @@ final class Pipeline: @unchecked Sendable {
         // strings) is left to the reading thread.
         final class Outbox { var records: [FlowSnapshot] = [] }
         let outbox = Outbox()
-        if !recordsOnTableThread { table.onSnapshot = { r in
+        table.onSnapshot = { r in
             outbox.records.append(r)
             if outbox.records.count >= 256 {
                 finished.push(outbox.records)
                 outbox.records = []
                 outbox.records.reserveCapacity(256)
             }
-        } }
+        }
         let cpu = self.tableThreadCPU
         let started = WorkerThread {
             defer { cpu.seconds = threadCPUSeconds() }

@@ -55,7 +55,7 @@ final class ThreadingTests: XCTestCase {
         XCTAssertGreaterThan(one.stdout.split(separator: "\n").count, 1500)
         XCTAssertEqual(one.stdout, two.stdout)
         XCTAssertEqual(try runFlowmap(["flows", "--threads", "3", all[0]]).status, 64)
-        // conn.log output (no names: records are built on the table thread) is identical too,
+        // conn.log output (no names are learned for it) is identical too,
         // and its flows are the json flows.
         let zeek1 = try runFlowmap(["flows", "--format", "zeek", "-q", "--threads", "1"] + all)
         let zeek2 = try runFlowmap(["flows", "--format", "zeek", "-q", "--threads", "2"] + all)

@@ -45,11 +45,14 @@ struct RunResult {
 }
 
 /// Runs the flowmap binary with a time limit; reports a crash (signal) separately from an exit.
-func runFlowmap(_ args: [String], stdin: URL? = nil, timeout: Double = 60) throws -> RunResult {
+func runFlowmap(_ args: [String], stdin: URL? = nil, timeout: Double = 60, environment: [String: String] = [:]) throws -> RunResult {
     guard let bin = Repo.binary else { throw XCTSkip("flowmap binary not built (run scripts/test)") }
     let p = Process()
     p.executableURL = bin
     p.arguments = args
+    if !environment.isEmpty {
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     // Output goes to temporary files: nothing can block on a full pipe.
     let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-run-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
