@@ -53,7 +53,8 @@ final class MappedPcap {
         base = raw
         self.size = size
         self.snapshot = snapshot
-        _ = madvise(p, size, MADV_SEQUENTIAL)
+        // No MADV_SEQUENTIAL: it makes the kernel drop the file's pages from the page cache
+        // behind the reader, and the next read of the same capture goes to the disk again.
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
