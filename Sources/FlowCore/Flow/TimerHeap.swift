@@ -1,4 +1,4 @@
-/// A binary min-heap of flow deadlines, ordered by (time, flow serial) so that flows that
+/// A min-heap (4-ary) of flow deadlines, ordered by (time, flow serial) so that flows that
 /// expire at the same packet time are emitted in a deterministic order. Entries name a slot
 /// and carry the flow's timer token; an entry whose token is stale is skipped when popped.
 struct TimerHeap {
@@ -20,11 +20,15 @@ struct TimerHeap {
         a.time < b.time || (a.time == b.time && a.serial < b.serial)
     }
 
+    /// Four children a node: half the depth of a binary heap, and a node's children sit side
+    /// by side (fewer cache misses in a heap of hundreds of thousands of deadlines).
+    private static var arity: Int { 4 }
+
     mutating func push(_ e: Entry) {
         items.append(e)
         var i = items.count - 1
         while i > 0 {
-            let p = (i - 1) / 2
+            let p = (i - 1) / TimerHeap.arity
             if TimerHeap.less(items[i], items[p]) { items.swapAt(i, p); i = p } else { break }
         }
     }
@@ -38,11 +42,16 @@ struct TimerHeap {
             var i = 0
             let n = items.count
             while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < n && TimerHeap.less(items[l], items[m]) { m = l }
-                if r < n && TimerHeap.less(items[r], items[m]) { m = r }
-                if m == i { break }
+                let first = TimerHeap.arity * i + 1
+                if first >= n { break }
+                var m = first
+                var c = first + 1
+                let end = min(first + TimerHeap.arity, n)
+                while c < end {
+                    if TimerHeap.less(items[c], items[m]) { m = c }
+                    c += 1
+                }
+                if !TimerHeap.less(items[m], items[i]) { break }
                 items.swapAt(i, m)
                 i = m
             }
