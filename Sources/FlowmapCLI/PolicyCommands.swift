@@ -122,6 +122,7 @@ struct SuggestCommand: ParsableCommand {
             Terminal.out(text)
             Terminal.flush()
         }
+        KeptUntilExit.keep(graph, policy, text)
     }
 }
 
@@ -176,6 +177,7 @@ struct SimulateCommand: ParsableCommand {
         let p = try PolicyFiles.load(policy)
         let names = NameResolver()
         let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
+        defer { KeptUntilExit.keep(p, evaluator, names) }
         var hits = [UInt64](repeating: 0, count: p.rules.count)
         var hitBytes = [UInt64](repeating: 0, count: p.rules.count)
         var total: UInt64 = 0, allowed: UInt64 = 0, bytes: UInt64 = 0, allowedBytes: UInt64 = 0

@@ -94,3 +94,13 @@ final class Progress {
         if drawn { Terminal.stderr("\r\u{1B}[K") }
     }
 }
+
+/// Large values that a command has finished with just before the process exits. Freeing a
+/// graph or a policy of hundreds of thousands of objects one by one takes a noticeable share
+/// of the command's run; the kernel takes back the whole heap at exit at once. (Compilers do
+/// the same: clang's -disable-free.)
+enum KeptUntilExit {
+    nonisolated(unsafe) private static var values: [Any] = []
+
+    static func keep(_ v: Any...) { values.append(contentsOf: v) }
+}
