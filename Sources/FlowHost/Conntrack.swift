@@ -96,10 +96,21 @@ public enum ConntrackEventKind: String, Sendable {
 /// tuple's source, so a DNATed connection is recorded with the real backend, and the address
 /// the client used is kept as `dnat`.
 public final class ConntrackFlows {
+    /// A connection's identity: conntrack's entry id and zone, and its original tuple (as a
+    /// 64-bit hash: an id is only ever reused with a different tuple, and two tuples that share
+    /// an id, a zone and a 64-bit hash are not to be expected). 16 bytes: tens of thousands of
+    /// keys are held for connections in TIME_WAIT.
     public struct Key: Hashable, Sendable {
         public var id: UInt32
-        public var orig: ConntrackTuple
         public var zone: UInt16
+        public var tuple: UInt64
+
+        public init(id: UInt32, orig t: ConntrackTuple, zone: UInt16) {
+            self.id = id
+            self.zone = zone
+            tuple = FlowUID.mix(t.src.hi, t.src.lo, t.dst.hi, t.dst.lo,
+                                UInt64(t.proto) << 48 | UInt64(t.sport) << 32 | UInt64(t.dport) << 16 | UInt64(t.icmpID))
+        }
     }
 
     /// One tracked connection.

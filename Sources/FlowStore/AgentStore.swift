@@ -41,7 +41,8 @@ extension FlowStore {
             }
             if fd >= 0 { close(fd) }
         }
-        return try FlowStore(path: path)
+        // A long-running agent writes small batches: a small page cache keeps its memory low.
+        return try FlowStore(path: path, cacheKiB: 256)
     }
 
     private static let processFields = ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit", "pod"]

@@ -44,7 +44,8 @@ public final class FlowStore {
     let db: DatabasePool
 
     /// Opens (and with `create`, creates) the store at `path`, migrating it to the current schema.
-    public init(path: String, create: Bool = true) throws(StoreError) {
+    /// `cacheKiB` bounds SQLite's page cache of each connection (SQLite's default is 2,000 KiB).
+    public init(path: String, create: Bool = true, cacheKiB: Int? = nil) throws(StoreError) {
         self.path = path
         if !create && !FlowStore.fileExists(path) {
             throw StoreError(path: path, reason: "no such file (write one with `flowmap ingest --db`)")
@@ -52,6 +53,9 @@ public final class FlowStore {
         do {
             var config = Configuration()
             config.foreignKeysEnabled = true
+            if let kib = cacheKiB {
+                config.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -\(kib)") }
+            }
             db = try DatabasePool(path: path, configuration: config)
             try FlowStore.migrator.migrate(db)
         } catch let e as DatabaseError {

@@ -298,7 +298,7 @@ class DiscoveryAgent {
 /// and then to refresh the counters of long-lived flows.
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
-    static let flushAt = 2048
+    static let flushAt = 1024
     let flows: ConntrackFlows
     var accounting = true
 

@@ -33,9 +33,13 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     private func loop() {
-        while let b = ring.pop() {
+        while var b = ring.pop() {
             if failed.withLock({ $0 != nil }) { continue }
             do throws(StoreError) { try save(b) } catch { failed.withLock { $0 = error } }
+            // The batch's records are freed now: hand the freed pages back to the kernel, so
+            // that the agent's resident memory follows what it holds, not its busiest second.
+            b.rows = []
+            _ = glibcMallocTrim(0)
         }
     }
 
@@ -126,3 +130,7 @@ final class BlockingQueue<Element>: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 }
+
+/// glibc's malloc_trim(3); <malloc.h> is not part of the Glibc module.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
