@@ -254,14 +254,15 @@ public final class ConntrackFlows {
     /// brings the final counters (conntrack sends counters only with DESTROY and in dumps).
     /// Only what that update needs is kept: about a fifth of a flow's memory.
     struct Closing {
-        var uid: String
+        var compactUID: CompactUID
+        var uid: String { compactUID.string }
         var firstSeen: Double
         var lastSeen: Double
         var preexisting: Bool
         var serverListening: Bool
 
         init(uid: String, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
-            self.uid = uid; self.firstSeen = firstSeen; self.lastSeen = lastSeen
+            compactUID = CompactUID(uid); self.firstSeen = firstSeen; self.lastSeen = lastSeen
             self.preexisting = preexisting; self.serverListening = serverListening
         }
 
@@ -469,3 +470,57 @@ extension ConntrackFlows.Flow {
     }
 }
 
+
+/// A flow uid held without a heap allocation when it has the form flowmap gives uids ("C" and
+/// 17 base-62 digits, longer than Swift keeps inline): the digits packed into two words. Any
+/// other uid (one an earlier run adopted from elsewhere) is kept as text.
+struct CompactUID: Equatable {
+    private enum Storage: Equatable {
+        case packed(UInt64, UInt64)
+        case text(String)
+    }
+    private let storage: Storage
+    private static let digits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    @inline(__always)
+    private static func value(_ c: UInt8) -> UInt64? {
+        switch c {
+        case 48...57: return UInt64(c - 48)
+        case 65...90: return UInt64(c - 65 + 10)
+        case 97...122: return UInt64(c - 97 + 36)
+        default: return nil
+        }
+    }
+
+    init(_ s: String) {
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        var n = 0
+        var ok = true
+        for c in s.utf8 {
+            if n == 0 {
+                ok = c == UInt8(ascii: "C")
+            } else if n <= 18, let v = CompactUID.value(c) {
+                // Digits 1–9 in `hi` (62^9 < 2^54), 10–17 in `lo` (62^8 < 2^48).
+                if n <= 9 { hi = hi * 62 + v } else { lo = lo * 62 + v }
+            } else {
+                ok = false
+            }
+            if !ok { break }
+            n += 1
+        }
+        storage = ok && n == 18 ? .packed(hi, lo) : .text(s)
+    }
+
+    var string: String {
+        switch storage {
+        case .text(let s): return s
+        case .packed(var hi, var lo):
+            return String(unsafeUninitializedCapacity: 18) { b in
+                b[0] = UInt8(ascii: "C")
+                for i in stride(from: 17, through: 10, by: -1) { b[i] = CompactUID.digits[Int(lo % 62)]; lo /= 62 }
+                for i in stride(from: 9, through: 1, by: -1) { b[i] = CompactUID.digits[Int(hi % 62)]; hi /= 62 }
+                return 18
+            }
+        }
+    }
+}
