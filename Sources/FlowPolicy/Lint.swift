@@ -19,6 +19,53 @@ public struct LintFinding: Sendable, Equatable, Comparable {
     }
 }
 
+/// Earlier rules of one bucket, indexed by port: a rule whose ports are all single ports can
+/// only duplicate, be shadowed by or overlap a rule that shares one of them, or one with a
+/// range or every port. A suggested policy has many single-port rules between the same two
+/// workloads; without the index, linting it would compare every pair of them.
+final class RuleBucket {
+    private struct PortKey: Hashable {
+        var proto: String
+        var port: UInt16
+    }
+    private var all: [Int] = []
+    private var byPort: [PortKey: [Int]] = [:]
+    /// Rules with a port range or every port of a protocol.
+    private var wide: [Int] = []
+
+    private static func singlePorts(_ r: Rule) -> [PortKey]? {
+        guard !r.ports.isEmpty else { return nil }
+        var out: [PortKey] = []
+        for p in r.ports {
+            guard let l = p.low, p.high == l else { return nil }
+            out.append(PortKey(proto: p.proto, port: l))
+        }
+        return out
+    }
+
+    func insert(_ i: Int, _ r: Rule) {
+        all.append(i)
+        if let keys = RuleBucket.singlePorts(r) {
+            for k in keys { byPort[k, default: []].append(i) }
+        } else if !r.ports.isEmpty {
+            wide.append(i)
+        }
+        // A rule with no ports allows nothing: it can duplicate only another such rule, which
+        // then finds it through `all`.
+    }
+
+    /// Appends the earlier rules that can share a port with `r` (every rule, when `r` has a
+    /// range, every port or no ports).
+    func candidates(for r: Rule, into out: inout [Int]) {
+        guard let keys = RuleBucket.singlePorts(r) else {
+            out += all
+            return
+        }
+        for k in keys { if let l = byPort[k] { out += l } }
+        out += wide
+    }
+}
+
 /// Static checks of a policy, and checks against traffic.
 public enum PolicyLinter {
     /// True when `a` takes every endpoint `b` takes, judged on the selectors alone.
@@ -73,21 +120,28 @@ public enum PolicyLinter {
             }
             return "*"
         }
-        var byPair: [String: [Int]] = [:], byFrom: [String: [Int]] = [:], byTo: [String: [Int]] = [:]
+        var byPair: [String: RuleBucket] = [:], byFrom: [String: RuleBucket] = [:], byTo: [String: RuleBucket] = [:]
+        let everything = RuleBucket()
+        func bucket(_ map: inout [String: RuleBucket], _ k: String) -> RuleBucket {
+            if let b = map[k] { return b }
+            let b = RuleBucket()
+            map[k] = b
+            return b
+        }
         for (i, r) in p.rules.enumerated() {
             let fk = key(r.from), tk = key(r.to)
-            var earlier: [Int]
+            var earlier: [Int] = []
             switch (fk == "*", tk == "*") {
             case (false, false):
-                earlier = (byPair[fk + "\u{0}" + tk] ?? []) + (byPair[fk + "\u{0}*"] ?? []) + (byPair["*\u{0}" + tk] ?? [])
-                    + (byPair["*\u{0}*"] ?? [])
-            case (true, false): earlier = (byTo[tk] ?? []) + (byTo["*"] ?? [])
-            case (false, true): earlier = (byFrom[fk] ?? []) + (byFrom["*"] ?? [])
-            case (true, true): earlier = Array(0..<i)
+                for k in [fk + "\u{0}" + tk, fk + "\u{0}*", "*\u{0}" + tk, "*\u{0}*"] { byPair[k]?.candidates(for: r, into: &earlier) }
+            case (true, false): for k in [tk, "*"] { byTo[k]?.candidates(for: r, into: &earlier) }
+            case (false, true): for k in [fk, "*"] { byFrom[k]?.candidates(for: r, into: &earlier) }
+            case (true, true): everything.candidates(for: r, into: &earlier)
             }
-            byPair[fk + "\u{0}" + tk, default: []].append(i)
-            byFrom[fk, default: []].append(i)
-            byTo[tk, default: []].append(i)
+            bucket(&byPair, fk + "\u{0}" + tk).insert(i, r)
+            bucket(&byFrom, fk).insert(i, r)
+            bucket(&byTo, tk).insert(i, r)
+            everything.insert(i, r)
             for j in Set(earlier).sorted() {
                 let e = p.rules[j]
                 let sameEnds = r.from == e.from && r.to == e.to

@@ -260,3 +260,64 @@ final class ClassicPolicyTests: XCTestCase {
         XCTAssertEqual(PolicyLinter.lint(p).map(\.message), ["rule 'analytics-agent-to-internet': to is 0.0.0.0/0 (everything)", "rule 'analytics-agent-to-internet': to is ::/0 (everything)"])
     }
 }
+
+/// The linter compares a rule only with earlier rules that can share a port with it (indexed
+/// by port within each bucket of selectors). That must find exactly what comparing every pair
+/// finds: checked against a plain pairwise reference on a policy that mixes single ports,
+/// several ports, ranges, every port, no ports, protocols, schedules and wide selectors.
+final class LintIndexTests: XCTestCase {
+    func testIndexedLintFindsWhatComparingEveryPairFinds() throws {
+        var rules: [Rule] = []
+        var x: UInt64 = 12345
+        func next(_ n: UInt64) -> Int {
+            x = x &* 6364136223846793005 &+ 1442695040888963407
+            return Int((x >> 33) % n)
+        }
+        let sides: [Selector] = [Selector(workload: "web"), Selector(workload: "db"), Selector(workload: "cache"),
+                                 Selector(fqdn: "api.example.com"), Selector(cidrs: [CIDR("10.1.2.3/32")!]),
+                                 Selector(cidrs: [CIDR("10.0.0.0/8")!]), Selector(labels: ["role": "api"]), Selector(),
+                                 Selector(workload: "web", processes: ["java"])]
+        for i in 0..<700 {
+            let proto = ["tcp", "udp", "icmp"][next(3)]
+            var ports: [PortSpec]
+            switch next(10) {
+            case 0: ports = [PortSpec(proto: proto)]  // every port
+            case 1: let l = UInt16(next(40) + 1); ports = [PortSpec(proto: proto, low: l, high: l + UInt16(next(5)))]
+            case 2: ports = [PortSpec(proto: proto, low: UInt16(next(40) + 1)), PortSpec(proto: "tcp", low: UInt16(next(40) + 1))]
+            case 3 where i % 7 == 0: ports = []
+            default: ports = [PortSpec(proto: proto, low: UInt16(next(40) + 1))]
+            }
+            let schedule: Schedule? = next(8) == 0 ? Schedule(days: [0], startMinute: 420, endMinute: 1140) : nil
+            rules.append(Rule(name: "r\(i)", from: sides[next(UInt64(sides.count))], to: sides[next(UInt64(sides.count))],
+                              ports: ports, schedule: schedule))
+        }
+        var p = Policy()
+        p.rules = rules
+        let indexed = PolicyLinter.lint(p)
+        // The reference: every earlier rule, with the same three tests in the same order.
+        var reference: [LintFinding] = []
+        for (i, r) in rules.enumerated() {
+            for e in rules[..<i] {
+                let sameEnds = r.from == e.from && r.to == e.to
+                let m: String?
+                if sameEnds && Set(r.ports) == Set(e.ports) && r.schedule == e.schedule {
+                    m = "rule '\(r.name)': duplicates rule '\(e.name)'"
+                } else if PolicyLinter.covers(e.from, r.from) && PolicyLinter.covers(e.to, r.to)
+                            && PolicyLinter.portsCover(e.ports, r.ports) && (e.schedule == nil || e.schedule == r.schedule) {
+                    m = "rule '\(r.name)': is shadowed by rule '\(e.name)' (which allows everything it does)"
+                } else if sameEnds && PolicyLinter.portsOverlap(r.ports, e.ports) {
+                    m = "rule '\(r.name)': overlaps rule '\(e.name)'"
+                } else {
+                    m = nil
+                }
+                if let m { reference.append(LintFinding(severity: .warning, line: 0, column: 0, rule: r.name, message: m)) }
+            }
+        }
+        func pairs(_ f: [LintFinding]) -> [String] {
+            f.map(\.message).filter { $0.contains("duplicates") || $0.contains("shadowed") || $0.contains("overlaps") }
+                .map { $0.components(separatedBy: " on ").first! }.sorted()
+        }
+        XCTAssertGreaterThan(reference.count, 500)
+        XCTAssertEqual(pairs(indexed), pairs(reference))
+    }
+}
