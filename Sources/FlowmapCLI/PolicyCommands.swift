@@ -354,6 +354,7 @@ struct LintCommand: ParsableCommand {
             Terminal.stderr("\(error.file):\(error.line):\(error.column): error: \(error.reason)\n")
             throw ExitCode(1)
         }
+        defer { KeptUntilExit.keep(p, text) }
         var findings = PolicyLinter.lint(p)
         for r in p.rules {
             if let s = r.schedule, TimeZones.offset(s.tz, 0) == nil {
