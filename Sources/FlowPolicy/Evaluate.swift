@@ -41,6 +41,9 @@ public final class PolicyEvaluator {
         var pair: PairKey
         var proto: Int32
         var port: Int32
+        func hash(into h: inout Hasher) {
+            h.combine(FlowUID.mix(pair.from, pair.to, UInt64(UInt32(bitPattern: proto)) << 32 | UInt64(UInt32(bitPattern: port))))
+        }
     }
 
     /// The IP protocol number of a protocol name ("tcp" → 6, "ip-132" → 132).
@@ -69,23 +72,36 @@ public final class PolicyEvaluator {
     struct PairKey: Hashable {
         var from: EndKey
         var to: EndKey
+        func hash(into h: inout Hasher) { h.combine(FlowUID.mix(from, to, 0x5A17)) }
     }
-    enum EndKey: Hashable {
-        case any
-        /// By index in the policy's workloads.
-        case workload(Int)
-        case fqdn(String)
-        case address(IPAddress)
+    /// What one side of a rule names exactly, as one word (cheap to hash and compare): any
+    /// (0), a workload (by index), a DNS name (by id, names interned when the policy is read),
+    /// or one address (by a 62-bit hash: a rule found through a colliding hash is still
+    /// checked against the endpoint, selector by selector, before it counts).
+    typealias EndKey = UInt64
+    static let anyKey: EndKey = 0
+    private static let kindShift: UInt64 = 62
+    @inline(__always) static func workloadKey(_ i: Int) -> EndKey { 1 << kindShift | UInt64(i) }
+    @inline(__always) static func addressKey(_ a: IPAddress) -> EndKey {
+        3 << kindShift | (FlowUID.mix(a.hi, a.lo, 0xADD4) & (1 << kindShift - 1))
     }
+    /// Literal DNS names that some rule's side names exactly, by id.
+    private var nameKeys: [String: EndKey] = [:]
+    @inline(__always) func nameKey(_ n: String) -> EndKey? { nameKeys.isEmpty ? nil : nameKeys[n] }
 
     func endKey(_ s: Selector) -> EndKey {
         if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty,
-           let i = inventory.workloads.firstIndex(where: { $0.name == w }) { return .workload(i) }
-        if let f = s.fqdn, Glob(f).isLiteral, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty { return .fqdn(f) }
-        if s.cidrs.count == 1, s.cidrs[0].hostBits == 0, s.workload == nil, s.labels.isEmpty, s.fqdn == nil {
-            return .address(s.cidrs[0].network)
+           let i = inventory.workloads.firstIndex(where: { $0.name == w }) { return PolicyEvaluator.workloadKey(i) }
+        if let f = s.fqdn, Glob(f).isLiteral, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty {
+            if let k = nameKeys[f] { return k }
+            let k = 2 << PolicyEvaluator.kindShift | UInt64(nameKeys.count)
+            nameKeys[f] = k
+            return k
         }
-        return .any
+        if s.cidrs.count == 1, s.cidrs[0].hostBits == 0, s.workload == nil, s.labels.isEmpty, s.fqdn == nil {
+            return PolicyEvaluator.addressKey(s.cidrs[0].network)
+        }
+        return PolicyEvaluator.anyKey
     }
 
     /// Addresses and names that some rule selects (to tell "in no workload" apart).
@@ -95,11 +111,7 @@ public final class PolicyEvaluator {
     private var nameGlobs: [Glob] = []
     private var anyEndpoint = false
     private var workloadCache: [CacheKey: Int32] = [:]
-    private lazy var hasFQDNKeys = index.keys.contains { k in
-        if case .fqdn = k.from { return true }
-        if case .fqdn = k.to { return true }
-        return false
-    }
+    private var hasFQDNKeys: Bool { !nameKeys.isEmpty }
     private lazy var inventoryPorts = Set(inventory.workloads.flatMap(\.match.ports))
     private lazy var usesHosts = inventory.workloads.contains { !$0.match.hosts.isEmpty }
 
@@ -116,8 +128,8 @@ public final class PolicyEvaluator {
         self.utcOffset = utcOffset
         for (i, r) in policy.rules.enumerated() {
             let k = PairKey(from: endKey(r.from), to: endKey(r.to))
-            if k.from == .any { wildFrom = true }
-            if k.to == .any { wildTo = true }
+            if k.from == PolicyEvaluator.anyKey { wildFrom = true }
+            if k.to == PolicyEvaluator.anyKey { wildTo = true }
             index[k, default: []].append(i)
             compiled.append(Compiled(r))
             var ranged: Set<String> = []
@@ -230,12 +242,17 @@ public final class PolicyEvaluator {
         // Rule keys an endpoint can meet. FQDN keys: first only the preferred name (the name
         // suggest would have used); every valid name only if that allows nothing.
         func keys(_ e: Endpoint, wild: Bool, allNames: Bool) -> [EndKey] {
-            var k: [EndKey] = [.address(e.address)]
-            if let i = e.workload { k.append(.workload(i)) }
+            var k: [EndKey] = [PolicyEvaluator.addressKey(e.address)]
+            if let i = e.workload { k.append(PolicyEvaluator.workloadKey(i)) }
             if hasFQDNKeys {
-                if allNames { for n in e.names() { k.append(.fqdn(n)) } } else if let n = e.preferred() { k.append(.fqdn(n)) }
+                // A name no rule names exactly cannot be a key.
+                if allNames {
+                    for n in e.names() { if let id = nameKey(n) { k.append(id) } }
+                } else if let n = e.preferred(), let id = nameKey(n) {
+                    k.append(id)
+                }
             }
-            if wild { k.append(.any) }
+            if wild { k.append(PolicyEvaluator.anyKey) }
             return k
         }
         var ck = keys(c, wild: wildFrom, allNames: false), sk = keys(s, wild: wildTo, allNames: false)
