@@ -37,6 +37,10 @@ public final class PolicyEvaluator {
     /// for the common path: finding the rule that allows a flow.
     private var byPort: [PortKey: [Int]] = [:]
     private var wildFrom = false, wildTo = false
+    /// Every key some rule's `from` (`to`) has: an endpoint's other keys can find no rule, so
+    /// a flow looks up only the pairs of keys that exist (a lookup in a large index is a cache
+    /// miss, and most pairs are absent).
+    private var fromKeys: Set<EndKey> = [], toKeys: Set<EndKey> = []
     struct PortKey: Hashable {
         var pair: PairKey
         var proto: Int32
@@ -128,6 +132,8 @@ public final class PolicyEvaluator {
         self.utcOffset = utcOffset
         for (i, r) in policy.rules.enumerated() {
             let k = PairKey(from: endKey(r.from), to: endKey(r.to))
+            fromKeys.insert(k.from)
+            toKeys.insert(k.to)
             if k.from == PolicyEvaluator.anyKey { wildFrom = true }
             if k.to == PolicyEvaluator.anyKey { wildTo = true }
             index[k, default: []].append(i)
@@ -255,9 +261,13 @@ public final class PolicyEvaluator {
             if wild { k.append(PolicyEvaluator.anyKey) }
             return k
         }
-        var ck = keys(c, wild: wildFrom, allNames: false), sk = keys(s, wild: wildTo, allNames: false)
+        var ck = keys(c, wild: wildFrom, allNames: false).filter { fromKeys.contains($0) }
+        var sk = keys(s, wild: wildTo, allNames: false).filter { toKeys.contains($0) }
         for pass in 0..<(hasFQDNKeys ? 2 : 1) {
-        if pass == 1 { ck = keys(c, wild: wildFrom, allNames: true); sk = keys(s, wild: wildTo, allNames: true) }
+        if pass == 1 {
+            ck = keys(c, wild: wildFrom, allNames: true).filter { fromKeys.contains($0) }
+            sk = keys(s, wild: wildTo, allNames: true).filter { toKeys.contains($0) }
+        }
         // The common path: the first rule (in file order) that allows the flow.
         var best = Int.max
         let portKey = Int32(port ?? 0) - (port == nil ? 1 : 0)
