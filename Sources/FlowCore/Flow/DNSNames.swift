@@ -95,7 +95,7 @@ public final class DNSNameTable {
         }
     }
 
-    /// Records an answer (see `learn(_:)`, which also returns the name's id).
+    /// Records an answer (the `inout` variant also sets the observation's `nameID`).
     public func learn(_ o: DNSObservation) {
         var o = o
         learn(&o)
