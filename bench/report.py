@@ -28,7 +28,7 @@ out.append("Capture: `%s` from `bench/gen-capture.c` (fixed seed): %d packets, %
            "TCP with handshakes and closes, rejected and unanswered attempts, DNS with real answers "
            "(some via CNAME), other UDP, ICMP echo, ~20%% IPv6, ~30%% of flows behind an 802.1Q tag. "
            "It is read from the page cache by every contender.\n" % (os.path.basename(cap), packets, flows, size / 1e9))
-out.append("## Throughput (hyperfine, %d runs each, median)\n" % len(hf["flowmap"]["times"]))
+out.append("## Throughput (%d interleaved rounds, `bench/interleave.py`; median, min and max per command)\n" % len(hf["flowmap"]["times"]))
 out.append("| command | median s | min s | max s | packets/s | MB/s | peak RSS MB | ratio to raw loop |")
 out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"),
