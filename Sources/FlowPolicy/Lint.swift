@@ -120,25 +120,34 @@ public enum PolicyLinter {
             }
             return "*"
         }
-        var byPair: [String: RuleBucket] = [:], byFrom: [String: RuleBucket] = [:], byTo: [String: RuleBucket] = [:]
+        // Side keys are interned (0 is "*"); buckets are keyed by ids, not by joined strings.
+        var sideIDs: [String: UInt64] = ["*": 0]
+        func sideID(_ k: String) -> UInt64 {
+            if let i = sideIDs[k] { return i }
+            let i = UInt64(sideIDs.count)
+            sideIDs[k] = i
+            return i
+        }
+        var byPair: [UInt64: RuleBucket] = [:], byFrom: [UInt64: RuleBucket] = [:], byTo: [UInt64: RuleBucket] = [:]
         let everything = RuleBucket()
-        func bucket(_ map: inout [String: RuleBucket], _ k: String) -> RuleBucket {
+        func bucket(_ map: inout [UInt64: RuleBucket], _ k: UInt64) -> RuleBucket {
             if let b = map[k] { return b }
             let b = RuleBucket()
             map[k] = b
             return b
         }
+        @inline(__always) func pair(_ f: UInt64, _ t: UInt64) -> UInt64 { f << 32 | t }
         for (i, r) in p.rules.enumerated() {
-            let fk = key(r.from), tk = key(r.to)
+            let fk = sideID(key(r.from)), tk = sideID(key(r.to))
             var earlier: [Int] = []
-            switch (fk == "*", tk == "*") {
+            switch (fk == 0, tk == 0) {
             case (false, false):
-                for k in [fk + "\u{0}" + tk, fk + "\u{0}*", "*\u{0}" + tk, "*\u{0}*"] { byPair[k]?.candidates(for: r, into: &earlier) }
-            case (true, false): for k in [tk, "*"] { byTo[k]?.candidates(for: r, into: &earlier) }
-            case (false, true): for k in [fk, "*"] { byFrom[k]?.candidates(for: r, into: &earlier) }
+                for k in [pair(fk, tk), pair(fk, 0), pair(0, tk), pair(0, 0)] { byPair[k]?.candidates(for: r, into: &earlier) }
+            case (true, false): for k in [tk, 0] { byTo[k]?.candidates(for: r, into: &earlier) }
+            case (false, true): for k in [fk, 0] { byFrom[k]?.candidates(for: r, into: &earlier) }
             case (true, true): everything.candidates(for: r, into: &earlier)
             }
-            bucket(&byPair, fk + "\u{0}" + tk).insert(i, r)
+            bucket(&byPair, pair(fk, tk)).insert(i, r)
             bucket(&byFrom, fk).insert(i, r)
             bucket(&byTo, tk).insert(i, r)
             everything.insert(i, r)
