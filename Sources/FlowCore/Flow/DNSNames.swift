@@ -56,9 +56,6 @@ public final class DNSNameTable {
 
     public init() {}
 
-    /// True until a name has been learned.
-    public var isEmpty: Bool { strings.isEmpty }
-
     private func intern(_ name: String) -> Int32 {
         if let i = ids[name] { return i }
         let i = Int32(strings.count)
