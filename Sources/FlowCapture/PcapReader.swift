@@ -128,6 +128,13 @@ public final class PcapReader {
         }
     }
 
+    /// True when this file's records are read in place from a memory mapping (a regular
+    /// classic pcap file, unless `FLOWMAP_READER=libpcap`).
+    public var readsInPlace: Bool {
+        if case .mapped = backend { return true }
+        return false
+    }
+
     /// True when flowmap's own pcapng reader reads this file (interfaces may differ in link type).
     public var isPcapNG: Bool {
         if case .pcapng = backend { return true }

@@ -1,3 +1,4 @@
+import FlowCapture
 import Foundation
 import XCTest
 
@@ -85,5 +86,28 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertEqual(m.stdout, l.stdout)
         XCTAssertEqual(m.stderr, l.stderr)
         XCTAssertTrue(m.stderr.contains("warning:"), m.stderr)
+    }
+
+    /// The comparisons above would pass if the mapping were never used: check that it is, and
+    /// that libpcap reads on where it stops.
+    func testARegularPcapIsReadInPlaceAndLibpcapReadsOnFromTheFirstOddRecord() throws {
+        let long = Self.udpFrame(4, 6000, pad: 200)
+        let records = [(1_700_000_000, 0, Self.udpFrame(1, 5000, pad: 10), 52),
+                       (1_700_000_001, 0, long, long.count),  // longer than the snap length: libpcap's
+                       (1_700_000_002, 0, Self.udpFrame(2, 5001, pad: 10), 52)]
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-inplace-\(getpid()).pcap")
+        try Data(Self.pcap(bigEndian: false, nanos: false, snaplen: 128, records: records)).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+
+        let mapped = try PcapReader(path: url.path)
+        XCTAssertTrue(mapped.readsInPlace)
+        var lengths: [Int] = []
+        XCTAssertEqual(mapped.forEachPacket { _, _, _, bytes in lengths.append(bytes.count) }, .complete)
+        XCTAssertEqual(lengths, [52, 128, 52])  // the long record cut to the snap length by libpcap
+        XCTAssertEqual(mapped.position, Int64(try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int))
+
+        setenv("FLOWMAP_READER", "libpcap", 1)
+        defer { unsetenv("FLOWMAP_READER") }
+        XCTAssertFalse(try PcapReader(path: url.path).readsInPlace)
     }
 }
