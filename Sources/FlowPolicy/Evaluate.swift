@@ -247,26 +247,29 @@ public final class PolicyEvaluator {
     private func decide(client c: Endpoint, server s: Endpoint, proto: String, port: UInt16?, t: Double) -> Verdict {
         // Rule keys an endpoint can meet. FQDN keys: first only the preferred name (the name
         // suggest would have used); every valid name only if that allows nothing.
-        func keys(_ e: Endpoint, wild: Bool, allNames: Bool) -> [EndKey] {
-            var k: [EndKey] = [PolicyEvaluator.addressKey(e.address)]
-            if let i = e.workload { k.append(PolicyEvaluator.workloadKey(i)) }
+        // Only keys that some rule's side has: any other finds no rule.
+        func keys(_ e: Endpoint, wild: Bool, allNames: Bool, present: Set<EndKey>) -> [EndKey] {
+            var k: [EndKey] = []
+            func add(_ key: EndKey) { if present.contains(key) { k.append(key) } }
+            add(PolicyEvaluator.addressKey(e.address))
+            if let i = e.workload { add(PolicyEvaluator.workloadKey(i)) }
             if hasFQDNKeys {
                 // A name no rule names exactly cannot be a key.
                 if allNames {
-                    for n in e.names() { if let id = nameKey(n) { k.append(id) } }
+                    for n in e.names() { if let id = nameKey(n) { add(id) } }
                 } else if let n = e.preferred(), let id = nameKey(n) {
-                    k.append(id)
+                    add(id)
                 }
             }
-            if wild { k.append(PolicyEvaluator.anyKey) }
+            if wild { add(PolicyEvaluator.anyKey) }
             return k
         }
-        var ck = keys(c, wild: wildFrom, allNames: false).filter { fromKeys.contains($0) }
-        var sk = keys(s, wild: wildTo, allNames: false).filter { toKeys.contains($0) }
+        var ck = keys(c, wild: wildFrom, allNames: false, present: fromKeys)
+        var sk = keys(s, wild: wildTo, allNames: false, present: toKeys)
         for pass in 0..<(hasFQDNKeys ? 2 : 1) {
         if pass == 1 {
-            ck = keys(c, wild: wildFrom, allNames: true).filter { fromKeys.contains($0) }
-            sk = keys(s, wild: wildTo, allNames: true).filter { toKeys.contains($0) }
+            ck = keys(c, wild: wildFrom, allNames: true, present: fromKeys)
+            sk = keys(s, wild: wildTo, allNames: true, present: toKeys)
         }
         // The common path: the first rule (in file order) that allows the flow.
         var best = Int.max
