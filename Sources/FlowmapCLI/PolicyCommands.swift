@@ -174,9 +174,12 @@ struct SimulateCommand: ParsableCommand {
     struct EdgeKey: Hashable { var from: String; var to: String; var port: Int; var proto: String; var reason: String }
 
     func simulate() throws(UserError) -> UInt64 {
+        let t0 = Terminal.monotonic()
         let p = try PolicyFiles.load(policy)
+        let t1 = Terminal.monotonic()
         let names = NameResolver()
         let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
+        let t2 = Terminal.monotonic()
         defer { KeptUntilExit.keep(p, evaluator, names) }
         var hits = [UInt64](repeating: 0, count: p.rules.count)
         var hitBytes = [UInt64](repeating: 0, count: p.rules.count)
@@ -196,7 +199,7 @@ struct SimulateCommand: ParsableCommand {
             }
             return s
         }
-        let warnings = try FlowSourceReader.read(source, analysis: analysis, names: names, uids: true) { f in
+        let warnings = try FlowSourceReader.read(source, analysis: analysis, names: names, uids: jsonFlows) { f in
             let v = evaluator.evaluate(f)
             let b = f.origIPBytes + f.respIPBytes
             total += 1; bytes += b
@@ -227,6 +230,9 @@ struct SimulateCommand: ParsableCommand {
             }
         }
         for w in warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
+        if getenv("FLOWMAP_TIMES") != nil {
+            Terminal.stderr("simulate_seconds\tload_policy=\(Fmt.fixed(t1 - t0, digits: 3))\tindex=\(Fmt.fixed(t2 - t1, digits: 3))\tread_and_evaluate=\(Fmt.fixed(Terminal.monotonic() - t2, digits: 3))\n")
+        }
         let blocked = total - allowed
         let blockedEdges = edges.sorted { a, b in
             a.value.flows != b.value.flows ? a.value.flows > b.value.flows
