@@ -230,6 +230,18 @@ public final class PolicyEvaluator {
         }
     }
 
+    /// An evaluator for another thread: the same policy and rule index (shared, read only),
+    /// caches of its own. `names` must not change while both evaluate.
+    public init(sharing other: PolicyEvaluator) {
+        policy = other.policy; inventory = other.inventory; names = other.names; utcOffset = other.utcOffset
+        byPort = other.byPort; byPair = other.byPair; wildFrom = other.wildFrom; wildTo = other.wildTo
+        fromKeys = other.fromKeys; toKeys = other.toKeys; compiled = other.compiled; canonical = other.canonical
+        nameKeys = other.nameKeys
+        selectedAddresses = other.selectedAddresses; wideBlocks = other.wideBlocks; selectedNames = other.selectedNames
+        nameGlobs = other.nameGlobs; anyEndpoint = other.anyEndpoint
+        inventoryPorts = other.inventoryPorts; usesHosts = other.usesHosts
+    }
+
     @inline(__always) static func portWord(_ proto: Int32, _ port: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: proto)) << 32 | UInt64(UInt32(bitPattern: port))
     }

@@ -25,11 +25,15 @@ enum PolicyFiles {
 /// time zone database (Foundation's TimeZone).
 enum TimeZones {
     nonisolated(unsafe) private static var cache: [String: TimeZone] = [:]
+    /// Simulation evaluates on two threads.
+    private static let lock = NSLock()
 
     static func offset(_ name: String, _ t: Double) -> Int? {
         let n = name.trimmingCharacters(in: .whitespaces)
         if n == "UTC" || n == "Z" || n == "GMT" { return 0 }
         if let f = fixed(n) { return f }
+        lock.lock()
+        defer { lock.unlock() }
         if let z = cache[n] { return z.secondsFromGMT(for: Date(timeIntervalSince1970: t)) }
         guard let z = TimeZone(identifier: n) else { return nil }
         cache[n] = z
@@ -199,8 +203,13 @@ struct SimulateCommand: ParsableCommand {
             }
             return s
         }
-        let warnings = try FlowSourceReader.read(source, analysis: analysis, names: names, uids: jsonFlows) { f in
-            let v = evaluator.evaluate(f)
+        // The first evaluator stays on this thread (display names); another reads alongside.
+        var evaluators = [evaluator]
+        let warnings = try FlowSourceReader.read(source.spec, analysis: analysis, names: names, uids: jsonFlows, makeWorker: {
+            let e = evaluators.count == 1 ? evaluator : PolicyEvaluator(sharing: evaluator)
+            evaluators.append(e)
+            return { e.evaluate($0) }
+        }) { f, v in
             let b = f.origIPBytes + f.respIPBytes
             total += 1; bytes += b
             var listIt = flows == .all
