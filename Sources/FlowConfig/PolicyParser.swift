@@ -4,7 +4,9 @@ import FlowPolicy
 
 /// Reads a policy file (docs/policy.md); every error names the file, line and column.
 public enum PolicyParser {
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> Policy {
+    /// `keep` receives the parsed tree, for a caller that would rather leave it to the
+    /// process exit than free it node by node (large policies).
+    public static func parse(_ text: String, file: String, keep: ((AnyObject) -> Void)? = nil) throws(ConfigError) -> Policy {
         guard let root = try YAMLValue.parse(text, file: file), !root.isNull else {
             throw ConfigError(file: file, line: 1, column: 1, reason: "the policy is empty")
         }
@@ -30,12 +32,14 @@ public enum PolicyParser {
         if let r = entry("rules"), !r.value.isNull {
             var seen: [String: Int] = [:]
             for item in try r.value.sequence("rules") {
-                let rule = try self.rule(item, workloads: names)
+                let rule: Rule
+                if let r = fastRule(item.node, workloads: names, file: file) { rule = r } else { rule = try self.rule(item, workloads: names) }
                 if let line = seen[rule.name] { throw item.error("rule '\(rule.name)' is already defined at line \(line)") }
                 seen[rule.name] = item.mark.line
                 p.rules.append(rule)
             }
         }
+        keep?(root.node)
         if let r = entry("review"), !r.value.isNull {
             for item in try r.value.sequence("review") {
                 let e = try item.mapping("a review entry")
@@ -75,6 +79,138 @@ public enum PolicyParser {
             }
         }
         return m
+    }
+
+    /// A rule in the shape `suggest` writes, read straight from the tree: nil for anything
+    /// else (a schedule, a null, an unknown or repeated key, a value that does not parse),
+    /// which `rule` then reads — and words the error for. When it gives a rule, it is the
+    /// rule `rule` gives.
+    static func fastRule(_ node: YNode, workloads: Set<String>, file: String) -> Rule? {
+        guard case .mapping(let pairs) = node.kind, pairs.count <= 8 else { return nil }
+        var name: String?, from: Selector?, to: Selector?, ports: [PortSpec]?
+        var infrastructure: String?, note: String?, evidence: Evidence?
+        var seen: UInt8 = 0
+        for (k, v) in pairs {
+            guard case .scalar(let key, _) = k.kind else { return nil }
+            let bit: UInt8
+            switch key {
+            case "name":
+                guard let t = scalarText(v), !t.isEmpty else { return nil }
+                name = t; bit = 1
+            case "from":
+                guard let sel = fastSelector(v, workloads: workloads) else { return nil }
+                from = sel; bit = 2
+            case "to":
+                guard let sel = fastSelector(v, workloads: workloads) else { return nil }
+                to = sel; bit = 4
+            case "ports":
+                guard let list = fastPorts(v) else { return nil }
+                ports = list; bit = 8
+            case "infrastructure":
+                guard let t = scalarText(v), !isNull(v) else { return nil }
+                infrastructure = t; bit = 16
+            case "note":
+                guard let t = scalarText(v), !isNull(v) else { return nil }
+                note = t; bit = 32
+            case "evidence":
+                guard let e = fastEvidence(v) else { return nil }
+                evidence = e; bit = 64
+            default:
+                return nil  // schedule, or an unknown key
+            }
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
+        }
+        guard let name, let from, let to, let ports, !ports.isEmpty else { return nil }
+        return Rule(name: name, from: from, to: to, ports: ports, infrastructure: infrastructure, note: note,
+                    evidence: evidence, mark: SourceMark(file: file, line: node.line, column: node.column))
+    }
+
+    private static func scalarText(_ n: YNode) -> String? {
+        if case .scalar(let s, _) = n.kind { return s }
+        return nil
+    }
+
+    private static func isNull(_ n: YNode) -> Bool {
+        if case .scalar(let s, let plain) = n.kind { return plain && (s == "" || s == "~" || s == "null" || s == "Null" || s == "NULL") }
+        return false
+    }
+
+    /// Scalars of a scalar or a sequence of scalars (what `stringList` takes).
+    private static func scalarList(_ n: YNode) -> [String]? {
+        switch n.kind {
+        case .scalar(let s, _): return [s]
+        case .sequence(let items):
+            var out: [String] = []
+            out.reserveCapacity(items.count)
+            for i in items { guard case .scalar(let s, _) = i.kind else { return nil }; out.append(s) }
+            return out
+        case .mapping: return nil
+        }
+    }
+
+    private static func fastSelector(_ n: YNode, workloads: Set<String>) -> Selector? {
+        guard case .mapping(let pairs) = n.kind, pairs.count <= 7 else { return nil }
+        var s = Selector()
+        var seen: UInt8 = 0
+        for (k, v) in pairs {
+            guard case .scalar(let key, _) = k.kind else { return nil }
+            let bit: UInt8
+            switch key {
+            case "workload":
+                guard let w = scalarText(v), !w.isEmpty, workloads.contains(w) else { return nil }
+                s.workload = w; bit = 1
+            case "fqdn":
+                guard let f = scalarText(v), !f.isEmpty else { return nil }
+                s.fqdn = f.lowercased(); bit = 2
+            case "cidr", "cidrs":
+                guard let list = scalarList(v) else { return nil }
+                for t in list { guard let c = CIDR(t) else { return nil }; s.cidrs.append(c) }
+                bit = key == "cidr" ? 4 : 8
+            case "processes":
+                guard let list = scalarList(v) else { return nil }
+                s.processes = list; bit = 16
+            case "users":
+                guard let list = scalarList(v) else { return nil }
+                s.users = list; bit = 32
+            default:
+                return nil  // labels (read by the general path), or an unknown key
+            }
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
+        }
+        return s
+    }
+
+    private static func fastPorts(_ n: YNode) -> [PortSpec]? {
+        guard let list = scalarList(n) else { return nil }
+        var out: [PortSpec] = []
+        out.reserveCapacity(list.count)
+        for t in list { guard let p = PortSpec(t) else { return nil }; out.append(p) }
+        return out
+    }
+
+    private static func fastEvidence(_ n: YNode) -> Evidence? {
+        guard case .mapping(let pairs) = n.kind, pairs.count <= 5 else { return nil }
+        var flows = 0, bytes = 0, clients = 0
+        var firstSeen = "", lastSeen = ""
+        var seen: UInt8 = 0
+        for (k, v) in pairs {
+            guard case .scalar(let key, _) = k.kind, let text = scalarText(v) else { return nil }
+            let bit: UInt8
+            switch key {
+            case "flows": guard let x = Int(text) else { return nil }; flows = x; bit = 1
+            case "bytes": guard let x = Int(text) else { return nil }; bytes = x; bit = 2
+            case "clients": guard let x = Int(text) else { return nil }; clients = x; bit = 4
+            case "firstSeen": firstSeen = text; bit = 8
+            case "lastSeen": lastSeen = text; bit = 16
+            default: return nil
+            }
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
+        }
+        return Evidence(flows: UInt64(max(0, flows)), bytes: UInt64(max(0, bytes)), clients: clients,
+                        firstSeen: firstSeen, lastSeen: lastSeen)
     }
 
     static func rule(_ item: YAMLValue, workloads: Set<String>) throws(ConfigError) -> Rule {

@@ -11,20 +11,59 @@ public struct CIDR: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Parses "a.b.c.d/n", "x::y/n", or a bare address (a /32 or /128). Host bits must be zero
     /// unless `strict` is false (then they are cleared).
     public init?(_ text: String, strict: Bool = false) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let addr = IPAddress(parts[0]) else { return nil }
+        guard let c = CIDR.quick(text, strict: strict) ?? CIDR.general(text, strict: strict) else { return nil }
+        self = c
+    }
+
+    private init(checked network: IPAddress, length: Int, isV6: Bool) {
+        self.network = network; self.length = length; self.isV6 = isV6
+    }
+
+    /// The usual form ("10.1.0.0/16", "2001:db8::/48", a bare address) without allocating:
+    /// .some(nil) when such a text is not a CIDR, nil when the text needs `general`.
+    static func quick(_ text: String, strict: Bool) -> CIDR?? {
+        var t = text
+        let parsed: (IPAddress, Int?)?? = t.withUTF8 { b in
+            var slash = -1
+            for i in 0..<b.count where b[i] == 47 {
+                guard slash < 0 else { return .some(nil) }  // two slashes: not a CIDR
+                slash = i
+            }
+            if slash < 0 { return IPAddress.parse(b).map { ($0, nil) } }
+            let digits = b.count - slash - 1
+            guard digits >= 1, digits <= 3 else { return nil }
+            var n = 0
+            for i in (slash + 1)..<b.count {
+                guard b[i] >= 48 && b[i] <= 57 else { return nil }
+                n = n * 10 + Int(b[i] - 48)
+            }
+            return IPAddress.parse(UnsafeBufferPointer(rebasing: b[0..<slash])).map { ($0, n) }
+        }
+        guard let q = parsed else { return nil }
+        guard let (addr, n) = q else { return .some(nil) }
+        return .some(make(addr, n, strict: strict))
+    }
+
+    private static func make(_ addr: IPAddress, _ n: Int?, strict: Bool) -> CIDR? {
         let v6 = addr.isV6
         let maxLen = v6 ? 128 : 32
-        var len = maxLen
-        if parts.count == 2 {
-            guard let n = Int(parts[1]), n >= 0, n <= maxLen, !parts[1].hasPrefix("+") else { return nil }
-            len = n
-        }
+        if let n, n < 0 || n > maxLen { return nil }
+        let len = n ?? maxLen
         let net = CIDR.mask(addr, bits: v6 ? len : len + 96)
         if strict && net != addr { return nil }
-        network = net
-        length = len
-        isV6 = v6
+        return CIDR(checked: net, length: len, isV6: v6)
+    }
+
+    /// Any spelling.
+    static func general(_ text: String, strict: Bool) -> CIDR? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let addr = IPAddress(parts[0]) else { return nil }
+        var len: Int?
+        if parts.count == 2 {
+            guard let n = Int(parts[1]), !parts[1].hasPrefix("+") else { return nil }
+            len = n
+        }
+        return make(addr, len, strict: strict)
     }
 
     public init(network: IPAddress, length: Int) {

@@ -134,7 +134,7 @@ public final class PolicyEvaluator {
         if let w = s.workload, s.labels.isEmpty, s.fqdn == nil, s.cidrs.isEmpty, let i = workloadIndex[w] {
             return PolicyEvaluator.workloadKey(i)
         }
-        if let f = s.fqdn, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty, Glob(f).isLiteral {
+        if let f = s.fqdn, s.workload == nil, s.labels.isEmpty, s.cidrs.isEmpty, PolicyEvaluator.isLiteral(f) {
             // Resolver names are lower case; selectors match names without regard to case.
             let f = f.lowercased()
             if let k = nameKeys[f] { return k }
@@ -153,8 +153,7 @@ public final class PolicyEvaluator {
                                  cidrs: s.cidrs, fqdnLiteral: nil, fqdnGlob: nil, processes: s.processes, users: s.users)
         if let w = s.workload { c.workload = workloadIndex[w].map(Int32.init) ?? -2 }
         if let f = s.fqdn {
-            let g = Glob(f, caseInsensitive: true)
-            if g.isLiteral { c.fqdnLiteral = f.lowercased() } else { c.fqdnGlob = g }
+            if PolicyEvaluator.isLiteral(f) { c.fqdnLiteral = f.lowercased() } else { c.fqdnGlob = Glob(f, caseInsensitive: true) }
         }
         return c
     }
@@ -215,11 +214,8 @@ public final class PolicyEvaluator {
             }
             compiled.append(Compiled(from: compile(r.from, workloadIndex: workloadIndex), to: compile(r.to, workloadIndex: workloadIndex),
                                      ports: ports, schedule: r.schedule))
-            for s in [r.from, r.to] {
-                if s.matchesEverything { anyEndpoint = true }
-                for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
-                if let f = s.fqdn { if Glob(f).isLiteral { selectedNames.insert(f) } else { nameGlobs.append(Glob(f, caseInsensitive: true)) } }
-            }
+            note(r.from)
+            note(r.to)
         }
         byPort = KeyedLists(portEntries)
         // Rules between the same two selectors answer "do the endpoints match?" alike: one
@@ -241,6 +237,23 @@ public final class PolicyEvaluator {
         nameGlobs = other.nameGlobs; anyEndpoint = other.anyEndpoint
         inventoryPorts = other.inventoryPorts; usesHosts = other.usesHosts
     }
+
+    /// Records what a selector selects (to tell "in no workload" apart).
+    private func note(_ s: Selector) {
+        // As `Selector.matchesEverything`, without building a glob.
+        if let f = s.fqdn {
+            if PolicyEvaluator.isEverything(f) { anyEndpoint = true }
+        } else if s.workload == nil && s.labels.isEmpty && s.cidrs.isEmpty {
+            anyEndpoint = true
+        }
+        for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
+        if let f = s.fqdn { if PolicyEvaluator.isLiteral(f) { selectedNames.insert(f) } else { nameGlobs.append(Glob(f, caseInsensitive: true)) } }
+    }
+
+    /// What `Glob(f).isLiteral` says, without building the glob.
+    static func isLiteral(_ f: String) -> Bool { !f.utf8.contains { $0 == 42 || $0 == 63 || $0 == 91 } }
+    /// What `Glob(f).matchesEverything` says ("*", "**", …).
+    static func isEverything(_ f: String) -> Bool { !f.isEmpty && f.utf8.allSatisfy { $0 == 42 } }
 
     @inline(__always) static func portWord(_ proto: Int32, _ port: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: proto)) << 32 | UInt64(UInt32(bitPattern: port))

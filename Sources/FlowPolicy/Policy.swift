@@ -121,12 +121,17 @@ public struct PortSpec: Sendable, Equatable, Hashable, Comparable, CustomStringC
 
     /// Parses "5432/tcp", "8000-8010/tcp", "8/icmp", "tcp", "gre", "ip-132".
     public init?(_ text: String) {
+        guard let spec = PortSpec.quick(text) ?? PortSpec.general(text) else { return nil }
+        self = spec
+    }
+
+    /// Any spelling (upper case, leading zeros, …).
+    static func general(_ text: String) -> PortSpec? {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count == 1 {
             let p = String(parts[0]).lowercased()
             guard PortSpec.isProtocol(p) else { return nil }
-            self.init(proto: p)
-            return
+            return PortSpec(proto: p)
         }
         guard parts.count == 2 else { return nil }
         let p = String(parts[1]).lowercased()
@@ -139,11 +144,50 @@ public struct PortSpec: Sendable, Equatable, Hashable, Comparable, CustomStringC
             return UInt16(v)
         }
         if range.count == 1, let v = num(range[0]) {
-            self.init(proto: p, low: v, high: v)
+            return PortSpec(proto: p, low: v, high: v)
         } else if range.count == 2, let a = num(range[0]), let b = num(range[1]), a <= b {
-            self.init(proto: p, low: a, high: b)
+            return PortSpec(proto: p, low: a, high: b)
         } else {
             return nil
+        }
+    }
+
+    /// The usual spellings ("5432/tcp", "8000-8010/udp", "8/icmp", "gre"), in lower-case ASCII,
+    /// read without allocating: .some(nil) when such a text is not a spec, nil when the text
+    /// needs the general parser.
+    static func quick(_ text: String) -> PortSpec?? {
+        var t = text
+        return t.withUTF8 { b -> PortSpec?? in
+            guard b.count <= 24 else { return nil }
+            var slash = -1, dash = -1
+            for i in 0..<b.count {
+                let c = b[i]
+                if c == 47 { guard slash < 0 else { return nil }; slash = i; continue }
+                if c == 45 && slash < 0 { guard dash < 0 else { return nil }; dash = i; continue }
+                guard (c >= 48 && c <= 57) || (c >= 97 && c <= 122) || c == 45 else { return nil }
+            }
+            if slash < 0 {
+                guard dash < 0 || b.starts(with: "ip-".utf8) else { return nil }
+                let p = String(decoding: b, as: UTF8.self)
+                return .some(PortSpec.isProtocol(p) ? PortSpec(proto: p) : nil)
+            }
+            let p = String(decoding: UnsafeBufferPointer(rebasing: b[(slash + 1)...]), as: UTF8.self)
+            guard PortSpec.isProtocol(p) else { return .some(nil) }
+            let icmp = p == "icmp" || p == "icmp6"
+            let maxValue = icmp ? 255 : 65535, minValue = icmp ? 0 : 1
+            func num(_ from: Int, _ to: Int) -> Int? {
+                guard to > from, to - from <= 5 else { return nil }
+                var v = 0
+                for i in from..<to {
+                    guard b[i] >= 48 && b[i] <= 57 else { return nil }
+                    v = v * 10 + Int(b[i] - 48)
+                }
+                return v
+            }
+            let end = dash < 0 ? slash : dash
+            guard let a = num(0, end), let z = dash < 0 ? a : num(dash + 1, slash) else { return nil }
+            guard a >= minValue, a <= maxValue, z >= minValue, z <= maxValue, a <= z else { return .some(nil) }
+            return .some(PortSpec(proto: p, low: UInt16(a), high: UInt16(z)))
         }
     }
 

@@ -10,7 +10,7 @@ enum PolicyFiles {
     static func load(_ path: String) throws(UserError) -> Policy {
         let text = try Files.readText(path)
         let p: Policy
-        do { p = try PolicyParser.parse(text, file: path) } catch { throw UserError(message: error.description) }
+        do { p = try PolicyParser.parse(text, file: path) { KeptUntilExit.keep($0) } } catch { throw UserError(message: error.description) }
         for r in p.rules {
             if let s = r.schedule, TimeZones.offset(s.tz, 0) == nil {
                 let m = r.mark.map { "\($0.line):\($0.column): " } ?? ""
@@ -316,18 +316,32 @@ func jsonQuote(_ s: String) -> String { JSONLines.quote(s) }
 /// Aligned text columns.
 enum TextTable {
     static func render(_ header: [String], _ rows: [[String]], rightAligned: Set<Int>) -> String {
-        var widths = header.map(\.count)
-        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        func line(_ cells: [String]) -> String {
-            var s = ""
+        var widths = header.map(width)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], width(c)) } }
+        let spaces = String(repeating: " ", count: (widths.max() ?? 0) + 2)
+        var out = ""
+        func line(_ cells: [String]) {
             for (i, c) in cells.enumerated() {
-                let pad = String(repeating: " ", count: max(0, widths[i] - c.count))
-                s += rightAligned.contains(i) ? pad + c : c + (i == cells.count - 1 ? "" : pad)
-                if i < cells.count - 1 { s += "  " }
+                let pad = spaces.utf8.prefix(max(0, widths[i] - width(c)))
+                let last = i == cells.count - 1
+                if rightAligned.contains(i) {
+                    out += Substring(pad); out += c
+                } else {
+                    out += c
+                    if !last { out += Substring(pad) }
+                }
+                if !last { out += "  " }
             }
-            return s + "\n"
+            out += "\n"
         }
-        return line(header) + rows.map(line).joined()
+        line(header)
+        for r in rows { line(r) }
+        return out
+    }
+
+    /// Characters in a cell (bytes when ASCII, which is cheaper to count).
+    static func width(_ s: String) -> Int {
+        s.utf8.allSatisfy { $0 < 0x80 } ? s.utf8.count : s.count
     }
 }
 
@@ -365,7 +379,7 @@ struct LintCommand: ParsableCommand {
         let text: String
         do { text = try Files.readText(policy) } catch { throw fail(error.message) }
         let p: Policy
-        do { p = try PolicyParser.parse(text, file: policy) } catch {
+        do { p = try PolicyParser.parse(text, file: policy) { KeptUntilExit.keep($0) } } catch {
             Terminal.stderr("\(error.file):\(error.line):\(error.column): error: \(error.reason)\n")
             throw ExitCode(1)
         }
