@@ -213,8 +213,18 @@ public enum PolicySuggester {
             }
         }
         // Sorted by name (an index sort: rules are large to move), ties in content order.
-        let order = rules.indices.sorted { a, b in
-            rules[a].name != rules[b].name ? rules[a].name < rules[b].name : PolicySuggester.order(rules[a], rules[b])
+        let names = rules.map(\.name)
+        var order = Array(rules.indices)
+        if names.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) {
+            // ASCII names order as their bytes do: the first 16 bytes, as two big-endian
+            // words, decide most comparisons without touching the strings.
+            let keys = names.map(PolicySuggester.prefixKey)
+            order.sort { a, b in
+                if keys[a] != keys[b] { return keys[a] < keys[b] }
+                return names[a] != names[b] ? names[a] < names[b] : PolicySuggester.order(rules, a, b)
+            }
+        } else {
+            order.sort { a, b in names[a] != names[b] ? names[a] < names[b] : PolicySuggester.order(rules, a, b) }
         }
         rules = order.map { rules[$0] }
         // Names are content-derived; two rules can only collide through sanitising (then they
@@ -250,8 +260,20 @@ public enum PolicySuggester {
     @inline(__always)
     static func update<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
 
-    static func order(_ a: Rule, _ b: Rule) -> Bool {
-        (a.from.summary, a.to.summary, a.ports.map(\.description).joined(separator: ",")) <
-            (b.from.summary, b.to.summary, b.ports.map(\.description).joined(separator: ","))
+    static func order(_ rules: [Rule], _ a: Int, _ b: Int) -> Bool {
+        (rules[a].from.summary, rules[a].to.summary, rules[a].ports.map(\.description).joined(separator: ",")) <
+            (rules[b].from.summary, rules[b].to.summary, rules[b].ports.map(\.description).joined(separator: ","))
+    }
+
+    /// The first 16 bytes of an ASCII text as two big-endian words (zero-padded): ordering
+    /// the pairs orders the texts as `<` does, up to ties.
+    static func prefixKey(_ s: String) -> (UInt64, UInt64) {
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        var i = 0
+        for b in s.utf8.prefix(16) {
+            if i < 8 { hi |= UInt64(b) << (56 - 8 * i) } else { lo |= UInt64(b) << (56 - 8 * (i - 8)) }
+            i += 1
+        }
+        return (hi, lo)
     }
 }

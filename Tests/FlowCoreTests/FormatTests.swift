@@ -9,6 +9,15 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(Fmt.iso8601(0), "1970-01-01T00:00:00.000000Z")
         XCTAssertEqual(Fmt.iso8601(1258562636.5), "2009-11-18T16:43:56.500000Z")
         XCTAssertEqual(Fmt.zeekStamp(951782400), "2000-02-29-00-00-00")
+        XCTAssertEqual(Fmt.iso8601(1258562636.223450, fractionDigits: 3), "2009-11-18T16:43:56.223Z")
+        XCTAssertEqual(Fmt.iso8601(1258562636.9, fractionDigits: 0), "2009-11-18T16:43:56Z")
+        XCTAssertEqual(Fmt.iso8601(-0.5), "1969-12-31T23:59:59.500000Z")
+        XCTAssertEqual(Fmt.iso8601(951868799.000001), "2000-02-29T23:59:59.000001Z")
+        XCTAssertEqual(Fmt.iso8601(253402300800), "10000-01-01T00:00:00.000000Z", "past year 9999: the general path")
+        // Every second of a leap day and its neighbours round-trips through the parser.
+        for t in stride(from: 951_696_000.0, to: 951_955_200, by: 997.25) {
+            XCTAssertEqual(Fmt.parseTime(Fmt.iso8601(t)), t)
+        }
         XCTAssertEqual(Fmt.parseTime("2009-11-18T16:43:56Z"), 1258562636)
         XCTAssertEqual(Fmt.parseTime("2009-11-18 16:43:56"), 1258562636)
         XCTAssertEqual(Fmt.parseTime("2009-11-18T18:43:56+02:00"), 1258562636)

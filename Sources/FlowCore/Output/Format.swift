@@ -57,6 +57,28 @@ public enum Fmt {
         var rem = secs % 86400
         if rem < 0 { rem += 86400; day -= 1 }
         let (y, m, d) = civil(day)
+        if y >= 0 && y <= 9999 && fractionDigits >= 0 && fractionDigits <= 6 {
+            // One allocation: the digits go straight into the string's storage.
+            let count = 20 + (fractionDigits > 0 ? 1 + fractionDigits : 0)
+            return String(unsafeUninitializedCapacity: count) { b in
+                func put(_ v: Int64, _ width: Int, at: Int) {
+                    var v = v
+                    for k in stride(from: at + width - 1, through: at, by: -1) { b[k] = UInt8(48 + v % 10); v /= 10 }
+                }
+                put(y, 4, at: 0); b[4] = 45; put(m, 2, at: 5); b[7] = 45; put(d, 2, at: 8); b[10] = 84
+                put(rem / 3600, 2, at: 11); b[13] = 58; put(rem % 3600 / 60, 2, at: 14); b[16] = 58; put(rem % 60, 2, at: 17)
+                var at = 19
+                if fractionDigits > 0 {
+                    b[19] = 46
+                    var f = frac
+                    for _ in fractionDigits..<6 { f /= 10 }
+                    put(f, fractionDigits, at: 20)
+                    at = 20 + fractionDigits
+                }
+                b[at] = 90
+                return count
+            }
+        }
         var s = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(rem / 3600, 2)):\(pad(rem % 3600 / 60, 2)):\(pad(rem % 60, 2))"
         if fractionDigits > 0 { s += "." + String(pad(frac, 6).prefix(fractionDigits)) }
         return s + "Z"
