@@ -239,8 +239,11 @@ struct SimulateCommand: ParsableCommand {
             }
         }
         for w in warnings { Terminal.stderr("flowmap: warning: \(w)\n") }
-        if getenv("FLOWMAP_TIMES") != nil {
-            Terminal.stderr("simulate_seconds\tload_policy=\(Fmt.fixed(t1 - t0, digits: 3))\tindex=\(Fmt.fixed(t2 - t1, digits: 3))\tread_and_evaluate=\(Fmt.fixed(Terminal.monotonic() - t2, digits: 3))\n")
+        let t3 = Terminal.monotonic()
+        defer {
+            if getenv("FLOWMAP_TIMES") != nil {
+                Terminal.stderr("simulate_seconds\tload_policy=\(Fmt.fixed(t1 - t0, digits: 3))\tindex=\(Fmt.fixed(t2 - t1, digits: 3))\tread_and_evaluate=\(Fmt.fixed(t3 - t2, digits: 3))\treport=\(Fmt.fixed(Terminal.monotonic() - t3, digits: 3))\n")
+            }
         }
         let blocked = total - allowed
         let blockedEdges = edges.sorted { a, b in
