@@ -1,15 +1,23 @@
 /// A YAML node of flowmap's own (lighter than Yams' tree): a scalar, a mapping or a sequence,
 /// with the line and column (from 1) where it starts.
-final class YNode {
+/// A value, not an object: a scalar lives inside its parent's array, so a tree costs an
+/// allocation per collection (and per long string), not one per node.
+struct YNode {
     enum Kind {
         case scalar(String, plain: Bool)
         case mapping([(YNode, YNode)])
         case sequence([YNode])
     }
     let kind: Kind
-    let line: Int
-    let column: Int
-    init(_ kind: Kind, line: Int, column: Int) { self.kind = kind; self.line = line; self.column = column }
+    private let line32: Int32
+    private let column32: Int32
+    var line: Int { Int(line32) }
+    var column: Int { Int(column32) }
+    init(_ kind: Kind, line: Int, column: Int) {
+        self.kind = kind
+        line32 = Int32(clamping: line)
+        column32 = Int32(clamping: column)
+    }
 }
 
 /// A fast reader for the YAML that configuration files use: block mappings and sequences,

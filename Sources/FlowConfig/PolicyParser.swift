@@ -6,7 +6,7 @@ import FlowPolicy
 public enum PolicyParser {
     /// `keep` receives the parsed tree, for a caller that would rather leave it to the
     /// process exit than free it node by node (large policies).
-    public static func parse(_ text: String, file: String, keep: ((AnyObject) -> Void)? = nil) throws(ConfigError) -> Policy {
+    public static func parse(_ text: String, file: String, keep: ((Any) -> Void)? = nil) throws(ConfigError) -> Policy {
         guard let root = try YAMLValue.parse(text, file: file), !root.isNull else {
             throw ConfigError(file: file, line: 1, column: 1, reason: "the policy is empty")
         }

@@ -70,9 +70,24 @@ enum FlowSourceReader {
     /// `work` on whole batches itself, once the DNS answers are loaded (reading rows is cheaper
     /// than most analyses, so both CPUs stay busy). `work` must depend only on the flow and
     /// what was loaded before the flows: `body` sees the same results in the same order either way.
+    /// Starts reading a store on a second thread right away (see `StoreBatchReader`): nil for
+    /// captures, one CPU, or no thread.
+    static func startEarly<R>(_ source: FlowSource, names: NameResolver, uids: Bool) throws(UserError) -> StoreBatchReader<R>? {
+        guard let db = source.db, availableCPUs() >= 2 else { return nil }
+        let store: FlowStore
+        do { store = try FlowStore(path: db, create: false) } catch { throw UserError(message: error.description) }
+        return StoreBatchReader(store: store, path: db, names: names, since: source.since, until: source.until, uids: uids)
+    }
+
     static func read<R>(_ source: FlowSource, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,
+                        early: StoreBatchReader<R>? = nil,
                         makeWorker: () -> (GraphFlow) -> R,
                         body: @escaping (GraphFlow, R) -> Void) throws(UserError) -> [String] {
+        if let early {
+            let work = makeWorker(), readerWork = makeWorker()
+            try early.consume(work: work, readerWork: readerWork, body: body)
+            return []
+        }
         guard let db = source.db, availableCPUs() >= 2 else {
             let work = makeWorker()
             return try read(source, analysis: analysis, names: names, uids: uids) { body($0, work($0)) }

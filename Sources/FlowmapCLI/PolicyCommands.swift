@@ -179,9 +179,13 @@ struct SimulateCommand: ParsableCommand {
 
     func simulate() throws(UserError) -> UInt64 {
         let t0 = Terminal.monotonic()
-        let p = try PolicyFiles.load(policy)
-        let t1 = Terminal.monotonic()
+        let jsonFlows = format == .json && flows != .none
         let names = NameResolver()
+        // A store is read (DNS answers, then flows) while the policy is read and indexed.
+        let early: StoreBatchReader<Verdict>? = try FlowSourceReader.startEarly(source.spec, names: names, uids: jsonFlows)
+        let p: Policy
+        do { p = try PolicyFiles.load(policy) } catch { early?.cancel(); throw error }
+        let t1 = Terminal.monotonic()
         let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
         let t2 = Terminal.monotonic()
         defer { KeptUntilExit.keep(p, evaluator, names) }
@@ -191,7 +195,6 @@ struct SimulateCommand: ParsableCommand {
         var edges: [EdgeKey: (flows: UInt64, bytes: UInt64)] = [:]
         var listed: [(GraphFlow, Verdict, String, String)] = []
         var listedCount = 0
-        let jsonFlows = format == .json && flows != .none
         var started = false
         func flowJSON(_ f: GraphFlow, _ v: Verdict, _ from: String, _ to: String) -> String {
             var s = "{\"ts\":\(Fmt.fixed(f.ts)),\"uid\":\(jsonQuote(f.uid)),\"proto\":\(jsonQuote(protocolName(f.ipProto))),"
@@ -205,7 +208,7 @@ struct SimulateCommand: ParsableCommand {
         }
         // The first evaluator stays on this thread (display names); another reads alongside.
         var evaluators = [evaluator]
-        let warnings = try FlowSourceReader.read(source.spec, analysis: analysis, names: names, uids: jsonFlows, makeWorker: {
+        let warnings = try FlowSourceReader.read(source.spec, analysis: analysis, names: names, uids: jsonFlows, early: early, makeWorker: {
             let e = evaluators.count == 1 ? evaluator : PolicyEvaluator(sharing: evaluator)
             evaluators.append(e)
             return { e.evaluate($0) }
