@@ -164,13 +164,18 @@ public final class PolicyEvaluator {
     private var selectedNames: Set<String> = []
     private var nameGlobs: [Glob] = []
     private var anyEndpoint = false
-    private var workloadCache = WorkloadCache()
+    private var workloadCache: WorkloadCache
     private var hasFQDNKeys: Bool { !nameKeys.isEmpty }
     private let inventoryPorts: Set<UInt16>
     private let usesHosts: Bool
 
-    public init(policy: Policy, names: NameResolver = NameResolver(), utcOffset: @escaping (String, Double) -> Int = { _, _ in 0 }) {
+    /// `cacheBits`: the workload cache has 2^cacheBits entries of 32 bytes (each endpoint's
+    /// workload, by address, port class and names): small for an agent, large (20) to replay a
+    /// store of a million flows.
+    public init(policy: Policy, names: NameResolver = NameResolver(), cacheBits: Int = 12,
+                utcOffset: @escaping (String, Double) -> Int = { _, _ in 0 }) {
         self.policy = policy
+        workloadCache = WorkloadCache(bits: cacheBits)
         self.inventory = policy.inventory
         self.names = names
         self.utcOffset = utcOffset
@@ -228,7 +233,8 @@ public final class PolicyEvaluator {
 
     /// An evaluator for another thread: the same policy and rule index (shared, read only),
     /// caches of its own. `names` must not change while both evaluate.
-    public init(sharing other: PolicyEvaluator) {
+    public init(sharing other: PolicyEvaluator, cacheBits: Int = 12) {
+        workloadCache = WorkloadCache(bits: cacheBits)
         policy = other.policy; inventory = other.inventory; names = other.names; utcOffset = other.utcOffset
         byPort = other.byPort; byPair = other.byPair; wildFrom = other.wildFrom; wildTo = other.wildTo
         fromKeys = other.fromKeys; toKeys = other.toKeys; compiled = other.compiled; canonical = other.canonical
@@ -595,20 +601,26 @@ struct KeyedLists {
 /// cache (a miss recomputes; entries are overwritten, never wrong).
 struct WorkloadCache {
     private struct Slot { var hi: UInt64 = 0; var lo: UInt64 = 0; var name: UInt64 = 0; var port: Int32 = Int32.min; var value: Int32 = 0 }
-    private var slots = [Slot](repeating: Slot(), count: 1 << 16)
-    private static let mask = (1 << 16) - 1
+    private var slots: [Slot]
+    private let mask: Int
 
-    @inline(__always) private static func index(_ a: IPAddress, _ port: Int32, _ name: UInt64) -> Int {
+    /// 2^bits slots of 32 bytes.
+    init(bits: Int = 12) {
+        slots = [Slot](repeating: Slot(), count: 1 << bits)
+        mask = (1 << bits) - 1
+    }
+
+    @inline(__always) private func index(_ a: IPAddress, _ port: Int32, _ name: UInt64) -> Int {
         Int(truncatingIfNeeded: quickHash(a.hi, a.lo, name ^ UInt64(UInt32(bitPattern: port)))) & mask
     }
 
     @inline(__always) func find(_ a: IPAddress, _ port: Int32, _ name: UInt64) -> Int32? {
-        let s = slots[WorkloadCache.index(a, port, name)]
+        let s = slots[index(a, port, name)]
         return s.port == port && s.hi == a.hi && s.lo == a.lo && s.name == name ? s.value : nil
     }
 
     @inline(__always) mutating func store(_ a: IPAddress, _ port: Int32, _ name: UInt64, _ value: Int32) {
-        slots[WorkloadCache.index(a, port, name)] = Slot(hi: a.hi, lo: a.lo, name: name, port: port, value: value)
+        slots[index(a, port, name)] = Slot(hi: a.hi, lo: a.lo, name: name, port: port, value: value)
     }
 }
 

@@ -264,7 +264,7 @@ struct GraphCommand: ParsableCommand {
         let names = NameResolver()
         let builder = GraphBuilder(inventory: inventory, names: names, options: options)
         let evaluator = try policy.map { path throws(UserError) in
-            PolicyEvaluator(policy: try PolicyFiles.load(path), names: names) { TimeZones.offset($0, $1) ?? 0 }
+            PolicyEvaluator(policy: try PolicyFiles.load(path), names: names, cacheBits: 18) { TimeZones.offset($0, $1) ?? 0 }
         }
         let t0 = Terminal.monotonic()
         warnings += try FlowSourceReader.read(source, analysis: analysis, names: names) { f in

@@ -186,7 +186,7 @@ struct SimulateCommand: ParsableCommand {
         let p: Policy
         do { p = try PolicyFiles.load(policy) } catch { early?.cancel(); throw error }
         let t1 = Terminal.monotonic()
-        let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
+        let evaluator = PolicyEvaluator(policy: p, names: names, cacheBits: 20) { TimeZones.offset($0, $1) ?? 0 }
         let t2 = Terminal.monotonic()
         defer { KeptUntilExit.keep(p, evaluator, names) }
         var hits = [UInt64](repeating: 0, count: p.rules.count)
@@ -209,7 +209,7 @@ struct SimulateCommand: ParsableCommand {
         // The first evaluator stays on this thread (display names); another reads alongside.
         var evaluators = [evaluator]
         let warnings = try FlowSourceReader.read(source.spec, analysis: analysis, names: names, uids: jsonFlows, early: early, makeWorker: {
-            let e = evaluators.count == 1 ? evaluator : PolicyEvaluator(sharing: evaluator)
+            let e = evaluators.count == 1 ? evaluator : PolicyEvaluator(sharing: evaluator, cacheBits: 20)
             evaluators.append(e)
             return { e.evaluate($0) }
         }) { f, v in
@@ -400,7 +400,7 @@ struct LintCommand: ParsableCommand {
         if !captures.isEmpty || db != nil {
             let source = FlowSource(captures: captures, db: db)
             let names = NameResolver()
-            let evaluator = PolicyEvaluator(policy: p, names: names) { TimeZones.offset($0, $1) ?? 0 }
+            let evaluator = PolicyEvaluator(policy: p, names: names, cacheBits: 18) { TimeZones.offset($0, $1) ?? 0 }
             var hits = [UInt64](repeating: 0, count: p.rules.count)
             var end: Double?
             do {

@@ -1,3 +1,4 @@
+import FlowCore
 import FlowGraph
 import FlowStore
 import Foundation
@@ -9,7 +10,12 @@ import Foundation
 /// The consumer gets every flow, in store order, with the worker's result on it: the same
 /// results, in the same order, whichever thread computed them.
 final class StoreBatchReader<R>: @unchecked Sendable {
-    static var batchSize: Int { 2048 }
+    /// Flows per batch; `FLOWMAP_STORE_BATCH` sets another size (tests use tiny batches so
+    /// that both threads take turns on a small store).
+    static var batchSize: Int {
+        if let v = getenv("FLOWMAP_STORE_BATCH").flatMap({ Int(String(cString: $0)) }), v > 0 { return v }
+        return 2048
+    }
     /// At most this many decoded batches wait for the consumer (about 160 MB of flows).
     static var cap: Int { 512 }
 
@@ -29,30 +35,45 @@ final class StoreBatchReader<R>: @unchecked Sendable {
     private var namesError: StoreError?
     private var thread: WorkerThread?
     private let path: String
+    private var namesThread: WorkerThread?
+    private var namesLoaded = false
+    private let started: Double
+    private var namesAt = 0.0, decodedAt = 0.0
+    /// Help the consumer only when it is this many batches behind (decoding comes first).
+    static var helpBacklog: Int { 4 }
 
     /// Starts reading; nil when no second thread can be made.
     init?(store: FlowStore, path: String, names: NameResolver, since: Double?, until: Double?, uids: Bool) {
         self.path = path
-        thread = WorkerThread { [self] in run(store, names, since, until, uids) }
-        if thread == nil { return nil }
+        started = Terminal.monotonic()
+        // The DNS answers load on a thread of their own: decoding flows does not need them,
+        // evaluating does.
+        namesThread = WorkerThread { [self] in
+            var failure: StoreError?
+            do throws(StoreError) { try store.loadNames(into: names) } catch { failure = error }
+            cond.lock()
+            namesError = failure
+            namesLoaded = true
+            namesAt = Terminal.monotonic()
+            cond.broadcast()
+            cond.unlock()
+        }
+        if namesThread == nil { return nil }
+        thread = WorkerThread { [self] in run(store, since, until, uids) }
+        if thread == nil { namesThread?.join(); return nil }
     }
 
-    private func run(_ store: FlowStore, _ names: NameResolver, _ since: Double?, _ until: Double?, _ uids: Bool) {
-        do {
-            try store.loadNames(into: names)
-        } catch {
-            cond.lock(); namesError = error; decodingDone = true; cond.broadcast(); cond.unlock()
-            return
-        }
+    private func run(_ store: FlowStore, _ since: Double?, _ until: Double?, _ uids: Bool) {
+        let size = Self.batchSize
         var batch: [GraphFlow] = []
-        batch.reserveCapacity(Self.batchSize)
+        batch.reserveCapacity(size)
         do {
             try store.forEachGraphFlow(since: since, until: until, uids: uids) { f in
                 batch.append(f)
-                if batch.count == Self.batchSize {
+                if batch.count == size {
                     try publish(batch)
                     batch = []
-                    batch.reserveCapacity(Self.batchSize)
+                    batch.reserveCapacity(size)
                 }
             }
             if !batch.isEmpty { try publish(batch) }
@@ -62,14 +83,15 @@ final class StoreBatchReader<R>: @unchecked Sendable {
         }
         cond.lock()
         decodingDone = true
+        decodedAt = Terminal.monotonic()
         cond.broadcast()
         // Decoding is over: help with what is left, once there is a worker.
         while !cancelled {
-            if let w = work, let i = claimable() {
+            if namesLoaded, namesError == nil, let w = work, let i = claimable() {
                 evaluate(i, w)
                 continue
             }
-            if work != nil && claimable() == nil { break }
+            if namesError != nil || (work != nil && namesLoaded && claimable() == nil) { break }
             cond.wait()
         }
         cond.unlock()
@@ -111,7 +133,7 @@ final class StoreBatchReader<R>: @unchecked Sendable {
         while true {
             if cancelled { throw CancelledError() }
             let backlog = states.count - consumed
-            if backlog >= 2, let w = work, let i = claimable() {
+            if backlog >= Self.helpBacklog, namesLoaded, namesError == nil, let w = work, let i = claimable() {
                 evaluate(i, w)
                 continue
             }
@@ -125,6 +147,8 @@ final class StoreBatchReader<R>: @unchecked Sendable {
         cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
         thread?.join()
         thread = nil
+        namesThread?.join()
+        namesThread = nil
     }
 
     /// Gives every flow to `body` with its result: `work` runs on this thread, `readerWork`
@@ -134,12 +158,14 @@ final class StoreBatchReader<R>: @unchecked Sendable {
         cond.lock()
         self.work = readerWork
         cond.broadcast()
+        while !namesLoaded { cond.wait() }
+        if namesError != nil { cancelled = true; cond.broadcast() }
         let decodedAtStart = states.count
         var byReader = 0
         var i = 0
         while true {
-            while i >= states.count && !decodingDone { cond.wait() }
-            if i >= states.count { break }
+            while i >= states.count && !decodingDone && !cancelled { cond.wait() }
+            if i >= states.count || cancelled { break }
             switch states[i] {
             case .decoded:
                 states[i] = .taken
@@ -170,8 +196,10 @@ final class StoreBatchReader<R>: @unchecked Sendable {
         cond.unlock()
         thread?.join()
         thread = nil
+        namesThread?.join()
+        namesThread = nil
         if getenv("FLOWMAP_TIMES") != nil {
-            Terminal.stderr("store_batches\tdecoded_before_consuming=\(decodedAtStart)\tevaluated_by_reader=\(byReader)\tof=\(i)\n")
+            Terminal.stderr("store_reader\tnames=\(Fmt.fixed(namesAt - started, digits: 3))\tdecoded=\(Fmt.fixed(decodedAt - started, digits: 3))\tbatches_decoded_before_consuming=\(decodedAtStart)\tevaluated_by_reader=\(byReader)\tof=\(i)\n")
         }
         if let e = namesError { throw UserError(message: e.description) }
         if let e = readError {

@@ -81,6 +81,34 @@ final class PolicyCLITests: XCTestCase {
         XCTAssertEqual(dot.stdout.components(separatedBy: "style=dashed, color=\"#d62728\"").count - 1, 5, dot.stdout)
     }
 
+    /// From a store, simulation reads and evaluates on two threads: tiny batches make them take
+    /// turns, and the report is the same as with one batch (one thread evaluating).
+    func testSimulationFromAStoreIsTheSameWhicheverThreadEvaluates() throws {
+        let policy = temp("suggested.yaml"), db = temp("flows.db")
+        defer { for f in [policy, db, db + "-wal", db + "-shm"] { try? FileManager.default.removeItem(atPath: f) } }
+        XCTAssertEqual(try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q", "-o", policy]).status, 0)
+        XCTAssertEqual(try runFlowmap(["ingest", bad, multitier, "--db", db, "-q"]).status, 0)
+        let args = ["simulate", "--policy", policy, "--db", db, "--format", "json", "--flows", "all", "-q"]
+        let one = try runFlowmap(args)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        for size in ["1", "2", "5"] {
+            let turns = try runFlowmap(args, environment: ["FLOWMAP_STORE_BATCH": size, "FLOWMAP_TIMES": "1"])
+            XCTAssertEqual(turns.stdout, one.stdout, "batches of \(size)")
+            XCTAssertTrue(turns.stderr.contains("store_reader"), turns.stderr)
+        }
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(one.stdout.utf8)) as? [String: Any])
+        let summary = try XCTUnwrap(json["summary"] as? [String: Any])
+        XCTAssertEqual(summary["blocked"] as? Int, 5)
+        XCTAssertEqual(summary["flows"] as? Int, 44)
+        // A policy that does not parse stops the reading thread: a clean error, no hang.
+        let broken = temp("broken.yaml")
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        try "apiVersion: flowmap/v1\nkind: Policy\nrules:\n  - name: x\n".write(toFile: broken, atomically: true, encoding: .utf8)
+        let r = try runFlowmap(["simulate", "--policy", broken, "--db", db, "-q"], environment: ["FLOWMAP_STORE_BATCH": "1"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("broken.yaml:4:5"), r.stderr)
+    }
+
     func testGoldenDeterministicYAML() throws {
         let a = try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q"])
         XCTAssertEqual(a.status, 0, a.stderr)
