@@ -30,12 +30,15 @@ public enum PolicyParser {
         }
         let names = Set(p.workloads.map(\.name))
         if let r = entry("rules"), !r.value.isNull {
-            var seen: [String: Int] = [:]
-            for item in try r.value.sequence("rules") {
+            let items = try r.value.sequence("rules")
+            var seen = NameTable(capacity: items.count)
+            p.rules.reserveCapacity(items.count)
+            for item in items {
                 let rule: Rule
                 if let r = fastRule(item.node, workloads: names, file: file) { rule = r } else { rule = try self.rule(item, workloads: names) }
-                if let line = seen[rule.name] { throw item.error("rule '\(rule.name)' is already defined at line \(line)") }
-                seen[rule.name] = item.mark.line
+                if let earlier = seen.insert(rule.name, p.rules.count, names: p.rules) {
+                    throw item.error("rule '\(rule.name)' is already defined at line \(p.rules[earlier].mark?.line ?? 0)")
+                }
                 p.rules.append(rule)
             }
         }
@@ -301,5 +304,46 @@ public enum PolicyParser {
             }
         }
         return s
+    }
+}
+
+/// Rule names seen so far, by open addressing on a hash of their bytes (one probe for most,
+/// no rehashing: sized for every rule up front).
+struct NameTable {
+    private var slots: [Int32]
+    private let mask: Int
+
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        slots = [Int32](repeating: -1, count: size)
+        mask = size - 1
+    }
+
+    private static func hash(_ s: String) -> Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var t = s
+        t.withUTF8 { b in
+            var i = 0
+            while i + 8 <= b.count {
+                h = (h ^ UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self))) &* 0x100_0000_01B3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
+        }
+        h ^= h >> 32
+        return Int(truncatingIfNeeded: h &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Records `name` as rule `index`; returns the index of an earlier rule of that name.
+    mutating func insert(_ name: String, _ index: Int, names rules: [Rule]) -> Int? {
+        var i = NameTable.hash(name) & mask
+        while slots[i] >= 0 {
+            if rules[Int(slots[i])].name == name { return Int(slots[i]) }
+            i = (i + 1) & mask
+        }
+        slots[i] = Int32(index)
+        return nil
     }
 }
