@@ -29,16 +29,20 @@ struct YNode {
 struct FastYAML {
     enum Outcome { case empty, node(YNode), unsupported }
 
-    private let b: [UInt8]
+    /// The text's own UTF-8 storage, for the length of `parse` (no copy of the file).
+    private let b: UnsafeBufferPointer<UInt8>
     private var i = 0
     private var line = 1
     private var lineStart = 0
 
-    private init(_ text: String) { b = Array(text.utf8) }
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) { b = bytes }
 
     static func parse(_ text: String) -> Outcome {
-        var p = FastYAML(text)
-        return p.document()
+        var t = text
+        return t.withUTF8 { bytes in
+            var p = FastYAML(bytes)
+            return p.document()
+        }
     }
 
     private struct Unsupported: Error {}
@@ -332,7 +336,7 @@ struct FastYAML {
         }
         i = end
         if end == start { throw Unsupported() }
-        let text = String(decoding: b[start..<end], as: UTF8.self)
+        let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
         return YNode(.scalar(text, plain: true), line: l, column: c)
     }
 
