@@ -19,25 +19,35 @@ public final class NameResolver {
     private var strings: [String] = []
     private var ids: [String: Int32] = [:]
     /// Per (client, address): runs in order of their first answer.
-    private var perClient: [PairKey: [Run]] = [:]
+    private var clientRuns: [[Run]] = []
+    private var clientIndex = WordIndex()
     /// Per address, any client: runs in order of their first answer.
-    private var perAddress: [IPAddress: [Run]] = [:]
+    private var addressRuns: [[Run]] = []
+    private var addressIndex = WordIndex()
     /// How long after its TTL an answer still names an address for clients that did not ask.
     public let grace: Double
 
-    struct PairKey: Hashable {
-        var client: IPAddress
-        var address: IPAddress
-        func hash(into h: inout Hasher) { h.combine(mix64(client.hi ^ address.lo, client.lo ^ address.hi &* 31)) }
-    }
-
     public init(grace: Double = 3600) { self.grace = grace }
 
-    public var isEmpty: Bool { perAddress.isEmpty }
+    public var isEmpty: Bool { addressRuns.isEmpty }
 
     /// True when some answer named `address` (at any time).
-    public func knows(_ address: IPAddress) -> Bool { !perAddress.isEmpty && perAddress[address] != nil }
-    public var answerCount: Int { perAddress.values.reduce(0) { $0 + $1.count } }
+    public func knows(_ address: IPAddress) -> Bool { !addressRuns.isEmpty && addressIndex.find(address.hi, address.lo, 0, 0) >= 0 }
+    public var answerCount: Int { addressRuns.reduce(0) { $0 + $1.count } }
+
+    /// The runs of `address` (any client), or nil.
+    @inline(__always) private func runsOf(_ address: IPAddress) -> [Run]? {
+        if addressRuns.isEmpty { return nil }
+        let i = addressIndex.find(address.hi, address.lo, 0, 0)
+        return i >= 0 ? addressRuns[Int(i)] : nil
+    }
+
+    /// The runs of `address` from `client`'s own answers, or nil.
+    @inline(__always) private func runsOf(_ address: IPAddress, client c: IPAddress) -> [Run]? {
+        if clientRuns.isEmpty { return nil }
+        let i = clientIndex.find(c.hi, c.lo, address.hi, address.lo)
+        return i >= 0 ? clientRuns[Int(i)] : nil
+    }
 
     private func intern(_ s: String) -> Int32 {
         if let i = ids[s] { return i }
@@ -51,8 +61,14 @@ public final class NameResolver {
     public func add(client: IPAddress?, name: String, address: IPAddress, ttl: UInt32, first: Double, last: Double) {
         let id = intern(name.lowercased())
         let ttl = Double(ttl)
-        if let c = client { NameResolver.merge(&perClient[PairKey(client: c, address: address), default: []], id, first, last, ttl) }
-        NameResolver.merge(&perAddress[address, default: []], id, first, last, ttl)
+        if let c = client {
+            let i = clientIndex.findOrInsert(c.hi, c.lo, address.hi, address.lo, next: Int32(clientRuns.count))
+            if Int(i) == clientRuns.count { clientRuns.append([]) }
+            NameResolver.merge(&clientRuns[Int(i)], id, first, last, ttl)
+        }
+        let i = addressIndex.findOrInsert(address.hi, address.lo, 0, 0, next: Int32(addressRuns.count))
+        if Int(i) == addressRuns.count { addressRuns.append([]) }
+        NameResolver.merge(&addressRuns[Int(i)], id, first, last, ttl)
     }
 
     public func add(_ o: DNSObservation) {
@@ -83,11 +99,11 @@ public final class NameResolver {
     /// alphabetical).
     public func names(for address: IPAddress, client: IPAddress?, at t: Double) -> [String] {
         var out: [Int32] = []
-        if let c = client, let runs = perClient[PairKey(client: c, address: address)] {
+        if let c = client, let runs = runsOf(address, client: c) {
             let i = NameResolver.lastBegun(runs, by: t)
             if i >= 0 { out.append(runs[i].name) }
         }
-        if let runs = perAddress[address] {
+        if let runs = runsOf(address) {
             let valid = runs[0..<(NameResolver.lastBegun(runs, by: t) + 1)].filter { t <= $0.validUntil + grace }
             let ordered = valid.sorted { a, b in a.first != b.first ? a.first > b.first : strings[Int(a.name)] < strings[Int(b.name)] }
             for r in ordered where !out.contains(r.name) { out.append(r.name) }
@@ -103,8 +119,8 @@ public final class NameResolver {
     /// The id of the preferred name (as `names(...).first`): -1 when none is valid at `t`, -2
     /// when no answer ever named the address; no allocation.
     public func preferredID(for address: IPAddress, client: IPAddress?, at t: Double) -> Int32 {
-        guard let runs = perAddress[address] else { return -2 }
-        if let c = client, let own = perClient[PairKey(client: c, address: address)] {
+        guard let runs = runsOf(address) else { return -2 }
+        if let c = client, let own = runsOf(address, client: c) {
             let i = NameResolver.lastBegun(own, by: t)
             if i >= 0 { return own[i].name }
         }
@@ -127,7 +143,7 @@ public final class NameResolver {
 
     /// Every name valid for `address` at `t` from any client's answers, unordered.
     func validNames(for address: IPAddress, at t: Double) -> [String] {
-        guard let runs = perAddress[address] else { return [] }
+        guard let runs = runsOf(address) else { return [] }
         var out: [String] = []
         var i = NameResolver.lastBegun(runs, by: t)
         while i >= 0 {
@@ -142,7 +158,7 @@ public final class NameResolver {
     /// A hash of every name valid for `address` at `t` (any client), to tell apart moments
     /// whose name sets differ; no allocation.
     public func validSetSignature(for address: IPAddress, at t: Double) -> UInt64 {
-        guard let runs = perAddress[address] else { return 0 }
+        guard let runs = runsOf(address) else { return 0 }
         var sig: UInt64 = 0
         var i = NameResolver.lastBegun(runs, by: t)
         while i >= 0 {
@@ -161,5 +177,54 @@ public final class NameResolver {
             if runs[mid].first <= t { lo = mid + 1 } else { hi = mid }
         }
         return lo - 1
+    }
+}
+
+/// Keys of up to four words → dense indices (0, 1, 2, … in order of insertion), by open
+/// addressing (no `Hasher`: one multiply-xorshift mix per lookup).
+struct WordIndex {
+    private struct Slot { var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0; var index: Int32 = -1 }
+    private var slots = [Slot](repeating: Slot(), count: 16)
+    private var count = 0
+
+    @inline(__always) private static func hash(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> Int {
+        Int(truncatingIfNeeded: mix64(a ^ (c &* 0x9E37_79B9_7F4A_7C15), b ^ (d &* 0xC2B2_AE3D_27D4_EB4F)))
+    }
+
+    /// The index of the key, or -1.
+    @inline(__always) func find(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> Int32 {
+        let mask = slots.count - 1
+        var i = WordIndex.hash(a, b, c, d) & mask
+        while true {
+            let s = slots[i]
+            if s.index < 0 { return -1 }
+            if s.a == a && s.b == b && s.c == c && s.d == d { return s.index }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// The index of the key, inserting it with index `next` if absent.
+    mutating func findOrInsert(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64, next: Int32) -> Int32 {
+        if (count + 1) * 2 > slots.count { grow() }
+        let mask = slots.count - 1
+        var i = WordIndex.hash(a, b, c, d) & mask
+        while slots[i].index >= 0 {
+            if slots[i].a == a && slots[i].b == b && slots[i].c == c && slots[i].d == d { return slots[i].index }
+            i = (i + 1) & mask
+        }
+        slots[i] = Slot(a: a, b: b, c: c, d: d, index: next)
+        count += 1
+        return next
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [Slot](repeating: Slot(), count: old.count * 2)
+        let mask = slots.count - 1
+        for s in old where s.index >= 0 {
+            var i = WordIndex.hash(s.a, s.b, s.c, s.d) & mask
+            while slots[i].index >= 0 { i = (i + 1) & mask }
+            slots[i] = s
+        }
     }
 }
