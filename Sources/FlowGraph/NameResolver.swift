@@ -59,7 +59,9 @@ public final class NameResolver {
 
     /// Adds one answer (or an aggregate of repeated answers from first to last).
     public func add(client: IPAddress?, name: String, address: IPAddress, ttl: UInt32, first: Double, last: Double) {
-        let id = intern(name.lowercased())
+        // DNS names on the wire are nearly always lower-case ASCII already: no new string then.
+        let lower = name.utf8.allSatisfy { $0 < 0x80 && !($0 >= 65 && $0 <= 90) } ? name : name.lowercased()
+        let id = intern(lower)
         let ttl = Double(ttl)
         if let c = client {
             let i = clientIndex.findOrInsert(c.hi, c.lo, address.hi, address.lo, next: Int32(clientRuns.count))

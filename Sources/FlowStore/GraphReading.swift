@@ -1,6 +1,7 @@
 import FlowCore
 import FlowGraph
 import GRDB
+import GRDBSQLite
 
 extension FlowStore {
     /// Streams flows in [since, until) as the graph needs them (only the columns it reads), in
@@ -33,6 +34,43 @@ extension FlowStore {
         }
         do {
             try db.read { db in
+                if !attributed {
+                    // The common case (captures): columns read straight from SQLite, addresses
+                    // parsed from its text without making strings.
+                    let st = try db.makeStatement(sql: sql)
+                    try st.setArguments(StatementArguments(args))
+                    let s = st.sqliteStatement
+                    defer { sqlite3_reset(s) }
+                    func text(_ i: Int32) -> String {
+                        guard let p = sqlite3_column_text(s, i) else { return "" }
+                        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(s, i))), as: UTF8.self)
+                    }
+                    func addr(_ i: Int32) throws -> IPAddress {
+                        if let p = sqlite3_column_text(s, i),
+                           let a = IPAddress.parse(UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(s, i)))) {
+                            return a
+                        }
+                        throw StoreError(path: path, reason: "bad address '\(text(i))' in store")
+                    }
+                    while true {
+                        let rc = sqlite3_step(s)
+                        if rc == SQLITE_DONE { break }
+                        guard rc == SQLITE_ROW else { throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: db.lastErrorMessage) }
+                        var f = GraphFlow(
+                            ts: sqlite3_column_double(s, 0), duration: sqlite3_column_double(s, 1), origH: try addr(2),
+                            origP: UInt16(truncatingIfNeeded: sqlite3_column_int64(s, 3)), respH: try addr(4),
+                            respP: UInt16(truncatingIfNeeded: sqlite3_column_int64(s, 5)),
+                            ipProto: IPProtocol(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(s, 6))),
+                            origPkts: UInt64(bitPattern: sqlite3_column_int64(s, 7)), respPkts: UInt64(bitPattern: sqlite3_column_int64(s, 8)),
+                            origIPBytes: UInt64(bitPattern: sqlite3_column_int64(s, 9)),
+                            respIPBytes: UInt64(bitPattern: sqlite3_column_int64(s, 10)),
+                            history: text(11), flipped: sqlite3_column_int64(s, 12) != 0,
+                            hostID: sqlite3_column_bytes(s, 13) == 0 ? "" : text(13))
+                        if uids { f.uid = text(14) }
+                        try body(f)
+                    }
+                    return
+                }
                 let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
                 while let row = try cursor.next() {
                     var f = GraphFlow(
