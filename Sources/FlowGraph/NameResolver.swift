@@ -17,7 +17,7 @@ public final class NameResolver {
         var validUntil: Double { last + ttl }
     }
     private var strings: [String] = []
-    private var ids: [String: Int32] = [:]
+    private var ids = StringIndex()
     /// Per (client, address): runs in order of their first answer.
     private var clientRuns: [[Run]] = []
     private var clientIndex = WordIndex()
@@ -50,10 +50,10 @@ public final class NameResolver {
     }
 
     private func intern(_ s: String) -> Int32 {
-        if let i = ids[s] { return i }
+        if let i = ids.find(s, strings) { return i }
         let i = Int32(strings.count)
         strings.append(s)
-        ids[s] = i
+        ids.insert(s, i, strings)
         return i
     }
 
@@ -79,6 +79,18 @@ public final class NameResolver {
 
     /// Extends the latest run of the same name, or starts a new run (kept in order of first).
     private static func merge(_ runs: inout [Run], _ id: Int32, _ first: Double, _ last: Double, _ ttl: Double) {
+        // Answers in time order (a store's, a capture's): no run began after this one, so it
+        // extends the latest run if that has its name, else it is the latest (what the general
+        // case below does, without scanning).
+        if let l = runs.last, l.first <= first {
+            if l.name == id {
+                runs[runs.count - 1].last = max(l.last, last)
+                runs[runs.count - 1].ttl = max(l.ttl, ttl)
+            } else {
+                runs.append(Run(name: id, first: first, last: last, ttl: ttl))
+            }
+            return
+        }
         // Extend the most recent run with this name if the answer does not begin before it
         // and no other name began in between.
         if let i = runs.lastIndex(where: { $0.name == id }), runs[i].first <= first,
@@ -228,5 +240,54 @@ struct WordIndex {
             while slots[i].index >= 0 { i = (i + 1) & mask }
             slots[i] = s
         }
+    }
+}
+
+/// Strings → their index in a caller's array, by open addressing on a hash of their bytes.
+struct StringIndex {
+    private var slots = [Int32](repeating: -1, count: 16)
+    private var count = 0
+
+    static func hash(_ s: String) -> Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var t = s
+        t.withUTF8 { b in
+            var i = 0
+            while i + 8 <= b.count {
+                h = (h ^ UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self))) &* 0x100_0000_01B3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
+        }
+        return Int(truncatingIfNeeded: mix64(h, UInt64(s.utf8.count)))
+    }
+
+    func find(_ s: String, _ strings: [String]) -> Int32? {
+        let mask = slots.count - 1
+        var i = StringIndex.hash(s) & mask
+        while slots[i] >= 0 {
+            if strings[Int(slots[i])] == s { return slots[i] }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    /// Adds `s` (not present) as index `id`.
+    mutating func insert(_ s: String, _ id: Int32, _ strings: [String]) {
+        if (count + 1) * 2 > slots.count {
+            slots = [Int32](repeating: -1, count: slots.count * 2)
+            let mask = slots.count - 1
+            for (k, t) in strings.enumerated() where k != Int(id) {
+                var i = StringIndex.hash(t) & mask
+                while slots[i] >= 0 { i = (i + 1) & mask }
+                slots[i] = Int32(k)
+            }
+        }
+        let mask = slots.count - 1
+        var i = StringIndex.hash(s) & mask
+        while slots[i] >= 0 { i = (i + 1) & mask }
+        slots[i] = id
+        count += 1
     }
 }
