@@ -248,20 +248,25 @@ public final class GraphBuilder {
     }
     private var nodes: [NodeAcc] = []
     private var nodeIndex: [String: Int32] = [:]
-    private var edges: [EdgeKey: EdgeAcc] = [:]
+    /// Edges: keys and accumulators in arrays (a growing table moves small entries only).
+    private var edgeIndex = WordIndex()
+    private var edgeKeys: [EdgeKey] = []
+    private var edgeAccs: [EdgeAcc] = []
     /// Workloads decided by the address (and served port) alone, when nothing else can change
     /// the answer: bounded, cleared when full.
-    private var addressCache: [AddressKey: Int32] = [:]
-    private var nameCache: [AddressKey: Int32] = [:]
+    private var addressCache = WordIndex()
+    private var nameCache = WordIndex()
     private static let addressCacheLimit = 1 << 18
-    private struct AddressKey: Hashable {
+    private struct AddressKey {
         var address: IPAddress
         var port: Int32
         var name: Int32
         var names: UInt64
-        func hash(into h: inout Hasher) {
-            h.combine(mix64(address.hi ^ names, address.lo ^ (UInt64(UInt32(bitPattern: port)) << 32 | UInt64(UInt32(bitPattern: name)))))
-        }
+        /// As four words (the caches' keys).
+        var a: UInt64 { address.hi }
+        var b: UInt64 { address.lo }
+        var c: UInt64 { UInt64(UInt32(bitPattern: port)) << 32 | UInt64(UInt32(bitPattern: name)) }
+        var d: UInt64 { names }
     }
     private lazy var usesHosts = inventory.workloads.contains { !$0.match.hosts.isEmpty }
     private lazy var inventoryPorts = Set(inventory.workloads.flatMap(\.match.ports))
@@ -300,19 +305,21 @@ public final class GraphBuilder {
             port = -1
         }
         let plain = AddressKey(address: address, port: port, name: -1, names: 0)
-        if let hit = addressCache[plain] { return hit }
+        let hit = addressCache.find(plain.a, plain.b, plain.c, plain.d)
+        if hit >= 0 { return hit }
         var named = plain
         // -2: no answer ever named the address (yet: a later answer makes a different key).
         named.name = names.isEmpty ? -2 : names.preferredID(for: address, client: client, at: t)
         if usesHosts && named.name != -2 { named.names = names.validSetSignature(for: address, at: t) }
-        if let hit = nameCache[named] { return hit }
+        let namedHit = nameCache.find(named.a, named.b, named.c, named.d)
+        if namedHit >= 0 { return namedHit }
         let (node, usedNames) = resolve(address, servedPort: servedPort, client: client, t: t, process: nil, host: host)
         if usedNames {
-            if nameCache.count >= GraphBuilder.addressCacheLimit { nameCache.removeAll(keepingCapacity: true) }
-            nameCache[named] = node
+            if nameCache.count >= GraphBuilder.addressCacheLimit { nameCache.removeAll() }
+            _ = nameCache.findOrInsert(named.a, named.b, named.c, named.d, next: node)
         } else {
-            if addressCache.count >= GraphBuilder.addressCacheLimit { addressCache.removeAll(keepingCapacity: true) }
-            addressCache[plain] = node
+            if addressCache.count >= GraphBuilder.addressCacheLimit { addressCache.removeAll() }
+            _ = addressCache.findOrInsert(plain.a, plain.b, plain.c, plain.d, next: node)
         }
         return node
     }
@@ -402,7 +409,14 @@ public final class GraphBuilder {
         }
         let key = EdgeKey(from: from, to: to, port: known ? Int32(port ?? 0) - (port == nil ? 1 : 0) : -1,
                           proto: f.ipProto.rawValue, known: known)
-        GraphBuilder.count(&edges[key, default: EdgeAcc()], f, toServerPkts, toClientPkts, toServerBytes, toClientBytes,
+        let w0 = UInt64(UInt32(bitPattern: key.from)) << 32 | UInt64(UInt32(bitPattern: key.to))
+        let w1 = UInt64(UInt32(bitPattern: key.port)) << 16 | UInt64(key.proto) << 1 | (key.known ? 1 : 0)
+        let e = Int(edgeIndex.findOrInsert(w0, w1, 0, 0, next: Int32(edgeAccs.count)))
+        if e == edgeAccs.count {
+            edgeKeys.append(key)
+            edgeAccs.append(EdgeAcc())
+        }
+        GraphBuilder.count(&edgeAccs[e], f, toServerPkts, toClientPkts, toServerBytes, toClientBytes,
                            clientAddr, cp, sp, blocked: blocked, seen: known ? nil : (origIsFrom ? 1 << 16 : 0) | UInt32(f.respP))
     }
 
@@ -443,7 +457,9 @@ public final class GraphBuilder {
                              endpointsExact: n.endpoints.isExact)
         }
         // Edges in GraphEdge.order, compared on node ranks (integers) rather than id strings.
-        let keys = edges.keys.sorted { a, b in
+        let keys = edgeKeys
+        let sorted = keys.indices.sorted { x, y in
+            let a = keys[x], b = keys[y]
             if a.known != b.known { return a.known }
             if rank[Int(a.from)] != rank[Int(b.from)] { return rank[Int(a.from)] < rank[Int(b.from)] }
             if rank[Int(a.to)] != rank[Int(b.to)] { return rank[Int(a.to)] < rank[Int(b.to)] }
@@ -452,9 +468,9 @@ public final class GraphBuilder {
             return a.port < b.port
         }
         var outEdges: [GraphEdge] = []
-        outEdges.reserveCapacity(edges.count)
-        for k in keys {
-            let e = edges[k]!
+        outEdges.reserveCapacity(edgeAccs.count)
+        for i in sorted {
+            let k = keys[i], e = edgeAccs[i]
             outEdges.append(GraphEdge(
                 from: nodes[Int(k.from)].id, to: nodes[Int(k.to)].id,
                 port: k.port >= 0 ? UInt16(k.port) : nil, proto: protocolName(IPProtocol(rawValue: k.proto)),

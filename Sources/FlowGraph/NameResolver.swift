@@ -199,7 +199,13 @@ public final class NameResolver {
 struct WordIndex {
     private struct Slot { var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0; var index: Int32 = -1 }
     private var slots = [Slot](repeating: Slot(), count: 16)
-    private var count = 0
+    private(set) var count = 0
+
+    /// Forgets every key (keeps the table's size).
+    mutating func removeAll() {
+        for i in slots.indices { slots[i].index = -1 }
+        count = 0
+    }
 
     @inline(__always) private static func hash(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> Int {
         Int(truncatingIfNeeded: mix64(a ^ (c &* 0x9E37_79B9_7F4A_7C15), b ^ (d &* 0xC2B2_AE3D_27D4_EB4F)))
