@@ -6,7 +6,7 @@ flows = sqlite3.connect(db).execute("select count(*) from flow").fetchone()[0]
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 runs = [l.split() for l in open(os.path.join(data, "policy-runs.txt")) if l.strip()]
 out = ["# Policy benchmark\n",
-       "Written by `bench/policy` (not a unit test). One run on this machine: %s, %d cores, %s.\n" % (cpu, os.cpu_count(), platform.platform()),
+       "Written by `bench/policy` (not a unit test). Medians of interleaved rounds (`bench/interleave.py`) on this machine: %s, %d cores, %s.\n" % (cpu, os.cpu_count(), platform.platform()),
        "Store: `%s`, %d flows (bench/graph's store, from bench/run's synthetic capture), inventory "
        "`bench/graph-inventory.yaml`. `suggest --db STORE --inventory INV -o FILE`, then `simulate --policy FILE --db STORE "
        "--flows none` of that policy on the same store (0 flows blocked is checked below).\n" % (os.path.basename(db), flows),
@@ -33,9 +33,9 @@ out.append("\nThe synthetic store is hard on a policy: about a fifth of its flow
            "external peer by default, and its \"other UDP\" uses random ports — every observed (client, server, port) "
            "becomes a rule. Simulation time is reading the policy (flowmap's own YAML reader for the subset "
            "configuration files use, rules in the shape suggest writes read straight from its tree: about 8 µs a rule "
-           "here), indexing the rules (flat open-addressing tables by both sides and port), then reading the store "
-           "and evaluating each flow; with two CPUs the thread that reads rows also evaluates batches when the "
-           "other falls behind. A policy of a few thousand rules (what a person "
+           "here), indexing the rules (flat open-addressing tables by both sides and port), then evaluating each "
+           "flow. From a store with two CPUs, the DNS answers and the flows are read on two more threads while "
+           "the policy is read; then the main thread and the one that read flows both evaluate. A policy of a few thousand rules (what a person "
            "reviews) reads in a fraction of a second. `lint --policy FILE` (no traffic) compares each rule only "
            "with earlier rules between overlapping selectors that can share a port with it: most of its time is "
            "reading the policy.")
