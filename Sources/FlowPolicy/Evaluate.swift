@@ -75,6 +75,11 @@ public final class PolicyEvaluator {
 
     /// A selector with its names resolved to numbers and its glob compiled.
     struct CompiledSelector {
+        static func same(_ a: CompiledSelector, _ b: CompiledSelector) -> Bool {
+            a.workload == b.workload && a.fqdnLiteral == b.fqdnLiteral && a.cidrs == b.cidrs && a.fqdnGlob == b.fqdnGlob
+                && a.processes == b.processes && a.users == b.users
+                && a.labels.count == b.labels.count && zip(a.labels, b.labels).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        }
         /// The inventory index standing for the named workload (-1: none named, -2: a name
         /// the policy's inventory lacks, which no endpoint has).
         var workload: Int32
@@ -88,6 +93,10 @@ public final class PolicyEvaluator {
 
     /// Rules as shared references (a candidate is looked at without copying its strings).
     final class Compiled {
+        /// Whether two rules take exactly the same endpoints on each side.
+        static func sameSelectors(_ a: Compiled, _ b: Compiled) -> Bool {
+            CompiledSelector.same(a.from, b.from) && CompiledSelector.same(a.to, b.to)
+        }
         let from: CompiledSelector
         let to: CompiledSelector
         let ports: [CompiledPort]
@@ -159,7 +168,7 @@ public final class PolicyEvaluator {
     }
 
     /// Addresses and names that some rule selects (to tell "in no workload" apart).
-    private var selectedAddresses: Set<IPAddress> = []
+    private var selectedAddresses = AddressSet()
     private var wideBlocks: [CIDR] = []
     private var selectedNames: Set<String> = []
     private var nameGlobs: [Glob] = []
@@ -191,17 +200,19 @@ public final class PolicyEvaluator {
         portEntries.reserveCapacity(policy.rules.count)
         pairEntries.reserveCapacity(policy.rules.count)
         compiled.reserveCapacity(policy.rules.count)
-        for (i, r) in policy.rules.enumerated() {
-            let from = endKey(r.from, workloadIndex: workloadIndex), to = endKey(r.to, workloadIndex: workloadIndex)
+        let rules = policy.rules
+        for i in rules.indices {
+            // Fields read in place (a whole rule is a dozen references to copy).
+            let from = endKey(rules[i].from, workloadIndex: workloadIndex), to = endKey(rules[i].to, workloadIndex: workloadIndex)
             fromKeys.insert(from)
             toKeys.insert(to)
             if from == PolicyEvaluator.anyKey { wildFrom = true }
             if to == PolicyEvaluator.anyKey { wildTo = true }
             pairEntries.append(KeyedLists.Entry(a: from, b: to, c: 0, item: Int32(i)))
             var ports: [CompiledPort] = []
-            ports.reserveCapacity(r.ports.count)
+            ports.reserveCapacity(rules[i].ports.count)
             var rangedProtos: [Int32] = []
-            for spec in r.ports {
+            for spec in rules[i].ports {
                 let proto = PolicyEvaluator.protocolNumber(spec.proto)
                 if let l = spec.low, let h = spec.high {
                     ports.append(CompiledPort(proto: proto, low: Int32(l), high: Int32(h)))
@@ -217,17 +228,18 @@ public final class PolicyEvaluator {
             for proto in rangedProtos.sorted() {
                 portEntries.append(KeyedLists.Entry(a: from, b: to, c: PolicyEvaluator.portWord(proto, -1), item: Int32(i)))
             }
-            compiled.append(Compiled(from: compile(r.from, workloadIndex: workloadIndex), to: compile(r.to, workloadIndex: workloadIndex),
-                                     ports: ports, schedule: r.schedule))
-            note(r.from)
-            note(r.to)
+            compiled.append(Compiled(from: compile(rules[i].from, workloadIndex: workloadIndex),
+                                     to: compile(rules[i].to, workloadIndex: workloadIndex), ports: ports, schedule: rules[i].schedule))
+            note(rules[i].from)
+            note(rules[i].to)
         }
         byPort = KeyedLists(portEntries)
         // Rules between the same two selectors answer "do the endpoints match?" alike: one
-        // representative each is enough.
-        let rules = policy.rules
+        // representative each is enough (rules between the same selectors are usually
+        // neighbours, as suggest writes them: the last two kept are compared).
+        let compiled = self.compiled
         byPair = KeyedLists(pairEntries) { kept, i in
-            kept.suffix(8).contains { rules[Int($0)].from == rules[Int(i)].from && rules[Int($0)].to == rules[Int(i)].to }
+            kept.suffix(2).contains { Compiled.sameSelectors(compiled[Int($0)], compiled[Int(i)]) }
         }
     }
 
@@ -631,4 +643,45 @@ struct WorkloadCache {
     h = (h ^ (h >> 31) ^ b) &* 0x94D0_49BB_1331_11EB
     h = (h ^ (h >> 29) ^ c) &* 0xBF58_476D_1CE4_E5B9
     return h ^ (h >> 32)
+}
+
+/// A set of addresses by open addressing on their two words.
+struct AddressSet {
+    private var his = [UInt64](repeating: 0, count: 16)
+    private var los = [UInt64](repeating: 0, count: 16)
+    private var used = [Bool](repeating: false, count: 16)
+    private var count = 0
+
+    @inline(__always) private static func slot(_ a: IPAddress, _ mask: Int) -> Int { Int(truncatingIfNeeded: quickHash(a.hi, a.lo, 0xA5)) & mask }
+
+    mutating func insert(_ a: IPAddress) {
+        if (count + 1) * 2 > used.count { grow() }
+        let mask = used.count - 1
+        var i = AddressSet.slot(a, mask)
+        while used[i] {
+            if his[i] == a.hi && los[i] == a.lo { return }
+            i = (i + 1) & mask
+        }
+        used[i] = true; his[i] = a.hi; los[i] = a.lo
+        count += 1
+    }
+
+    func contains(_ a: IPAddress) -> Bool {
+        let mask = used.count - 1
+        var i = AddressSet.slot(a, mask)
+        while used[i] {
+            if his[i] == a.hi && los[i] == a.lo { return true }
+            i = (i + 1) & mask
+        }
+        return false
+    }
+
+    private mutating func grow() {
+        let (oh, ol, ou) = (his, los, used)
+        his = [UInt64](repeating: 0, count: ou.count * 2)
+        los = [UInt64](repeating: 0, count: ou.count * 2)
+        used = [Bool](repeating: false, count: ou.count * 2)
+        count = 0
+        for k in ou.indices where ou[k] { insert(IPAddress(v6hi: oh[k], v6lo: ol[k])) }
+    }
 }
