@@ -296,8 +296,7 @@ struct SimulateCommand: ParsableCommand {
                                     }, rightAligned: [3, 4])
         }
         out += "\nRULE HITS\n"
-        out += TextTable.render(["RULE", "HITS", "BYTES"], p.rules.indices.map { [p.rules[$0].name, "\(hits[$0])", "\(hitBytes[$0])"] },
-                                rightAligned: [1, 2])
+        out += TextTable.ruleHits(p.rules, hits, hitBytes)
         if !never.isEmpty { out += "\nRULES NEVER HIT\n" + never.map { "  \($0)\n" }.joined() }
         if !listed.isEmpty {
             out += "\n\(flows == .all ? "FLOWS" : "BLOCKED FLOWS")\(listedCount > listed.count ? " (first \(listed.count) of \(listedCount))" : "")\n"
@@ -343,6 +342,39 @@ enum TextTable {
         line(header)
         for r in rows { line(r) }
         return out
+    }
+
+    /// The RULE HITS table (what `render` makes of rule names and two counts), written
+    /// straight into bytes: a policy can have hundreds of thousands of rules.
+    static func ruleHits(_ rules: [Rule], _ hits: [UInt64], _ bytes: [UInt64]) -> String {
+        func digits(_ v: UInt64) -> Int {
+            var n = 1, x = v
+            while x >= 10 { x /= 10; n += 1 }
+            return n
+        }
+        var w0 = 4, w1 = 4, w2 = 5
+        for i in rules.indices {
+            w0 = max(w0, width(rules[i].name)); w1 = max(w1, digits(hits[i])); w2 = max(w2, digits(bytes[i]))
+        }
+        var buf: [UInt8] = []
+        buf.reserveCapacity((rules.count + 1) * (w0 + w1 + w2 + 6))
+        func spaces(_ n: Int) { for _ in 0..<max(0, n) { buf.append(32) } }
+        func number(_ v: UInt64, _ w: Int) {
+            let n = digits(v)
+            spaces(w - n)
+            let at = buf.count
+            for _ in 0..<n { buf.append(48) }
+            var x = v, k = at + n - 1
+            while true { buf[k] = UInt8(48 + x % 10); x /= 10; if x == 0 { break }; k -= 1 }
+        }
+        buf.append(contentsOf: "RULE".utf8); spaces(w0 - 4); buf.append(contentsOf: "  ".utf8)
+        spaces(w1 - 4); buf.append(contentsOf: "HITS  ".utf8); spaces(w2 - 5); buf.append(contentsOf: "BYTES\n".utf8)
+        for i in rules.indices {
+            buf.append(contentsOf: rules[i].name.utf8); spaces(w0 - width(rules[i].name)); buf.append(32); buf.append(32)
+            number(hits[i], w1); buf.append(32); buf.append(32)
+            number(bytes[i], w2); buf.append(10)
+        }
+        return String(decoding: buf, as: UTF8.self)
     }
 
     /// Characters in a cell (bytes when ASCII, which is cheaper to count).
