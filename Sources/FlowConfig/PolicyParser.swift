@@ -320,25 +320,9 @@ struct NameTable {
         mask = size - 1
     }
 
-    private static func hash(_ s: String) -> Int {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        var t = s
-        t.withUTF8 { b in
-            var i = 0
-            while i + 8 <= b.count {
-                h = (h ^ UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self))) &* 0x100_0000_01B3
-                h ^= h >> 29
-                i += 8
-            }
-            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
-        }
-        h ^= h >> 32
-        return Int(truncatingIfNeeded: h &* 0x9E37_79B9_7F4A_7C15)
-    }
-
     /// Records `name` as rule `index`; returns the index of an earlier rule of that name.
     mutating func insert(_ name: String, _ index: Int, names rules: [Rule]) -> Int? {
-        var i = NameTable.hash(name) & mask
+        var i = TextHash.of(name) & mask
         while slots[i] >= 0 {
             if rules[Int(slots[i])].name == name { return Int(slots[i]) }
             i = (i + 1) & mask

@@ -196,13 +196,15 @@ public final class NameResolver {
 
 /// Keys of up to four words → dense indices (0, 1, 2, … in order of insertion), by open
 /// addressing (no `Hasher`: one multiply-xorshift mix per lookup).
-struct WordIndex {
-    private struct Slot { var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0; var index: Int32 = -1 }
+public struct WordIndex: Sendable {
+    private struct Slot: Sendable { var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0; var index: Int32 = -1 }
     private var slots = [Slot](repeating: Slot(), count: 16)
-    private(set) var count = 0
+    public private(set) var count = 0
+
+    public init() {}
 
     /// Forgets every key (keeps the table's size).
-    mutating func removeAll() {
+    public mutating func removeAll() {
         for i in slots.indices { slots[i].index = -1 }
         count = 0
     }
@@ -212,7 +214,7 @@ struct WordIndex {
     }
 
     /// The index of the key, or -1.
-    @inline(__always) func find(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> Int32 {
+    @inline(__always) public func find(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> Int32 {
         let mask = slots.count - 1
         var i = WordIndex.hash(a, b, c, d) & mask
         while true {
@@ -224,7 +226,8 @@ struct WordIndex {
     }
 
     /// The index of the key, inserting it with index `next` if absent.
-    mutating func findOrInsert(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64, next: Int32) -> Int32 {
+    @discardableResult
+    public mutating func findOrInsert(_ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64, next: Int32) -> Int32 {
         if (count + 1) * 2 > slots.count { grow() }
         let mask = slots.count - 1
         var i = WordIndex.hash(a, b, c, d) & mask
@@ -254,20 +257,7 @@ struct StringIndex {
     private var slots = [Int32](repeating: -1, count: 16)
     private var count = 0
 
-    static func hash(_ s: String) -> Int {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        var t = s
-        t.withUTF8 { b in
-            var i = 0
-            while i + 8 <= b.count {
-                h = (h ^ UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self))) &* 0x100_0000_01B3
-                h ^= h >> 29
-                i += 8
-            }
-            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
-        }
-        return Int(truncatingIfNeeded: mix64(h, UInt64(s.utf8.count)))
-    }
+    static func hash(_ s: String) -> Int { TextHash.of(s) }
 
     func find(_ s: String, _ strings: [String]) -> Int32? {
         let mask = slots.count - 1
@@ -295,5 +285,24 @@ struct StringIndex {
         while slots[i] >= 0 { i = (i + 1) & mask }
         slots[i] = id
         count += 1
+    }
+}
+
+/// A fast hash of a string's UTF-8 bytes (eight at a time) for in-memory tables; not stable
+/// across versions, never written anywhere.
+public enum TextHash {
+    public static func of(_ s: String) -> Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var t = s
+        t.withUTF8 { b in
+            var i = 0
+            while i + 8 <= b.count {
+                h = (h ^ UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self))) &* 0x100_0000_01B3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
+        }
+        return Int(truncatingIfNeeded: mix64(h, UInt64(s.utf8.count)))
     }
 }

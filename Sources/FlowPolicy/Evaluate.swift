@@ -168,7 +168,7 @@ public final class PolicyEvaluator {
     }
 
     /// Addresses and names that some rule selects (to tell "in no workload" apart).
-    private var selectedAddresses = AddressSet()
+    private var selectedAddresses = WordIndex()
     private var wideBlocks: [CIDR] = []
     private var selectedNames: Set<String> = []
     private var nameGlobs: [Glob] = []
@@ -264,7 +264,7 @@ public final class PolicyEvaluator {
         } else if s.workload == nil && s.labels.isEmpty && s.cidrs.isEmpty {
             anyEndpoint = true
         }
-        for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.insert(c.network) } else { wideBlocks.append(c) } }
+        for c in s.cidrs { if c.hostBits == 0 { selectedAddresses.findOrInsert(c.network.hi, c.network.lo, 0, 0, next: 0) } else { wideBlocks.append(c) } }
         if let f = s.fqdn { if PolicyEvaluator.isLiteral(f) { selectedNames.insert(f) } else { nameGlobs.append(Glob(f, caseInsensitive: true)) } }
     }
 
@@ -367,7 +367,7 @@ public final class PolicyEvaluator {
 
     private func isKnown(_ e: inout Endpoint) -> Bool {
         if e.workload != nil || anyEndpoint { return true }
-        if selectedAddresses.contains(e.address) || wideBlocks.contains(where: { $0.contains(e.address) }) { return true }
+        if selectedAddresses.find(e.address.hi, e.address.lo, 0, 0) >= 0 || wideBlocks.contains(where: { $0.contains(e.address) }) { return true }
         if !selectedNames.isEmpty || !nameGlobs.isEmpty {
             for n in names(&e) where selectedNames.contains(n) || nameGlobs.contains(where: { $0.matches(n) }) { return true }
         }
@@ -645,43 +645,3 @@ struct WorkloadCache {
     return h ^ (h >> 32)
 }
 
-/// A set of addresses by open addressing on their two words.
-struct AddressSet {
-    private var his = [UInt64](repeating: 0, count: 16)
-    private var los = [UInt64](repeating: 0, count: 16)
-    private var used = [Bool](repeating: false, count: 16)
-    private var count = 0
-
-    @inline(__always) private static func slot(_ a: IPAddress, _ mask: Int) -> Int { Int(truncatingIfNeeded: quickHash(a.hi, a.lo, 0xA5)) & mask }
-
-    mutating func insert(_ a: IPAddress) {
-        if (count + 1) * 2 > used.count { grow() }
-        let mask = used.count - 1
-        var i = AddressSet.slot(a, mask)
-        while used[i] {
-            if his[i] == a.hi && los[i] == a.lo { return }
-            i = (i + 1) & mask
-        }
-        used[i] = true; his[i] = a.hi; los[i] = a.lo
-        count += 1
-    }
-
-    func contains(_ a: IPAddress) -> Bool {
-        let mask = used.count - 1
-        var i = AddressSet.slot(a, mask)
-        while used[i] {
-            if his[i] == a.hi && los[i] == a.lo { return true }
-            i = (i + 1) & mask
-        }
-        return false
-    }
-
-    private mutating func grow() {
-        let (oh, ol, ou) = (his, los, used)
-        his = [UInt64](repeating: 0, count: ou.count * 2)
-        los = [UInt64](repeating: 0, count: ou.count * 2)
-        used = [Bool](repeating: false, count: ou.count * 2)
-        count = 0
-        for k in ou.indices where ou[k] { insert(IPAddress(v6hi: oh[k], v6lo: ol[k])) }
-    }
-}
