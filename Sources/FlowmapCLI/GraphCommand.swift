@@ -1,4 +1,3 @@
-import Synchronization
 import ArgumentParser
 import FlowCapture
 import FlowConfig
@@ -50,12 +49,6 @@ struct IdentityOptions: ParsableArguments {
 }
 
 /// Reads flows (and the DNS answers that name their endpoints) from captures or a store.
-/// What the store-reading thread and the consumer share.
-final class SharedReadState: @unchecked Sendable {
-    var error: (any Error)?
-    let namesLoaded = Atomic<Bool>(false)
-}
-
 enum FlowSourceReader {
     /// Streams every admitted flow to `body`; DNS answers reach `names` before the flows they
     /// name. Returns warnings (cut-short captures).
@@ -64,13 +57,7 @@ enum FlowSourceReader {
         try read(source.spec, analysis: analysis, names: names, uids: uids, body: body)
     }
 
-    /// Streams every admitted flow to `body` with the result of `work` on it. `makeWorker` is
-    /// called once per thread and gives that thread's `work` (which may keep caches): when the
-    /// store is read on a second thread and the consumer falls behind, the reading thread runs
-    /// `work` on whole batches itself, once the DNS answers are loaded (reading rows is cheaper
-    /// than most analyses, so both CPUs stay busy). `work` must depend only on the flow and
-    /// what was loaded before the flows: `body` sees the same results in the same order either way.
-    /// Starts reading a store on a second thread right away (see `StoreBatchReader`): nil for
+    /// Starts reading a store on other threads right away (see `StoreBatchReader`): nil for
     /// captures, one CPU, or no thread.
     static func startEarly<R>(_ source: FlowSource, names: NameResolver, uids: Bool) throws(UserError) -> StoreBatchReader<R>? {
         guard let db = source.db, availableCPUs() >= 2 else { return nil }
@@ -79,8 +66,13 @@ enum FlowSourceReader {
         return StoreBatchReader(store: store, path: db, names: names, since: source.since, until: source.until, uids: uids)
     }
 
+    /// Streams every admitted flow to `body` with the result of `work` on it. `makeWorker` is
+    /// called once per thread and gives that thread's `work` (which may keep caches). With a
+    /// store already being read (`early`), the reading thread also runs `work` on batches the
+    /// consumer has not reached; `work` must depend only on the flow and what was loaded before
+    /// the flows, so that `body` sees the same results in the same order either way.
     static func read<R>(_ source: FlowSource, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,
-                        early: StoreBatchReader<R>? = nil,
+                        early: StoreBatchReader<R>?,
                         makeWorker: () -> (GraphFlow) -> R,
                         body: @escaping (GraphFlow, R) -> Void) throws(UserError) -> [String] {
         if let early {
@@ -88,65 +80,8 @@ enum FlowSourceReader {
             try early.consume(work: work, readerWork: readerWork, body: body)
             return []
         }
-        guard let db = source.db, availableCPUs() >= 2 else {
-            let work = makeWorker()
-            return try read(source, analysis: analysis, names: names, uids: uids) { body($0, work($0)) }
-        }
-        let store: FlowStore
-        do { store = try FlowStore(path: db, create: false) } catch { throw UserError(message: error.description) }
-        let shared = SharedReadState()
-        let since = source.since, until = source.until
-        let ring = SPSCRing<([GraphFlow], [R])>(size: 64)
-        let readerWork = makeWorker()
-        let reader = WorkerThread {
-            var batch: [GraphFlow] = []
-            batch.reserveCapacity(2048)
-            func send() {
-                var results: [R] = []
-                if ring.pending >= 2 && shared.namesLoaded.load(ordering: .acquiring) {
-                    results.reserveCapacity(batch.count)
-                    for f in batch { results.append(readerWork(f)) }
-                }
-                ring.push((batch, results))
-                batch.removeAll(keepingCapacity: true)
-            }
-            do {
-                try store.forEachGraphFlow(since: since, until: until, uids: uids) { f in
-                    batch.append(f)
-                    if batch.count == 2048 { send() }
-                }
-            } catch {
-                shared.error = error
-            }
-            if !batch.isEmpty { send() }
-            ring.close()
-        }
-        guard let reader else {
-            let work = makeWorker()
-            return try read(source, analysis: analysis, names: names, uids: uids) { body($0, work($0)) }
-        }
-        var namesError: StoreError?
-        do { try store.loadNames(into: names) } catch { namesError = error }
-        shared.namesLoaded.store(true, ordering: .releasing)
-        if namesError == nil {
-            let work = makeWorker()
-            while let (flows, results) = ring.pop() {
-                if results.isEmpty {
-                    for f in flows { body(f, work(f)) }
-                } else {
-                    for i in flows.indices { body(flows[i], results[i]) }
-                }
-            }
-        } else {
-            while ring.pop() != nil {}
-        }
-        reader.join()
-        if let e = namesError { throw UserError(message: e.description) }
-        if let e = shared.error {
-            if let s = e as? StoreError { throw UserError(message: s.description) }
-            throw UserError(message: "\(db): \(e)")
-        }
-        return []
+        let work = makeWorker()
+        return try read(source, analysis: analysis, names: names, uids: uids) { body($0, work($0)) }
     }
 
     static func read(_ source: FlowSource, analysis: AnalysisOptions, names: NameResolver, uids: Bool = false,

@@ -73,9 +73,6 @@ final class SPSCRing<Element>: @unchecked Sendable {
     }
 
     func close() { closed.store(true, ordering: .releasing) }
-
-    /// Elements pushed and not yet popped (a snapshot).
-    var pending: Int { tail.load(ordering: .acquiring) - head.load(ordering: .acquiring) }
 }
 
 /// Runs `body` on a new POSIX thread; `join()` waits for it. Nil when no thread can be made
