@@ -34,10 +34,18 @@ enum Files {
 
     /// Writes `bytes` to `path` (created or truncated), or throws a one-line reason.
     static func write(_ bytes: [UInt8], to path: String) throws(UserError) {
+        var failure: UserError?
+        bytes.withUnsafeBytes { p in
+            do throws(UserError) { try write(p, to: path) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws(UserError) {
         guard let f = fopen(path, "wb") else {
             throw UserError(message: "\(path): cannot write (\(String(cString: strerror(errno))))")
         }
-        let n = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        let n = bytes.isEmpty ? 0 : fwrite(bytes.baseAddress, 1, bytes.count, f)
         let closed = fclose(f)
         if n != bytes.count || closed != 0 { throw UserError(message: "\(path): write failed") }
     }
