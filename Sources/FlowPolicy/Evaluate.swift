@@ -316,7 +316,13 @@ public final class PolicyEvaluator {
             // Decided by the address, the port class (only ports the workloads name matter)
             // and, with host globs, the names valid at `t`: cached on exactly that.
             let port: Int32 = servedPort.map { inventoryPorts.contains($0) ? Int32($0) : -3 } ?? -1
-            var name: UInt64 = 0
+            // An answer found without looking at names holds at any time (key name 0).
+            if let hit = workloadCache.find(a, port, 0) {
+                e.workload = hit >= 0 ? Int(hit) : nil
+                return e
+            }
+            // Key 2: names were looked at and the address had none (it may get some later).
+            var name: UInt64 = 2
             if usesHosts && resolver.knows(a) {
                 // The names a host glob sees: those valid at `t`, and the client's own.
                 let own = UInt64(bitPattern: Int64(preferredID(&e)))
@@ -325,10 +331,17 @@ public final class PolicyEvaluator {
             if let hit = workloadCache.find(a, port, name) {
                 e.workload = hit >= 0 ? Int(hit) : nil
             } else {
+                // Whether names are looked at depends on the address and port alone (the
+                // workloads before the first match are tried in order either way).
+                final class Consulted { var yes = false }
+                let consulted = Consulted()
                 var copy = e
-                let w = inventory.workloadIndex(address: a, servedPort: servedPort, process: nil, names: { self.names(&copy) })
+                let w = inventory.workloadIndex(address: a, servedPort: servedPort, process: nil, names: {
+                    consulted.yes = true
+                    return self.names(&copy)
+                })
                 e.workload = w
-                workloadCache.store(a, port, name, Int32(w ?? -1))
+                workloadCache.store(a, port, consulted.yes ? name : 0, Int32(w ?? -1))
             }
         } else {
             var copy = e

@@ -144,6 +144,27 @@ final class EvaluatorReferenceTests: XCTestCase {
         return v2.0 == nil ? v2 : v
     }
 
+    /// Reading a capture, DNS answers arrive as flows do: an address first seen without a name
+    /// must be classified again once an answer names it (the workload cache must not keep the
+    /// nameless answer).
+    func testANameLearnedLaterChangesTheWorkload() {
+        let n = NameResolver()
+        var p = Policy(workloads: inventory.workloads)
+        p.rules = [Rule(name: "web-to-api", from: Selector(workload: "web"), to: Selector(workload: "api"), ports: [PortSpec("443/tcp")!])]
+        let e = PolicyEvaluator(policy: p, names: n, cacheBits: 4)
+        let f = GraphFlow(ts: 100, duration: 1, origH: Self.ip("10.0.1.1"), origP: 40000, respH: Self.ip("198.51.100.9"), respP: 443,
+                          ipProto: .tcp, origPkts: 1, respPkts: 1, origIPBytes: 60, respIPBytes: 60, history: "ShADdFf", flipped: false)
+        XCTAssertEqual(e.evaluate(f), .blocked(.noWorkload))
+        n.add(client: Self.ip("10.0.1.1"), name: "api7.example.com", address: Self.ip("198.51.100.9"), ttl: 300, first: 90, last: 90)
+        var g = f
+        g.ts = 110
+        XCTAssertEqual(e.evaluate(g), .allowed(rule: 0))
+        // And an address decided without names (a CIDR workload) stays decided.
+        var h = f
+        h.respH = Self.ip("10.0.2.1"); h.respP = 5432
+        XCTAssertEqual(e.evaluate(h), .blocked(.noRule))
+    }
+
     func testIndexedEvaluatorAgreesWithThePlainReading() {
         var r = Rand(s: 0xF10)
         var seen: [String: Int] = [:]
