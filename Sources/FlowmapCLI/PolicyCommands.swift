@@ -212,6 +212,8 @@ struct SimulateCommand: ParsableCommand {
             }
             return s
         }
+        // Options read once (through their property wrappers), not per flow.
+        let listAll = flows == .all, listBlocked = flows == .blocked
         // The first evaluator stays on this thread (display names); another reads alongside.
         var evaluators = [evaluator]
         let warnings = try FlowSourceReader.read(source.spec, analysis: analysis, names: names, uids: jsonFlows, early: early, makeWorker: {
@@ -221,13 +223,13 @@ struct SimulateCommand: ParsableCommand {
         }) { f, v in
             let b = f.origIPBytes + f.respIPBytes
             total += 1; bytes += b
-            var listIt = flows == .all
+            var listIt = listAll
             switch v {
             case .allowed(let r):
                 allowed += 1; allowedBytes += b
                 if r >= 0 { hits[r] += 1; hitBytes[r] += b }
             case .blocked(let why):
-                listIt = listIt || flows == .blocked
+                listIt = listIt || listBlocked
                 let from = evaluator.displayName(f.origH, client: nil, t: f.ts, servedPort: nil, process: f.origProcess)
                 let to = evaluator.displayName(f.respH, client: f.origH, t: f.ts, servedPort: f.servicePort, process: f.respProcess)
                 let k = EdgeKey(from: from, to: to, port: f.servicePort.map(Int.init) ?? -1, proto: protocolName(f.ipProto), reason: why.rawValue)
@@ -241,7 +243,7 @@ struct SimulateCommand: ParsableCommand {
                     // Streamed: the flows array is written as it goes.
                     Terminal.out((started ? ",\n    " : "{\n  \"flows\": [\n    ") + flowJSON(f, v, from, to))
                     started = true
-                } else if listedCount < 10_000 || flows == .all {
+                } else if listedCount < 10_000 || listAll {
                     listed.append((f, v, from, to))
                 }
                 listedCount += 1
