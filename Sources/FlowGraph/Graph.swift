@@ -219,16 +219,12 @@ public final class GraphBuilder {
         var labels: [(key: String, value: String)]
         var endpoints = DistinctCounter()
     }
-    private struct EdgeKey: Hashable {
+    private struct EdgeKey {
         var from: Int32
         var to: Int32
         var port: Int32
         var proto: UInt8
         var known: Bool
-        func hash(into h: inout Hasher) {
-            h.combine(mix64(UInt64(UInt32(bitPattern: from)) << 32 | UInt64(UInt32(bitPattern: to)),
-                            UInt64(UInt32(bitPattern: port)) << 16 | UInt64(proto) << 1 | (known ? 1 : 0)))
-        }
     }
     private struct EdgeAcc {
         var flows: UInt64 = 0

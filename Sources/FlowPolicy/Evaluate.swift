@@ -281,7 +281,6 @@ public final class PolicyEvaluator {
     /// if something asks (most flows need none).
     struct Endpoint {
         var address: IPAddress
-        var servedPort: UInt16?
         var process: ProcessAttribution?
         var client: IPAddress?
         var t: Double
@@ -310,7 +309,7 @@ public final class PolicyEvaluator {
 
     private func endpoint(_ a: IPAddress, servedPort: UInt16?, client: IPAddress?, t: Double,
                           process: ProcessAttribution?) -> Endpoint {
-        var e = Endpoint(address: a, servedPort: servedPort, process: process, client: client, t: t)
+        var e = Endpoint(address: a, process: process, client: client, t: t)
         let resolver = names
         if process == nil {
             // Decided by the address, the port class (only ports the workloads name matter)
