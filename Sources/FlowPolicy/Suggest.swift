@@ -28,7 +28,13 @@ public enum PolicySuggester {
         return o
     }
 
+    /// A rule-name part: lower-case letters and digits, every other run of characters one dash.
     static func sanitize(_ s: String) -> String {
+        // ASCII (nearly every name): bytes in, bytes out.
+        sanitizeASCII(s) ?? sanitizeGeneral(s)
+    }
+
+    static func sanitizeGeneral(_ s: String) -> String {
         var out = ""
         var dash = false
         for u in s.lowercased().unicodeScalars {
@@ -37,6 +43,32 @@ public enum PolicySuggester {
         }
         while out.hasSuffix("-") { out.removeLast() }
         return out.isEmpty ? "x" : out
+    }
+
+    /// `sanitize` for ASCII text; nil for anything else (lower-casing other scripts can yield
+    /// ASCII letters, so those take the general path).
+    static func sanitizeASCII(_ s: String) -> String? {
+        var s = s
+        return s.withUTF8 { u -> String? in
+            if u.isEmpty { return "x" }
+            return String(unsafeUninitializedCapacity: u.count) { out in
+                var n = 0
+                var dash = false
+                for b in u {
+                    if b >= 0x80 { n = -1; break }
+                    let c = b >= 65 && b <= 90 ? b + 32 : b
+                    if (c >= 97 && c <= 122) || (c >= 48 && c <= 57) {
+                        out[n] = c; n += 1; dash = false
+                    } else if !dash && n > 0 {
+                        out[n] = 45; n += 1; dash = true
+                    }
+                }
+                if n < 0 { return 0 }
+                while n > 0 && out[n - 1] == 45 { n -= 1 }
+                if n == 0 { out[0] = 120; n = 1 }  // "x"
+                return n
+            }.nilIfEmpty
+        }
     }
 
     /// A rule endpoint for a graph node; generated workloads (internal DNS names, processes)
@@ -75,25 +107,6 @@ public enum PolicySuggester {
         }
     }
 
-    /// Runs of `min` or more adjacent ports become ranges; the rest stay single ports.
-    static func compress(_ ports: [UInt16], proto: String, min: Int?) -> [[PortSpec]] {
-        let sorted = Array(Set(ports)).sorted()
-        guard let min, min >= 2 else { return sorted.map { [PortSpec(proto: proto, low: $0, high: $0)] } }
-        var out: [[PortSpec]] = []
-        var i = 0
-        while i < sorted.count {
-            var j = i
-            while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
-            if j - i + 1 >= min {
-                out.append([PortSpec(proto: proto, low: sorted[i], high: sorted[j])])
-            } else {
-                for k in i...j { out.append([PortSpec(proto: proto, low: sorted[k], high: sorted[k])]) }
-            }
-            i = j + 1
-        }
-        return out
-    }
-
     /// Observed totals for one rule, as numbers until the rule is written.
     struct Tally {
         var flows: UInt64 = 0
@@ -121,6 +134,9 @@ public enum PolicySuggester {
         var selectors: [Selector] = []
         var selectorNames: [String] = []
         var selectorIndex: [Selector: Int32] = [:]
+        selectorIndex.reserveCapacity(g.nodes.count)
+        selectors.reserveCapacity(g.nodes.count)
+        selectorNames.reserveCapacity(g.nodes.count)
         func intern(_ s: Selector, _ name: String) -> Int32 {
             if let i = selectorIndex[s] { return i }
             let i = Int32(selectors.count)
@@ -128,6 +144,7 @@ public enum PolicySuggester {
             return i
         }
         var nodeSelector: [String: Int32] = [:]
+        nodeSelector.reserveCapacity(g.nodes.count)
         for n in g.nodes {
             let (s, name) = selector(n, groupBy: options.groupBy, extra: &extra)
             nodeSelector[n.id] = intern(s, name)
@@ -141,103 +158,204 @@ public enum PolicySuggester {
             return intern(s, selectorNames[Int(base)])
         }
 
+        // Observations are gathered flat: one entry per (group, port) sighting, where a group
+        // is (client selector, server selector, protocol); sorting the entries brings each
+        // group's ports together. (A table per group would be an allocation per rule.)
         struct Key: Hashable {
             var from: Int32
             var to: Int32
-            var proto: String
+            var proto: Int32
         }
-        struct Acc {
-            var ports: [UInt16: Tally] = [:]
-            var portless: Tally?
+        struct Entry {
+            var group: Int32
+            /// The port, or -1 for the group's port-less traffic.
+            var port: Int32
+            var tally: Tally
         }
-        var groups: [Key: Acc] = [:]
+        var protos: [String] = []
+        func protoID(_ p: String) -> Int32 {
+            if let i = protos.firstIndex(of: p) { return Int32(i) }
+            protos.append(p)
+            return Int32(protos.count - 1)
+        }
+        var groupIndex: [Key: Int32] = [:]
+        groupIndex.reserveCapacity(g.edges.count)
+        var groups: [Key] = []
+        var noted: [Bool] = []
+        func group(_ k: Key) -> Int32 {
+            if let i = groupIndex[k] { return i }
+            let i = Int32(groups.count)
+            groups.append(k); noted.append(false); groupIndex[k] = i
+            return i
+        }
+        var entries: [Entry] = []
+        entries.reserveCapacity(g.edges.count)
         var review: [ReviewItem] = []
-        var notes: Set<Key> = []
         var first = Double.infinity, last = -Double.infinity
-        for e in g.edges {
-            guard let fs = nodeSelector[e.from], let ts = nodeSelector[e.to] else { continue }
-            first = min(first, e.firstSeen); last = max(last, e.lastSeen)
-            let from = narrowed(fs, e.clientProcesses, e.clientUsers)
-            if e.directionKnown {
-                // In place: copying an accumulator would copy its port table.
-                PolicySuggester.update(&groups[Key(from: from, to: ts, proto: e.proto), default: Acc()]) { acc in
-                    if let p = e.port { acc.ports[p, default: Tally()].add(e) } else { acc.portless = acc.portless ?? Tally(); acc.portless!.add(e) }
-                }
-            } else if e.seenAsOriginated.isEmpty {
-                review.append(ReviewItem(from: selectors[Int(from)], to: selectors[Int(ts)], ports: [PortSpec(proto: e.proto)],
-                                         flows: e.flows, reason: "direction unknown, on more than 32 port pairs"))
-            } else {
-                // Direction unknown: allow each flow as it was seen (originator → responder
-                // port), flagged for review rather than guessed.
-                let portful = e.proto == "tcp" || e.proto == "udp"
-                for (fromIsOrig, port) in e.seenAsOriginated {
-                    let k = fromIsOrig ? Key(from: from, to: ts, proto: e.proto)
-                        : Key(from: narrowed(ts, e.serverProcesses, e.serverUsers), to: fs, proto: e.proto)
-                    PolicySuggester.update(&groups[k, default: Acc()]) { acc in
-                        if portful { acc.ports[port, default: Tally()].add(e) } else { acc.portless = acc.portless ?? Tally(); acc.portless!.add(e) }
+        // Edges are read in place (a copy of one retains its strings and lists).
+        g.edges.withUnsafeBufferPointer { edges in
+            for ei in edges.indices {
+                let e = edges.baseAddress! + ei
+                guard let fs = nodeSelector[e.pointee.from], let ts = nodeSelector[e.pointee.to] else { continue }
+                first = min(first, e.pointee.firstSeen); last = max(last, e.pointee.lastSeen)
+                let from = narrowed(fs, e.pointee.clientProcesses, e.pointee.clientUsers)
+                var t = Tally()
+                t.add(e.pointee)
+                if e.pointee.directionKnown {
+                    let gi = group(Key(from: from, to: ts, proto: protoID(e.pointee.proto)))
+                    entries.append(Entry(group: gi, port: e.pointee.port.map { Int32($0) } ?? -1, tally: t))
+                } else if e.pointee.seenAsOriginated.isEmpty {
+                    review.append(ReviewItem(from: selectors[Int(from)], to: selectors[Int(ts)], ports: [PortSpec(proto: e.pointee.proto)],
+                                             flows: e.pointee.flows, reason: "direction unknown, on more than 32 port pairs"))
+                } else {
+                    // Direction unknown: allow each flow as it was seen (originator → responder
+                    // port), flagged for review rather than guessed.
+                    let portful = e.pointee.proto == "tcp" || e.pointee.proto == "udp"
+                    let proto = protoID(e.pointee.proto)
+                    for (fromIsOrig, port) in e.pointee.seenAsOriginated {
+                        let k = fromIsOrig ? Key(from: from, to: ts, proto: proto)
+                            : Key(from: narrowed(ts, e.pointee.serverProcesses, e.pointee.serverUsers), to: fs, proto: proto)
+                        let gi = group(k)
+                        noted[Int(gi)] = true
+                        entries.append(Entry(group: gi, port: portful ? Int32(port) : -1, tally: t))
                     }
-                    notes.insert(k)
                 }
             }
+        }
+        entries.sort { a, b in a.group != b.group ? a.group < b.group : a.port < b.port }
+
+        // Rules are first planned (name, group, ports, totals), sorted by name, and only then
+        // built, in order: a rule is large, and moving or copying built rules costs more than
+        // building them.
+        struct Planned {
+            var name: String
+            var group: Int32
+            /// Port range; low -1 for port-less.
+            var low: Int32
+            var high: Int32
+            var tally: Tally
         }
         let unknownNote = "direction unknown: allowed as seen (originator to responder port); review"
         let clean = selectorNames.map(sanitize)
-        var rules: [Rule] = []
-        rules.reserveCapacity(groups.count)
-        for (k, acc) in groups {
-            let fromSel = selectors[Int(k.from)], toSel = selectors[Int(k.to)]
-            let base = clean[Int(k.from)] + "-to-" + clean[Int(k.to)] + "-" + sanitize(k.proto)
-            let note = notes.contains(k) ? unknownNote : nil
-            for specs in compress(Array(acc.ports.keys), proto: k.proto, min: options.portRanges) {
-                let spec = specs[0]
-                var t = Tally()
-                for p in spec.low!...spec.high! { if let x = acc.ports[p] { t.add(x) } }
-                if t.flows < options.minFlows {
-                    review.append(ReviewItem(from: fromSel, to: toSel, ports: specs, flows: t.flows,
-                                             reason: "fewer than \(options.minFlows) flows"))
-                    continue
+        let cleanProtos = protos.map(sanitize)
+        var planned: [Planned] = []
+        planned.reserveCapacity(entries.count)
+        var ports: [UInt16] = []
+        var tallies: [Tally] = []
+        var i = 0
+        while i < entries.count {
+            let gi = entries[i].group
+            let k = groups[Int(gi)]
+            let proto = protos[Int(k.proto)]
+            var base = clean[Int(k.from)]
+            base += "-to-"
+            base += clean[Int(k.to)]
+            base += "-"
+            base += cleanProtos[Int(k.proto)]
+            // This group's distinct ports (in order) with their totals, and its port-less total.
+            ports.removeAll(keepingCapacity: true)
+            tallies.removeAll(keepingCapacity: true)
+            var portless: Tally?
+            while i < entries.count && entries[i].group == gi {
+                let en = entries[i]
+                if en.port < 0 {
+                    portless = portless ?? Tally()
+                    portless!.add(en.tally)
+                } else if let lastPort = ports.last, Int32(lastPort) == en.port {
+                    tallies[tallies.count - 1].add(en.tally)
+                } else {
+                    ports.append(UInt16(en.port)); tallies.append(en.tally)
                 }
-                let portText = spec.low == spec.high ? "\(spec.low!)" : "\(spec.low!)-\(spec.high!)"
-                let infrastructure: String? = spec.contains(proto: k.proto, port: 53) && (k.proto == "udp" || k.proto == "tcp") ? "dns"
-                    : (k.proto == "udp" && spec.contains(proto: "udp", port: 123) ? "ntp" : nil)
-                rules.append(Rule(name: "\(base)-\(portText)", from: fromSel, to: toSel, ports: specs,
-                                  infrastructure: infrastructure, note: note, evidence: t.evidence))
+                i += 1
             }
-            if let t = acc.portless {
-                if t.flows < options.minFlows {
-                    review.append(ReviewItem(from: fromSel, to: toSel, ports: [PortSpec(proto: k.proto)], flows: t.flows,
-                                             reason: "fewer than \(options.minFlows) flows"))
-                    continue
+            var j = 0
+            while j < ports.count {
+                // A run of adjacent ports long enough becomes one range.
+                var z = j
+                if let min = options.portRanges, min >= 2 {
+                    while z + 1 < ports.count && ports[z + 1] == ports[z] + 1 { z += 1 }
+                    if z - j + 1 < min { z = j }
                 }
-                rules.append(Rule(name: base, from: fromSel, to: toSel, ports: [PortSpec(proto: k.proto)], note: note, evidence: t.evidence))
+                var t = Tally()
+                for x in j...z { t.add(tallies[x]) }
+                let low = ports[j], high = ports[z]
+                if t.flows < options.minFlows {
+                    review.append(ReviewItem(from: selectors[Int(k.from)], to: selectors[Int(k.to)],
+                                             ports: [PortSpec(proto: proto, low: low, high: high)], flows: t.flows,
+                                             reason: "fewer than \(options.minFlows) flows"))
+                } else {
+                    var name = base
+                    name += "-"
+                    name += String(low)
+                    if high != low { name += "-"; name += String(high) }
+                    planned.append(Planned(name: name, group: gi, low: Int32(low), high: Int32(high), tally: t))
+                }
+                j = z + 1
+            }
+            if let t = portless {
+                if t.flows < options.minFlows {
+                    review.append(ReviewItem(from: selectors[Int(k.from)], to: selectors[Int(k.to)],
+                                             ports: [PortSpec(proto: proto)], flows: t.flows,
+                                             reason: "fewer than \(options.minFlows) flows"))
+                } else {
+                    planned.append(Planned(name: base, group: gi, low: -1, high: -1, tally: t))
+                }
             }
         }
-        // Sorted by name (an index sort: rules are large to move), ties in content order.
-        let names = rules.map(\.name)
-        var order = Array(rules.indices)
-        if names.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) {
-            // ASCII names order as their bytes do: the first 16 bytes, as two big-endian
+        func spec(_ p: Planned) -> PortSpec {
+            let proto = protos[Int(groups[Int(p.group)].proto)]
+            return p.low < 0 ? PortSpec(proto: proto) : PortSpec(proto: proto, low: UInt16(p.low), high: UInt16(p.high))
+        }
+        // Sorted by name, ties in content order (as `order` compares built rules).
+        func contentLess(_ a: Int, _ b: Int) -> Bool {
+            let x = planned[a], y = planned[b]
+            let kx = groups[Int(x.group)], ky = groups[Int(y.group)]
+            return (selectors[Int(kx.from)].summary, selectors[Int(kx.to)].summary, spec(x).description)
+                < (selectors[Int(ky.from)].summary, selectors[Int(ky.to)].summary, spec(y).description)
+        }
+        var order = Array(planned.indices)
+        if planned.allSatisfy({ $0.name.utf8.allSatisfy { $0 < 0x80 } }) {
+            // ASCII names order as their bytes do: the first 32 bytes, as four big-endian
             // words, decide most comparisons without touching the strings.
-            let keys = names.map(PolicySuggester.prefixKey)
-            order.sort { a, b in
-                if keys[a] != keys[b] { return keys[a] < keys[b] }
-                return names[a] != names[b] ? names[a] < names[b] : PolicySuggester.order(rules, a, b)
+            var keys = [UInt64](repeating: 0, count: planned.count * 4)
+            for (n, p) in planned.enumerated() { PolicySuggester.prefixKey(p.name, into: &keys, at: n * 4) }
+            keys.withUnsafeBufferPointer { kb in
+                order.sort { a, b in
+                    let ka = kb.baseAddress! + a * 4, kz = kb.baseAddress! + b * 4
+                    if ka[0] != kz[0] { return ka[0] < kz[0] }
+                    if ka[1] != kz[1] { return ka[1] < kz[1] }
+                    if ka[2] != kz[2] { return ka[2] < kz[2] }
+                    if ka[3] != kz[3] { return ka[3] < kz[3] }
+                    return planned[a].name != planned[b].name ? planned[a].name < planned[b].name : contentLess(a, b)
+                }
             }
         } else {
-            order.sort { a, b in names[a] != names[b] ? names[a] < names[b] : PolicySuggester.order(rules, a, b) }
+            order.sort { a, b in planned[a].name != planned[b].name ? planned[a].name < planned[b].name : contentLess(a, b) }
         }
-        rules = order.map { rules[$0] }
+        var rules: [Rule] = []
+        rules.reserveCapacity(planned.count)
+        for n in order {
+            let p = planned[n]
+            let k = groups[Int(p.group)]
+            let proto = protos[Int(k.proto)]
+            let sp = spec(p)
+            let infrastructure: String? = p.low >= 0 && sp.contains(proto: proto, port: 53) && (proto == "udp" || proto == "tcp") ? "dns"
+                : (p.low >= 0 && proto == "udp" && sp.contains(proto: "udp", port: 123) ? "ntp" : nil)
+            rules.append(Rule(name: p.name, from: selectors[Int(k.from)], to: selectors[Int(k.to)], ports: [sp],
+                              infrastructure: infrastructure, note: noted[Int(p.group)] ? unknownNote : nil,
+                              evidence: p.tally.evidence))
+        }
         // Names are content-derived; two rules can only collide through sanitising (then they
         // are neighbours).
-        var i = 1, run = 1
-        while i < rules.count {
-            if rules[i].name == rules[i - 1].name || (run > 1 && rules[i].name == rules[i - run].name) {
+        var r = 1, run = 1
+        while r < rules.count {
+            if rules[r].name == rules[r - 1].name || (run > 1 && rules[r].name == rules[r - run].name) {
                 run += 1
-                rules[i].name += "-\(run)"
+                rules[r].name += "-\(run)"
             } else {
                 run = 1
             }
-            i += 1
+            r += 1
         }
         review.sort { a, b in
             let x = (a.from.summary, a.to.summary, a.ports.map(\.description).joined()), y = (b.from.summary, b.to.summary, b.ports.map(\.description).joined())
@@ -257,23 +375,20 @@ public enum PolicySuggester {
         return p
     }
 
-    @inline(__always)
-    static func update<T>(_ value: inout T, _ body: (inout T) -> Void) { body(&value) }
-
-    static func order(_ rules: [Rule], _ a: Int, _ b: Int) -> Bool {
-        (rules[a].from.summary, rules[a].to.summary, rules[a].ports.map(\.description).joined(separator: ",")) <
-            (rules[b].from.summary, rules[b].to.summary, rules[b].ports.map(\.description).joined(separator: ","))
-    }
-
-    /// The first 16 bytes of an ASCII text as two big-endian words (zero-padded): ordering
-    /// the pairs orders the texts as `<` does, up to ties.
-    static func prefixKey(_ s: String) -> (UInt64, UInt64) {
-        var hi: UInt64 = 0, lo: UInt64 = 0
+    /// The first 32 bytes of an ASCII text as four big-endian words (zero-padded) at
+    /// `keys[o..<o+4]`: ordering the words orders the texts as `<` does, up to ties.
+    static func prefixKey(_ s: String, into keys: inout [UInt64], at o: Int) {
         var i = 0
-        for b in s.utf8.prefix(16) {
-            if i < 8 { hi |= UInt64(b) << (56 - 8 * i) } else { lo |= UInt64(b) << (56 - 8 * (i - 8)) }
-            i += 1
+        var s = s
+        s.withUTF8 { u in
+            for b in u.prefix(32) {
+                keys[o + i / 8] |= UInt64(b) << (56 - 8 * (i % 8))
+                i += 1
+            }
         }
-        return (hi, lo)
     }
+}
+
+private extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

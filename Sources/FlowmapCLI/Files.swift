@@ -41,6 +41,32 @@ enum Files {
         if let failure { throw failure }
     }
 
+    /// A file written in pieces (created or truncated when opened). A failed write is
+    /// remembered and reported by `close`.
+    final class Output {
+        let path: String
+        private let file: UnsafeMutablePointer<FILE>
+        private var failed = false
+
+        init(_ path: String) throws(UserError) {
+            guard let f = fopen(path, "wb") else {
+                throw UserError(message: "\(path): cannot write (\(String(cString: strerror(errno))))")
+            }
+            self.path = path
+            file = f
+        }
+
+        func write(_ bytes: UnsafeRawBufferPointer) {
+            guard !failed, !bytes.isEmpty else { return }
+            if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count { failed = true }
+        }
+
+        func close() throws(UserError) {
+            let closed = fclose(file)
+            if failed || closed != 0 { throw UserError(message: "\(path): write failed") }
+        }
+    }
+
     static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws(UserError) {
         guard let f = fopen(path, "wb") else {
             throw UserError(message: "\(path): cannot write (\(String(cString: strerror(errno))))")

@@ -115,22 +115,23 @@ struct SuggestCommand: ParsableCommand {
         let t2 = Terminal.monotonic()
         let policy = PolicySuggester.suggest(graph: graph, inventory: inventory, options: o)
         let t3 = Terminal.monotonic()
-        // Written into one buffer and from there to the file (a large policy is tens of MB).
-        let text = ByteWriter(capacity: 1 << 20)
+        // Written through a 1 MiB buffer (a large policy is tens of MB).
+        let file = try output.map { path throws(UserError) in try Files.Output(path) }
+        let text = ByteWriter(capacity: 1 << 20) { p in
+            if let file { file.write(p) } else { Terminal.out { $0.raw(p) } }
+        }
         PolicyWriter.write(policy, into: text)
+        text.drain()
+        if let file {
+            try file.close()
+        } else {
+            Terminal.flush()
+        }
         if getenv("FLOWMAP_TIMES") != nil {
             Terminal.stderr("suggest_seconds\tread_and_build=\(Fmt.fixed(t1 - t0, digits: 3))\tgraph=\(Fmt.fixed(t2 - t1, digits: 3))\tsuggest=\(Fmt.fixed(t3 - t2, digits: 3))\twrite=\(Fmt.fixed(Terminal.monotonic() - t3, digits: 3))\n")
         }
         if let out = output {
-            var failure: UserError?
-            text.withBytes { p in
-                do throws(UserError) { try Files.write(p, to: out) } catch { failure = error }
-            }
-            if let failure { throw failure }
             Terminal.stderr("flowmap: wrote \(out) (\(policy.rules.count) rules, \(policy.review.count) to review)\n")
-        } else {
-            text.withBytes { p in Terminal.out { $0.raw(p) } }
-            Terminal.flush()
         }
         KeptUntilExit.keep(graph, policy, text)
     }

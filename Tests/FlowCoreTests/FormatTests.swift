@@ -70,3 +70,32 @@ final class FormatTests: XCTestCase {
         XCTAssertNotEqual(f1, f2)
     }
 }
+
+final class ByteWriterSinkTests: XCTestCase {
+    /// A writer with a sink hands over the same bytes, in order, as one that grows, whatever
+    /// the sizes of the writes (including one larger than its buffer).
+    func testSinkSeesExactlyWhatAGrowingWriterHolds() {
+        var handed: [UInt8] = []
+        var handOffs = 0
+        let streamed = ByteWriter(capacity: 64) { p in handed.append(contentsOf: p); handOffs += 1 }
+        let grown = ByteWriter(capacity: 64)
+        let big = [UInt8](repeating: UInt8(ascii: "z"), count: 300)
+        for w in [streamed, grown] {
+            for i in 0..<200 {
+                w.decimal(UInt64(i) * 1_000_003)
+                w.byte(UInt8(ascii: ","))
+                w.text("name-\(i)")
+                w.address(IPAddress("2001:db8::\(i)")!)
+                if i == 50 { big.withUnsafeBytes { w.raw($0) } }
+                w.fixed6(Double(i) / 7)
+                w.ascii("\n")
+            }
+        }
+        streamed.drain()
+        XCTAssertEqual(handed, grown.bytes)
+        XCTAssertEqual(streamed.count, 0)
+        XCTAssertGreaterThan(handOffs, 10)
+        streamed.drain()
+        XCTAssertEqual(handed.count, grown.count, "draining an empty writer hands nothing over")
+    }
+}

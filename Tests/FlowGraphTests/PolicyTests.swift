@@ -235,6 +235,67 @@ final class EvaluatorAndSuggesterTests: XCTestCase {
     }
 }
 
+final class SuggestDetailTests: XCTestCase {
+    func testSanitizeFastPathAgreesWithTheGeneralOne() {
+        var samples = ["", "-", "--a--", "A.B", "api.Stripe.COM", "proc-java@svc-pay", "x", "2001:db8::1", "a__b..c",
+                       "ÄB", "\u{212A}elvin", "İstanbul", "web 1", "9", "-9-"]
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("aZ09-._@: /".utf8)
+        for _ in 0..<500 {
+            let n = Int.random(in: 0...12, using: &rng)
+            samples.append(String(decoding: (0..<n).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self))
+        }
+        for s in samples {
+            XCTAssertEqual(PolicySuggester.sanitize(s), PolicySuggester.sanitizeGeneral(s), s)
+            if s.utf8.allSatisfy({ $0 < 0x80 }) {
+                XCTAssertEqual(PolicySuggester.sanitizeASCII(s), PolicySuggester.sanitizeGeneral(s), s)
+            } else {
+                XCTAssertNil(PolicySuggester.sanitizeASCII(s), s)
+            }
+        }
+        XCTAssertEqual(PolicySuggester.sanitize("\u{212A}8s"), "k8s", "the Kelvin sign lower-cases to an ASCII k")
+    }
+
+    /// Edges that land on the same (client, server, protocol, port) are one rule whose evidence
+    /// adds them up, whichever order the graph lists them in.
+    func testGroupedEdgesAddUpIntoOneRule() throws {
+        let inv = try InventoryParser.parse("""
+            workloads:
+              - name: web-a
+                labels: {role: web}
+                match: {cidrs: [10.0.1.0/24]}
+              - name: web-b
+                labels: {role: web}
+                match: {cidrs: [10.0.3.0/24]}
+              - name: api
+                labels: {role: api}
+                match: {cidrs: [10.0.2.0/24]}
+            """, file: "i.yaml")
+        let b = GraphBuilder(inventory: inv, names: NameResolver(), options: PolicySuggester.graphOptions(GraphOptions()))
+        b.add(flow("10.0.1.5", 40000, "10.0.2.9", 8080, at: 1_767_607_200))
+        b.add(flow("10.0.1.6", 40001, "10.0.2.9", 8080, at: 1_767_607_300))
+        b.add(flow("10.0.3.5", 40000, "10.0.2.9", 8080, at: 1_767_607_100))
+        b.add(flow("10.0.3.5", 40002, "10.0.2.9", 8081, at: 1_767_607_400))
+        var g = b.build()
+        var o = SuggestOptions()
+        o.groupBy = "role"
+        let p = PolicySuggester.suggest(graph: g, inventory: inv, options: o)
+        XCTAssertEqual(p.rules.map(\.name), ["role-web-to-role-api-tcp-8080", "role-web-to-role-api-tcp-8081"])
+        let ev = try XCTUnwrap(p.rules.first?.evidence)
+        XCTAssertEqual(ev.flows, 3)
+        XCTAssertEqual(ev.bytes, 3 * 500)
+        XCTAssertEqual(ev.clients, 3)
+        XCTAssertEqual(ev.firstSeen, Fmt.iso8601(1_767_607_100))
+        XCTAssertEqual(ev.lastSeen, Fmt.iso8601(1_767_607_301))
+        o.portRanges = 2
+        XCTAssertEqual(PolicySuggester.suggest(graph: g, inventory: inv, options: o).rules.map { "\($0.name) \($0.evidence!.flows)" },
+                       ["role-web-to-role-api-tcp-8080-8081 4"])
+        g.edges.reverse()
+        o.portRanges = nil
+        XCTAssertEqual(PolicyWriter.write(PolicySuggester.suggest(graph: g, inventory: inv, options: o)), PolicyWriter.write(p))
+    }
+}
+
 /// docs/examples/classic-policy.yaml expresses the classic table; every row is enforced as written.
 final class ClassicPolicyTests: XCTestCase {
     func testTheClassicTable() throws {

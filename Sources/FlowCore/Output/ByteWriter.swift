@@ -5,9 +5,29 @@ public final class ByteWriter {
     private var capacity: Int
     public private(set) var count = 0
 
+    /// Where a full buffer goes instead of growing (see `init(capacity:sink:)`).
+    private let sink: ((UnsafeRawBufferPointer) -> Void)?
+
     public init(capacity: Int = 1 << 16) {
         self.capacity = max(capacity, 64)
         base = .allocate(capacity: self.capacity)
+        sink = nil
+    }
+
+    /// A writer that hands its bytes to `sink` whenever the next write would not fit, and
+    /// reuses the buffer: output of any size in a fixed buffer. `count` is then what was written
+    /// since the last hand-off; call `drain()` at the end for the rest.
+    public init(capacity: Int, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.capacity = max(capacity, 64)
+        base = .allocate(capacity: self.capacity)
+        self.sink = sink
+    }
+
+    /// Hands what is buffered to the sink (if there is one) and empties the buffer.
+    public func drain() {
+        guard let sink, count > 0 else { return }
+        sink(UnsafeRawBufferPointer(start: base, count: count))
+        count = 0
     }
 
     deinit { base.deallocate() }
@@ -23,10 +43,16 @@ public final class ByteWriter {
 
     @inline(__always)
     private func reserve(_ n: Int) {
-        if count + n > capacity { grow(count + n) }
+        if count + n > capacity { makeRoom(n) }
     }
 
-    private func grow(_ need: Int) {
+    /// Makes room for `n` more bytes: hands the buffer to the sink, or grows it.
+    private func makeRoom(_ n: Int) {
+        if sink != nil {
+            drain()
+            if n <= capacity { return }
+        }
+        let need = count + n
         var c = capacity
         while c < need { c *= 2 }
         let nb = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
