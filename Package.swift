@@ -33,11 +33,21 @@ let package = Package(
             .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
         ]),
         // PURE: inventory, workload identity, the workload graph and its renderers.
-        .target(name: "FlowGraph", dependencies: ["FlowCore"]),
+        // (Release builds skip dynamic exclusivity checks here and below, as in FlowCore: the
+        // per-flow paths go through class state, where every access would be checked. Debug
+        // builds, and so the tests, keep them.)
+        .target(name: "FlowGraph", dependencies: ["FlowCore"], swiftSettings: [
+            .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+        ]),
         // PURE: policies — model, suggestion, simulation, lint and diff; YAML writing.
-        .target(name: "FlowPolicy", dependencies: ["FlowCore", "FlowGraph"]),
+        .target(name: "FlowPolicy", dependencies: ["FlowCore", "FlowGraph"], swiftSettings: [
+            .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+        ]),
         // Inventory and policy files: YAML through Yams, with file:line:column errors.
-        .target(name: "FlowConfig", dependencies: ["FlowGraph", "FlowPolicy", .product(name: "Yams", package: "Yams")]),
+        .target(name: "FlowConfig", dependencies: ["FlowGraph", "FlowPolicy", .product(name: "Yams", package: "Yams")],
+                swiftSettings: [
+                    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+                ]),
         // ADAPTER: libpcap offline reading.
         .target(name: "FlowCapture", dependencies: ["CPcap", "FlowCore"], swiftSettings: [
             .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
