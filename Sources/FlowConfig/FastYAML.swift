@@ -267,6 +267,19 @@ struct FastYAML {
         let first = peek()
         if first == 34 || first == 39 {
             i += 1
+            // Most quoted scalars have no escape (nor a doubled single quote): their text is
+            // the bytes between the quotes.
+            var j = i
+            while j < b.count {
+                let ch = b[j]
+                if ch == first || ch == 92 || ch == 10 || ch == 13 { break }
+                j += 1
+            }
+            if j < b.count && b[j] == first && !(first == 39 && j + 1 < b.count && b[j + 1] == 39) {
+                let text = String(decoding: UnsafeBufferPointer(rebasing: b[i..<j]), as: UTF8.self)
+                i = j + 1
+                return YNode(.scalar(text, plain: false), line: l, column: c)
+            }
             var out: [UInt8] = []
             while true {
                 guard !atEnd, peek() != 10, peek() != 13 else { throw Unsupported() }

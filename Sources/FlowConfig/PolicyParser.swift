@@ -308,26 +308,33 @@ public enum PolicyParser {
 }
 
 /// Rule names seen so far, by open addressing on a hash of their bytes (one probe for most,
-/// no rehashing: sized for every rule up front).
+/// no rehashing: sized for every rule up front). A slot holds the hash's high bits beside the
+/// rule's index, so names are compared only when their hashes agree.
 struct NameTable {
-    private var slots: [Int32]
+    private var slots: [UInt64]
     private let mask: Int
 
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [Int32](repeating: -1, count: size)
+        slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
     }
 
     /// Records `name` as rule `index`; returns the index of an earlier rule of that name.
     mutating func insert(_ name: String, _ index: Int, names rules: [Rule]) -> Int? {
-        var i = TextHash.of(name) & mask
-        while slots[i] >= 0 {
-            if rules[Int(slots[i])].name == name { return Int(slots[i]) }
+        let h = TextHash.of(name)
+        let tag = UInt64(truncatingIfNeeded: UInt(bitPattern: h) >> 32) << 32
+        var i = h & mask
+        while slots[i] != 0 {
+            let e = slots[i]
+            if e & 0xFFFF_FFFF_0000_0000 == tag {
+                let earlier = Int(e & 0xFFFF_FFFF) - 1
+                if rules[earlier].name == name { return earlier }
+            }
             i = (i + 1) & mask
         }
-        slots[i] = Int32(index)
+        slots[i] = tag | UInt64(index + 1)
         return nil
     }
 }

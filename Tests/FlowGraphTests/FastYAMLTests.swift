@@ -43,6 +43,9 @@ final class FastYAMLTests: XCTestCase {
             "url: http://x.y/z\nt: 2026-01-05T10:00:00Z\n",
             "a: 'it''s'\n",
             "- - x\n  - y\n- z\n",
+            // Quoted scalars, with and without escapes (the escape-free ones are read in place).
+            "a: {b: \"2001:db8::1/128\", c: 'x\\y', d: \"\", e: '', f: 'a''', g: \"\\\\\"}\n",
+            "- \"plain quoted\"\n- 'it''s' \n- \"tab\\there\"\n- \"é ü\"\n",
         ].enumerated() {
             try assertSame(text, "case \(i)")
         }
