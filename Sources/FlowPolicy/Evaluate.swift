@@ -97,12 +97,22 @@ public final class PolicyEvaluator {
         static func sameSelectors(_ a: Compiled, _ b: Compiled) -> Bool {
             CompiledSelector.same(a.from, b.from) && CompiledSelector.same(a.to, b.to)
         }
-        let from: CompiledSelector
-        let to: CompiledSelector
+        /// The two sides, `from` then `to`, out of line: matching reads them through this
+        /// pointer (reading a struct stored in a class would copy it, retaining its lists).
+        let sides: UnsafeMutablePointer<CompiledSelector>
+        var from: CompiledSelector { sides[0] }
+        var to: CompiledSelector { sides[1] }
         let ports: [CompiledPort]
         let schedule: Schedule?
         init(from: CompiledSelector, to: CompiledSelector, ports: [CompiledPort], schedule: Schedule?) {
-            self.from = from; self.to = to; self.ports = ports; self.schedule = schedule
+            sides = .allocate(capacity: 2)
+            sides.initialize(to: from)
+            (sides + 1).initialize(to: to)
+            self.ports = ports; self.schedule = schedule
+        }
+        deinit {
+            sides.deinitialize(count: 2)
+            sides.deallocate()
         }
     }
     private var compiled: [Compiled] = []
@@ -349,29 +359,29 @@ public final class PolicyEvaluator {
         return e
     }
 
-    private func matches(_ s: CompiledSelector, _ e: inout Endpoint) -> Bool {
-        if s.workload != -1 {
-            guard let i = e.workload, canonical[i] == s.workload else { return false }
+    private func matches(_ s: UnsafePointer<CompiledSelector>, _ e: inout Endpoint) -> Bool {
+        if s.pointee.workload != -1 {
+            guard let i = e.workload, canonical[i] == s.pointee.workload else { return false }
         }
-        if !s.labels.isEmpty {
+        if !s.pointee.labels.isEmpty {
             guard let i = e.workload else { return false }
             let wl = inventory.workloads[i]
-            for (k, v) in s.labels where wl.label(k) != v { return false }
+            for (k, v) in s.pointee.labels where wl.label(k) != v { return false }
         }
-        if !s.cidrs.isEmpty && !s.cidrs.contains(where: { $0.contains(e.address) }) { return false }
-        if let lit = s.fqdnLiteral {
+        if !s.pointee.cidrs.isEmpty && !s.pointee.cidrs.contains(where: { $0.contains(e.address) }) { return false }
+        if let lit = s.pointee.fqdnLiteral {
             guard names(&e).contains(where: { $0 == lit || $0.lowercased() == lit }) else { return false }
-        } else if let g = s.fqdnGlob {
+        } else if let g = s.pointee.fqdnGlob {
             guard names(&e).contains(where: { g.matches($0) }) else { return false }
         }
-        if !s.processes.isEmpty || !s.users.isEmpty {
+        if !s.pointee.processes.isEmpty || !s.pointee.users.isEmpty {
             guard let p = e.process else { return false }
-            if !s.processes.isEmpty {
+            if !s.pointee.processes.isEmpty {
                 let exe = p.exe.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
-                guard s.processes.contains(where: { $0 == p.comm || $0 == exe }) else { return false }
+                guard s.pointee.processes.contains(where: { $0 == p.comm || $0 == exe }) else { return false }
             }
-            if !s.users.isEmpty {
-                guard let u = p.user, s.users.contains(u) else { return false }
+            if !s.pointee.users.isEmpty {
+                guard let u = p.user, s.pointee.users.contains(u) else { return false }
             }
         }
         return true
@@ -431,7 +441,7 @@ public final class PolicyEvaluator {
                             if i >= best { break }
                             let r = compiled[i]
                             guard r.ports.contains(where: { $0.contains(proto: proto, port: portKey) }),
-                                  matches(r.to, &s), matches(r.from, &c) else { continue }
+                                  matches(r.sides + 1, &s), matches(r.sides, &c) else { continue }
                             if let sch = r.schedule, !sch.contains(t, utcOffset: utcOffset(sch.tz, t)) {
                                 scheduleClosed = true
                                 continue
@@ -451,7 +461,7 @@ public final class PolicyEvaluator {
             for bi in 0..<sk.count {
                 for j in byPair.find(ck[ai], sk[bi], 0) {
                     let r = compiled[Int(byPair.items[j])]
-                    if matches(r.to, &s), matches(r.from, &c) { return .blocked(.portNotAllowed) }
+                    if matches(r.sides + 1, &s), matches(r.sides, &c) { return .blocked(.portNotAllowed) }
                 }
             }
         }
