@@ -7,6 +7,28 @@ public enum PolicyParser {
     /// `keep` receives the parsed tree, for a caller that would rather leave it to the
     /// process exit than free it node by node (large policies).
     public static func parse(_ text: String, file: String, keep: ((Any) -> Void)? = nil) throws(ConfigError) -> Policy {
+        // Rules in the layout suggest writes are read from the bytes (RuleScanner); the rest of
+        // the file, with their lines left blank (so that every line number stays), the usual
+        // way. Anything the scanner does not take, and any doubt, reads the whole file the
+        // usual way.
+        if let scanned = RuleScanner.scan(text, file: file) {
+            var rest = [UInt8]()
+            var t = text
+            t.withUTF8 { b in
+                rest.reserveCapacity(b.count - (scanned.end - scanned.start) + 16)
+                rest.append(contentsOf: UnsafeBufferPointer(rebasing: b[0..<scanned.start]))
+                for p in scanned.start..<scanned.end where b[p] == 10 { rest.append(10) }
+                rest.append(contentsOf: UnsafeBufferPointer(rebasing: b[scanned.end...]))
+            }
+            if let p = try parse(String(decoding: rest, as: UTF8.self), file: file, keep: keep, scanned: scanned) { return p }
+        }
+        return try parse(text, file: file, keep: keep, scanned: nil)!
+    }
+
+    /// With `scanned`: nil when the rest of the file does not agree with what the scanner
+    /// assumed (the caller then reads the file the usual way).
+    static func parse(_ text: String, file: String, keep: ((Any) -> Void)?,
+                              scanned: RuleScanner.Scanned?) throws(ConfigError) -> Policy? {
         guard let root = try YAMLValue.parse(text, file: file), !root.isNull else {
             throw ConfigError(file: file, line: 1, column: 1, reason: "the policy is empty")
         }
@@ -29,7 +51,18 @@ public enum PolicyParser {
             p.defaultAction = a
         }
         let names = Set(p.workloads.map(\.name))
-        if let r = entry("rules"), !r.value.isNull {
+        if let scanned {
+            guard let r = entry("rules"), r.value.isNull, scanned.workloads.isSubset(of: names) else { return nil }
+            var seen = NameTable(capacity: scanned.rules.count)
+            p.rules = scanned.rules
+            for (i, rule) in p.rules.enumerated() {
+                if let earlier = seen.insert(rule.name, i, names: p.rules) {
+                    let m = rule.mark!
+                    throw ConfigError(file: file, line: m.line, column: m.column,
+                                      reason: "rule '\(rule.name)' is already defined at line \(p.rules[earlier].mark?.line ?? 0)")
+                }
+            }
+        } else if let r = entry("rules"), !r.value.isNull {
             let items = try r.value.sequence("rules")
             var seen = NameTable(capacity: items.count)
             p.rules.reserveCapacity(items.count)
