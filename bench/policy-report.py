@@ -31,9 +31,9 @@ for what in ("suggest", "simulate"):
                + "; ".join("%s — %s" % (m, phases(m, what)) for m, *_ in runs) + ".")
 out.append("\nThe synthetic store is hard on a policy: about a fifth of its flows come from IPv6 clients in a public prefix, each its own "
            "external peer by default, and its \"other UDP\" uses random ports — every observed (client, server, port) "
-           "becomes a rule. Simulation time is reading the policy (flowmap's own YAML reader for the subset "
-           "configuration files use, rules in the shape suggest writes read straight from its tree: about 4 µs a rule "
-           "here when nothing else runs), indexing the rules (flat open-addressing tables by both sides and port), then evaluating each "
+           "becomes a rule. Simulation time is reading the policy (rules in the layout suggest writes are scanned "
+           "straight from the file's bytes; any other layout goes through flowmap's own YAML reader, for the subset "
+           "configuration files use, and then a tree), indexing the rules (flat open-addressing tables by both sides and port), then evaluating each "
            "flow. From a store with two CPUs, the DNS answers and the flows are read on two more threads while "
            "the policy is read; then the main thread and the one that read flows both evaluate. A policy of a few thousand rules (what a person "
            "reviews) reads in a fraction of a second. `lint --policy FILE` (no traffic) compares each rule only "
