@@ -186,67 +186,34 @@ public enum PolicyParser {
     }
 
     private static func fastSelector(_ n: YNode, workloads: Set<String>) -> Selector? {
-        guard case .mapping(let pairs) = n.kind, pairs.count <= 7 else { return nil }
-        var s = Selector()
-        var seen: UInt8 = 0
+        guard case .mapping(let pairs) = n.kind else { return nil }
+        var f = FastSelector()
         for (k, v) in pairs {
             guard case .scalar(let key, _) = k.kind else { return nil }
-            let bit: UInt8
-            switch key {
-            case "workload":
-                guard let w = scalarText(v), !w.isEmpty, workloads.contains(w) else { return nil }
-                s.workload = w; bit = 1
-            case "fqdn":
-                guard let f = scalarText(v), !f.isEmpty else { return nil }
-                s.fqdn = f.lowercased(); bit = 2
-            case "cidr", "cidrs":
-                guard let list = scalarList(v) else { return nil }
-                for t in list { guard let c = CIDR(t) else { return nil }; s.cidrs.append(c) }
-                bit = key == "cidr" ? 4 : 8
-            case "processes":
-                guard let list = scalarList(v) else { return nil }
-                s.processes = list; bit = 16
-            case "users":
-                guard let list = scalarList(v) else { return nil }
-                s.users = list; bit = 32
-            default:
-                return nil  // labels (read by the general path), or an unknown key
+            let value: FastSelector.Value
+            switch v.kind {
+            case .scalar(let t, _): value = .scalar(t)
+            case .sequence: guard let list = scalarList(v) else { return nil }; value = .list(list)
+            case .mapping: return nil
             }
-            guard seen & bit == 0 else { return nil }
-            seen |= bit
+            guard f.take(key, value) else { return nil }
         }
+        guard let s = f.selector, f.workloads.allSatisfy({ workloads.contains($0) }) else { return nil }
         return s
     }
 
     private static func fastPorts(_ n: YNode) -> [PortSpec]? {
         guard let list = scalarList(n) else { return nil }
-        var out: [PortSpec] = []
-        out.reserveCapacity(list.count)
-        for t in list { guard let p = PortSpec(t) else { return nil }; out.append(p) }
-        return out
+        return FastSelector.ports(list)
     }
 
     private static func fastEvidence(_ n: YNode) -> Evidence? {
-        guard case .mapping(let pairs) = n.kind, pairs.count <= 5 else { return nil }
-        var flows = 0, bytes = 0, clients = 0
-        var firstSeen = "", lastSeen = ""
-        var seen: UInt8 = 0
+        guard case .mapping(let pairs) = n.kind else { return nil }
+        var f = FastEvidence()
         for (k, v) in pairs {
-            guard case .scalar(let key, _) = k.kind, let text = scalarText(v) else { return nil }
-            let bit: UInt8
-            switch key {
-            case "flows": guard let x = Int(text) else { return nil }; flows = x; bit = 1
-            case "bytes": guard let x = Int(text) else { return nil }; bytes = x; bit = 2
-            case "clients": guard let x = Int(text) else { return nil }; clients = x; bit = 4
-            case "firstSeen": firstSeen = text; bit = 8
-            case "lastSeen": lastSeen = text; bit = 16
-            default: return nil
-            }
-            guard seen & bit == 0 else { return nil }
-            seen |= bit
+            guard case .scalar(let key, _) = k.kind, let text = scalarText(v), f.take(key, text) else { return nil }
         }
-        return Evidence(flows: UInt64(max(0, flows)), bytes: UInt64(max(0, bytes)), clients: clients,
-                        firstSeen: firstSeen, lastSeen: lastSeen)
+        return f.evidence
     }
 
     static func rule(_ item: YAMLValue, workloads: Set<String>) throws(ConfigError) -> Rule {
@@ -337,6 +304,87 @@ public enum PolicyParser {
             }
         }
         return s
+    }
+}
+
+/// A rule's `from` or `to` in the shape suggest writes, built from its keys and values as the
+/// tree reader (`fastRule`) and the byte scanner (`RuleScanner`) both read them: the two agree
+/// by construction. `take` is false for anything else (the general reader then words it).
+struct FastSelector {
+    enum Value { case scalar(String), list([String]) }
+    private var s = Selector()
+    private var seen: UInt8 = 0
+    private var count = 0
+    /// Workloads named (each must be one of the policy's; the caller checks).
+    private(set) var workloads: [String] = []
+
+    mutating func take(_ key: String, _ value: Value) -> Bool {
+        count += 1
+        let bit: UInt8
+        var list: [String] {
+            switch value {
+            case .scalar(let t): return [t]
+            case .list(let l): return l
+            }
+        }
+        switch key {
+        case "workload":
+            guard case .scalar(let w) = value, !w.isEmpty else { return false }
+            s.workload = w; workloads.append(w); bit = 1
+        case "fqdn":
+            guard case .scalar(let f) = value, !f.isEmpty else { return false }
+            s.fqdn = f.lowercased(); bit = 2
+        case "cidr", "cidrs":
+            for t in list { guard let c = CIDR(t) else { return false }; s.cidrs.append(c) }
+            bit = key == "cidr" ? 4 : 8
+        case "processes":
+            s.processes = list; bit = 16
+        case "users":
+            s.users = list; bit = 32
+        default:
+            return false  // labels (read by the general path), or an unknown key
+        }
+        guard seen & bit == 0 else { return false }
+        seen |= bit
+        return true
+    }
+
+    var selector: Selector? { count <= 7 ? s : nil }
+
+    static func ports(_ list: [String]) -> [PortSpec]? {
+        var out: [PortSpec] = []
+        out.reserveCapacity(list.count)
+        for t in list { guard let p = PortSpec(t) else { return nil }; out.append(p) }
+        return out
+    }
+}
+
+/// A rule's evidence in the shape suggest writes (see `FastSelector`).
+struct FastEvidence {
+    private var flows = 0, bytes = 0, clients = 0
+    private var firstSeen = "", lastSeen = ""
+    private var seen: UInt8 = 0
+    private var count = 0
+
+    mutating func take(_ key: String, _ text: String) -> Bool {
+        count += 1
+        let bit: UInt8
+        switch key {
+        case "flows": guard let x = Int(text) else { return false }; flows = x; bit = 1
+        case "bytes": guard let x = Int(text) else { return false }; bytes = x; bit = 2
+        case "clients": guard let x = Int(text) else { return false }; clients = x; bit = 4
+        case "firstSeen": firstSeen = text; bit = 8
+        case "lastSeen": lastSeen = text; bit = 16
+        default: return false
+        }
+        guard seen & bit == 0 else { return false }
+        seen |= bit
+        return true
+    }
+
+    var evidence: Evidence? {
+        count <= 5 ? Evidence(flows: UInt64(max(0, flows)), bytes: UInt64(max(0, bytes)), clients: clients,
+                              firstSeen: firstSeen, lastSeen: lastSeen) : nil
     }
 }
 

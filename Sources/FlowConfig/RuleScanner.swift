@@ -180,64 +180,30 @@ enum RuleScanner {
         }
 
         mutating func selector(_ workloads: inout Set<String>) -> Selector? {
-            var s = Selector()
-            var seen: UInt8 = 0
-            var count = 0
+            var f = FastSelector()
             let ok = flowMapping { sc, k in
-                count += 1
-                let bit: UInt8
-                switch k {
-                case "workload":
-                    guard let (w, _) = sc.scalar(), !w.isEmpty else { return false }
-                    s.workload = w; workloads.insert(w); bit = 1
-                case "fqdn":
-                    guard let (f, _) = sc.scalar(), !f.isEmpty else { return false }
-                    s.fqdn = f.lowercased(); bit = 2
-                case "cidr", "cidrs":
+                let value: FastSelector.Value
+                if sc.at(sc.i) == 91 {
                     guard let list = sc.scalarList() else { return false }
-                    for t in list { guard let c = CIDR(t) else { return false }; s.cidrs.append(c) }
-                    bit = k == "cidr" ? 4 : 8
-                case "processes":
-                    guard let list = sc.scalarList() else { return false }
-                    s.processes = list; bit = 16
-                case "users":
-                    guard let list = sc.scalarList() else { return false }
-                    s.users = list; bit = 32
-                default:
-                    return false
+                    value = .list(list)
+                } else {
+                    guard let (t, _) = sc.scalar() else { return false }
+                    value = .scalar(t)
                 }
-                guard seen & bit == 0 else { return false }
-                seen |= bit
-                return true
+                return f.take(k, value)
             }
-            guard ok, count <= 7 else { return nil }
+            guard ok, let s = f.selector else { return nil }
+            for w in f.workloads { workloads.insert(w) }
             return s
         }
 
         mutating func evidence() -> Evidence? {
-            var flows = 0, bytes = 0, clients = 0
-            var firstSeen = "", lastSeen = ""
-            var seen: UInt8 = 0
-            var count = 0
+            var f = FastEvidence()
             let ok = flowMapping { sc, k in
-                count += 1
                 guard let (text, _) = sc.scalar() else { return false }
-                let bit: UInt8
-                switch k {
-                case "flows": guard let x = Int(text) else { return false }; flows = x; bit = 1
-                case "bytes": guard let x = Int(text) else { return false }; bytes = x; bit = 2
-                case "clients": guard let x = Int(text) else { return false }; clients = x; bit = 4
-                case "firstSeen": firstSeen = text; bit = 8
-                case "lastSeen": lastSeen = text; bit = 16
-                default: return false
-                }
-                guard seen & bit == 0 else { return false }
-                seen |= bit
-                return true
+                return f.take(k, text)
             }
-            guard ok, count <= 5 else { return nil }
-            return Evidence(flows: UInt64(max(0, flows)), bytes: UInt64(max(0, bytes)), clients: clients,
-                            firstSeen: firstSeen, lastSeen: lastSeen)
+            return ok ? f.evidence : nil
         }
 
         static func isNullText(_ t: String, plain: Bool) -> Bool {
@@ -264,10 +230,7 @@ enum RuleScanner {
                     guard let s = selector(&workloads) else { return nil }
                     to = s; bit = 4
                 case "ports":
-                    guard let list = scalarList() else { return nil }
-                    var out: [PortSpec] = []
-                    out.reserveCapacity(list.count)
-                    for t in list { guard let p = PortSpec(t) else { return nil }; out.append(p) }
+                    guard let list = scalarList(), let out = FastSelector.ports(list) else { return nil }
                     ports = out; bit = 8
                 case "infrastructure":
                     guard let (t, plain) = scalar(), !Scanner.isNullText(t, plain: plain) else { return nil }
