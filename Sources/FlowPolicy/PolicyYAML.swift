@@ -27,14 +27,19 @@ public enum PolicyWriter {
     }
 
     static func isPlainSafe(_ s: String) -> Bool {
-        guard let first = s.utf8.first else { return false }
-        var numeric = true
-        for c in s.utf8 {
-            let letter = (c >= 97 && c <= 122) || (c >= 65 && c <= 90)
-            let digit = c >= 48 && c <= 57
-            if !(letter || digit || c == 46 || c == 95 || c == 45 || c == 47) { return false }
-            if letter || c == 47 { numeric = false }
+        var t = s
+        let (ok, numeric, first) = t.withUTF8 { u -> (Bool, Bool, UInt8) in
+            guard let first = u.first else { return (false, true, 0) }
+            var numeric = true
+            for c in u {
+                let letter = (c >= 97 && c <= 122) || (c >= 65 && c <= 90)
+                let digit = c >= 48 && c <= 57
+                if !(letter || digit || c == 46 || c == 95 || c == 45 || c == 47) { return (false, numeric, first) }
+                if letter || c == 47 { numeric = false }
+            }
+            return (true, numeric, first)
         }
+        if !ok { return false }
         if first == 45 || first == 46 { return false }
         // Anything a YAML resolver could read as a number.
         if numeric { return false }
@@ -77,7 +82,8 @@ public enum PolicyWriter {
     static func put(_ s: String, _ w: ByteWriter) {
         if isPlainSafe(s) { w.text(s); return }
         // Most quoted scalars (times, IPv6 blocks) need no escape: quote them as they are.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        var t = s
+        if !t.withUTF8({ u in u.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") } }) {
             w.byte(UInt8(ascii: "\"")); w.text(s); w.byte(UInt8(ascii: "\""))
             return
         }
@@ -138,28 +144,32 @@ public enum PolicyWriter {
         }
         w.ascii("defaultAction: "); w.text(p.defaultAction.rawValue); w.byte(10)
         w.ascii(p.rules.isEmpty ? "rules: []\n" : "rules:\n")
-        for r in p.rules {
-            w.ascii("  - name: "); put(r.name, w)
-            w.ascii("\n    from: "); putSelector(r.from, w)
-            w.ascii("\n    to: "); putSelector(r.to, w)
-            w.ascii("\n    ports: "); putPorts(r.ports, w)
-            w.byte(10)
-            if let s = r.schedule {
-                var pairs: [(String, String)] = []
-                if !s.days.isEmpty { pairs.append(("days", list(s.days.sorted().map { Schedule.dayNames[$0] }))) }
-                pairs.append(("hours", scalar(s.hoursText)))
-                pairs.append(("tz", scalar(s.tz)))
-                w.text("    schedule: " + flowMap(pairs) + "\n")
-            }
-            if let i = r.infrastructure { w.ascii("    infrastructure: "); put(i, w); w.byte(10) }
-            if let n = r.note { w.ascii("    note: "); put(n, w); w.byte(10) }
-            if let e = r.evidence {
-                w.ascii("    evidence: {flows: "); w.decimal(e.flows)
-                w.ascii(", bytes: "); w.decimal(e.bytes)
-                w.ascii(", clients: "); w.decimal(e.clients)
-                w.ascii(", firstSeen: "); put(e.firstSeen, w)
-                w.ascii(", lastSeen: "); put(e.lastSeen, w)
-                w.ascii("}\n")
+        // Rules are read in place (a copy of one retains every string and list in it).
+        p.rules.withUnsafeBufferPointer { rules in
+            for ri in rules.indices {
+                let r = rules.baseAddress! + ri
+                w.ascii("  - name: "); put(r.pointee.name, w)
+                w.ascii("\n    from: "); putSelector(r.pointee.from, w)
+                w.ascii("\n    to: "); putSelector(r.pointee.to, w)
+                w.ascii("\n    ports: "); putPorts(r.pointee.ports, w)
+                w.byte(10)
+                if let s = r.pointee.schedule {
+                    var pairs: [(String, String)] = []
+                    if !s.days.isEmpty { pairs.append(("days", list(s.days.sorted().map { Schedule.dayNames[$0] }))) }
+                    pairs.append(("hours", scalar(s.hoursText)))
+                    pairs.append(("tz", scalar(s.tz)))
+                    w.text("    schedule: " + flowMap(pairs) + "\n")
+                }
+                if let i = r.pointee.infrastructure { w.ascii("    infrastructure: "); put(i, w); w.byte(10) }
+                if let n = r.pointee.note { w.ascii("    note: "); put(n, w); w.byte(10) }
+                if let e = r.pointee.evidence {
+                    w.ascii("    evidence: {flows: "); w.decimal(e.flows)
+                    w.ascii(", bytes: "); w.decimal(e.bytes)
+                    w.ascii(", clients: "); w.decimal(e.clients)
+                    w.ascii(", firstSeen: "); put(e.firstSeen, w)
+                    w.ascii(", lastSeen: "); put(e.lastSeen, w)
+                    w.ascii("}\n")
+                }
             }
         }
         if !p.review.isEmpty {
