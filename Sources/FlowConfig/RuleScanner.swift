@@ -41,29 +41,35 @@ enum RuleScanner {
             self.file = file
         }
 
-        /// Offsets of lines that are exactly `rules:`.
-        func rulesLines() -> [Int] {
-            var out: [Int] = []
-            var p = 0
-            let key: [UInt8] = Array("rules:".utf8)
-            while p < b.count {
-                var e = p
-                while e < b.count && b[e] != 10 { e += 1 }
-                if e - p >= 6 && b[p] == 114 && (0..<6).allSatisfy({ b[p + $0] == key[$0] }) {
-                    out.append(p)
-                }
-                p = e + 1
-            }
-            return out
+        /// Whether the line at `p` starts with `rules:`.
+        func isRulesLine(_ p: Int) -> Bool {
+            p + 6 <= b.count && b[p] == 114 && b[p + 1] == 117 && b[p + 2] == 108 && b[p + 3] == 101 && b[p + 4] == 115
+                && b[p + 5] == 58
+        }
+
+        /// Whether the line at `p` starts a new YAML document or ends one (`---`, `...`).
+        func isDocumentLine(_ p: Int) -> Bool {
+            p + 3 <= b.count && ((b[p] == 45 && b[p + 1] == 45 && b[p + 2] == 45) || (b[p] == 46 && b[p + 1] == 46 && b[p + 2] == 46))
+        }
+
+        /// The offset of the line after the one at `p`.
+        func nextLine(_ p: Int) -> Int {
+            var e = p
+            while e < b.count && b[e] != 10 { e += 1 }
+            return e + 1
         }
 
         mutating func scanBlock() -> Scanned? {
-            // One top-level `rules:` line, with nothing after the colon.
-            let heads = rulesLines()
-            guard heads.count == 1 else { return nil }
-            let head = heads[0]
+            // The first line starting with `rules:` (one YAML document before it).
+            var head = 0
+            while head < b.count && !isRulesLine(head) {
+                if isDocumentLine(head) { return nil }
+                if b[head] == 10 { line += 1; head += 1; continue }
+                head = nextLine(head)
+                line += 1
+            }
+            // Nothing after the colon.
             guard head + 6 < b.count, b[head + 6] == 10 else { return nil }
-            for p in 0..<head where b[p] == 10 { line += 1 }
             line += 1
             i = head + 7
             let start = i
@@ -76,15 +82,11 @@ enum RuleScanner {
                 rules.append(r)
             }
             guard !rules.isEmpty else { return nil }
-            // One YAML document: no `---` or `...` line anywhere else.
-            var p = 0
+            // After the block: no second `rules:` line and no other document.
+            var p = i
             while p < b.count {
-                if p == start { p = i; continue }
-                if p + 3 <= b.count && ((b[p] == 45 && b[p + 1] == 45 && b[p + 2] == 45) || (b[p] == 46 && b[p + 1] == 46 && b[p + 2] == 46)) {
-                    return nil
-                }
-                while p < b.count && b[p] != 10 { p += 1 }
-                p += 1
+                if isRulesLine(p) || isDocumentLine(p) { return nil }
+                p = nextLine(p)
             }
             return Scanned(rules: rules, workloads: workloads, start: start, end: i)
         }

@@ -91,6 +91,8 @@ final class RuleScannerTests: XCTestCase {
             ("a bad block", text.replacingOccurrences(of: "2001:db8::53/128", with: "2001:db8::53/129")),
             ("a null note", text.replacingOccurrences(of: "note: \"direction unknown: allowed as seen (originator to responder port); review\"", with: "note: null")),
             ("a second document", text + "---\nrules: []\n"),
+            ("a document marker first", "---\n" + text),
+            ("rules twice", text + "rules:\n  - name: again\n    from: {}\n    to: {}\n    ports: [tcp]\n"),
             ("no ports", text.replacingOccurrences(of: "    ports: [gre]\n", with: "    ports: []\n")),
             ("trailing space", text.replacingOccurrences(of: "ports: [gre]\n", with: "ports: [gre] \n")),
         ]
@@ -100,7 +102,8 @@ final class RuleScannerTests: XCTestCase {
         }
         // Not scanned at all: the layout is not the writer's.
         for (what, t) in variants where ["a schedule", "a comment line", "CRLF", "an escape", "a single-quoted name",
-                                         "keys in another order", "labels", "a second document", "trailing space"].contains(what) {
+                                         "keys in another order", "labels", "a second document", "a document marker first",
+                                         "rules twice", "trailing space"].contains(what) {
             XCTAssertNil(RuleScanner.scan(t, file: "p.yaml"), what)
         }
         // Scanned, and the duplicate is reported exactly as the tree reader reports it.
