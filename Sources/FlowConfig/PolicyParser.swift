@@ -57,7 +57,7 @@ public enum PolicyParser {
             p.rules = scanned.rules
             for (i, rule) in p.rules.enumerated() {
                 if let earlier = seen.insert(rule.name, i, names: p.rules) {
-                    let m = rule.mark!
+                    let m = rule.mark ?? SourceMark(file: file, line: 1, column: 1)
                     throw ConfigError(file: file, line: m.line, column: m.column,
                                       reason: "rule '\(rule.name)' is already defined at line \(p.rules[earlier].mark?.line ?? 0)")
                 }

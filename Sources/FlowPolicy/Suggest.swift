@@ -50,12 +50,12 @@ public enum PolicySuggester {
     static func sanitizeASCII(_ s: String) -> String? {
         var s = s
         return s.withUTF8 { u -> String? in
+            guard u.allSatisfy({ $0 < 0x80 }) else { return nil }
             if u.isEmpty { return "x" }
             return String(unsafeUninitializedCapacity: u.count) { out in
                 var n = 0
                 var dash = false
                 for b in u {
-                    if b >= 0x80 { n = -1; break }
                     let c = b >= 65 && b <= 90 ? b + 32 : b
                     if (c >= 97 && c <= 122) || (c >= 48 && c <= 57) {
                         out[n] = c; n += 1; dash = false
@@ -63,11 +63,10 @@ public enum PolicySuggester {
                         out[n] = 45; n += 1; dash = true
                     }
                 }
-                if n < 0 { return 0 }
                 while n > 0 && out[n - 1] == 45 { n -= 1 }
                 if n == 0 { out[0] = 120; n = 1 }  // "x"
                 return n
-            }.nilIfEmpty
+            }
         }
     }
 
@@ -387,8 +386,4 @@ public enum PolicySuggester {
             }
         }
     }
-}
-
-private extension String {
-    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

@@ -41,6 +41,17 @@ final class PolicyCLITests: XCTestCase {
         XCTAssertGreaterThan(flowsSeen, 1500)
     }
 
+    /// The suggested policy is streamed to its file: a place that cannot be written is a
+    /// one-line error naming it, and a non-zero exit.
+    func testSuggestIntoAnUnwritablePlaceIsAOneLineError() throws {
+        let bad = temp("no-such-dir") + "/p.yaml"
+        let s = try runFlowmap(["suggest", multitier, "--inventory", inventory, "-q", "-o", bad])
+        XCTAssertNotEqual(s.status, 0)
+        let lines = s.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, s.stderr)
+        XCTAssertTrue(s.stderr.contains(bad) && s.stderr.contains("cannot write"), s.stderr)
+    }
+
     /// One host turns bad: exactly its probes are blocked, with the reasons written by hand.
     func testABadHostsProbesAreExactlyWhatIsBlocked() throws {
         let policy = temp("suggested.yaml")
