@@ -45,10 +45,10 @@ for name, label in [("rawloop", "raw `pcap_next_ex` loop (bench/rawloop.c)"),
         label, m, min(r["times"]), max(r["times"]), packets / m / 1e6, size / m / 1e6,
         "%.0f" % (kb / 1024) if kb else "–", raw / m))
 out.append("\nThe ratio is to the first row, the raw loop as the issue defines it. libpcap opens and "
-           "validates the capture; flowmap then reads a regular pcap file's records in place from a "
-           "memory mapping (libpcap's `pcap_next_ex` takes over at the first record that is cut short "
-           "or longer than the snap length), which skips the two copies of every packet that the raw "
-           "loop makes (read(2) into stdio's buffer, then into libpcap's). The second row is the loop "
+           "validates the capture; flowmap then reads a regular pcap file's records in place from its "
+           "own 256 KiB read buffer (libpcap's `pcap_next_ex` takes over at the first record that is "
+           "cut short or longer than the snap length): one copy of every packet (read(2)) where the "
+           "raw loop makes two (read(2) into stdio's buffer, then into libpcap's). The second row is the loop "
            "with a 1 MiB stdio buffer (how flowmap's libpcap path reads): against it flowmap reaches "
            "%.2f×. The last row, when present, reads every record through libpcap instead."
            % (median("rawloop-1mib") / fm if "rawloop-1mib" in hf else 0))

@@ -24,7 +24,7 @@ public enum ReadOutcome: Sendable, Equatable {
 /// Classic pcap, and standard input, are opened through libpcap, which validates the file
 /// header; the reader owns its `pcap_t` and closes it in `deinit` (the C calls are
 /// `pcap_fopen_offline_with_tstamp_precision` and `pcap_next_ex`). The records of a regular
-/// pcap 2.4 file are then read in place from a memory mapping (`MappedPcap`: no copies), and
+/// pcap 2.4 file are then read in place from flowmap's own read buffer (`PcapRecords`), and
 /// libpcap's `pcap_next_ex` takes over from the first record that is not well formed, so
 /// errors and adjustments are libpcap's own. `FLOWMAP_READER=libpcap` reads every record
 /// through libpcap. A pcapng file is read by flowmap's own block reader, because libpcap
@@ -32,8 +32,8 @@ public enum ReadOutcome: Sendable, Equatable {
 public final class PcapReader {
     private enum Backend {
         case libpcap(OpaquePointer)
-        /// Records from the mapping, then libpcap from where the mapping stopped.
-        case mapped(MappedPcap, OpaquePointer)
+        /// Records read in place, then libpcap from where that reader stopped.
+        case direct(PcapRecords, OpaquePointer)
         case pcapng(PcapNGReader)
     }
     private let backend: Backend
@@ -88,9 +88,9 @@ public final class PcapReader {
             ioBuffer = buffer
             linkType = LinkType(rawValue: UInt32(bitPattern: pcap_datalink(h)))
             let libpcapOnly = getenv("FLOWMAP_READER").map { String(cString: $0) == "libpcap" } ?? false
-            if !libpcapOnly, (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= Int64(Int.max),
-               let m = MappedPcap(fd: fileno(f), size: Int(st.st_size), snapshot: UInt32(bitPattern: pcap_snapshot(h))) {
-                backend = .mapped(m, h)
+            if !libpcapOnly, (st.st_mode & S_IFMT) == S_IFREG,
+               let m = PcapRecords(fd: fileno(f), snapshot: UInt32(bitPattern: pcap_snapshot(h))) {
+                backend = .direct(m, h)
             } else {
                 backend = .libpcap(h)
             }
@@ -109,7 +109,7 @@ public final class PcapReader {
 
     deinit {
         switch backend {
-        case .libpcap(let h), .mapped(_, let h): pcap_close(h)
+        case .libpcap(let h), .direct(_, let h): pcap_close(h)
         case .pcapng: break
         }
         free(ioBuffer)  // after the FILE that used it is closed
@@ -120,18 +120,18 @@ public final class PcapReader {
         guard fileSize != nil else { return nil }
         switch backend {
         case .pcapng(let r): return r.position
-        case .mapped(let m, _) where !m.handedOver: return Int64(m.offset)
-        case .libpcap(let h), .mapped(_, let h):
+        case .direct(let m, _) where !m.handedOver: return Int64(m.offset)
+        case .libpcap(let h), .direct(_, let h):
             guard let f = pcap_file(h) else { return nil }
             let p = ftello(f)
             return p >= 0 ? Int64(p) : nil
         }
     }
 
-    /// True when this file's records are read in place from a memory mapping (a regular
+    /// True when this file's records are read in place by flowmap's own reader (a regular
     /// classic pcap file, unless `FLOWMAP_READER=libpcap`).
     public var readsInPlace: Bool {
-        if case .mapped = backend { return true }
+        if case .direct = backend { return true }
         return false
     }
 
@@ -155,10 +155,10 @@ public final class PcapReader {
         switch backend {
         case .pcapng(let r): return r.forEachPacket(body)
         case .libpcap(let h): handle = h
-        case .mapped(let m, let h):
+        case .direct(let m, let h):
             m.forEachRecord { ts, wire, bytes in body(lt, ts, wire, bytes) }
             if m.atEnd { return .complete }
-            // A record the mapping does not take as it is: libpcap reads on from there.
+            // A record the direct reader does not take as it is: libpcap reads on from there.
             guard let f = pcap_file(h), fseeko(f, off_t(m.offset), SEEK_SET) == 0 else {
                 return .cutShort(reason: "cannot seek to offset \(m.offset)")
             }

@@ -2,9 +2,10 @@ import FlowCapture
 import Foundation
 import XCTest
 
-/// Classic pcap records are read from a memory mapping, and libpcap reads on from the first
-/// record the mapping does not take as it is. Either way the result must be libpcap's.
-final class MappedReaderTests: XCTestCase {
+/// Classic pcap records are read in place from flowmap's own read buffer (`PcapRecords`), and
+/// libpcap reads on from the first record that reader does not take as it is. Either way the
+/// result must be libpcap's.
+final class DirectReaderTests: XCTestCase {
     /// A classic pcap file: either byte order, µs or ns, with records given as (seconds,
     /// fraction, captured bytes, original length); `tail` is appended raw (a cut-short record).
     static func pcap(bigEndian: Bool, nanos: Bool, snaplen: Int, records: [(Int, Int, [UInt8], Int)],
@@ -31,7 +32,7 @@ final class MappedReaderTests: XCTestCase {
         return [UInt8](repeating: 0xAA, count: 12) + [0x08, 0x00] + ip + udp + [UInt8](repeating: 7, count: pad)
     }
 
-    func both(_ bytes: [UInt8], _ name: String) throws -> (mapped: RunResult, libpcap: RunResult) {
+    func both(_ bytes: [UInt8], _ name: String) throws -> (direct: RunResult, libpcap: RunResult) {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-\(name)-\(getpid()).pcap")
         try Data(bytes).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
@@ -50,11 +51,11 @@ final class MappedReaderTests: XCTestCase {
                                (1_700_000_002, 5, Array(Self.udpFrame(1, 5000, pad: 40).prefix(50)), 82)]  // snaplen-cut
                 let r = try both(Self.pcap(bigEndian: bigEndian, nanos: nanos, snaplen: 65535, records: records),
                                  "variant-\(bigEndian)-\(nanos)")
-                XCTAssertEqual(r.mapped.status, 0, r.mapped.stderr)
-                XCTAssertEqual(r.mapped.stdout, r.libpcap.stdout, "big-endian \(bigEndian), ns \(nanos)")
-                XCTAssertEqual(r.mapped.stderr, r.libpcap.stderr)
-                XCTAssertTrue(r.mapped.stderr.contains("packets_read\t5\n"), r.mapped.stderr)
-                XCTAssertTrue(r.mapped.stderr.contains("snaplen_truncated\t1\n"), r.mapped.stderr)
+                XCTAssertEqual(r.direct.status, 0, r.direct.stderr)
+                XCTAssertEqual(r.direct.stdout, r.libpcap.stdout, "big-endian \(bigEndian), ns \(nanos)")
+                XCTAssertEqual(r.direct.stderr, r.libpcap.stderr)
+                XCTAssertTrue(r.direct.stderr.contains("packets_read\t5\n"), r.direct.stderr)
+                XCTAssertTrue(r.direct.stderr.contains("snaplen_truncated\t1\n"), r.direct.stderr)
             }
         }
     }
@@ -70,12 +71,12 @@ final class MappedReaderTests: XCTestCase {
         for v in [1_700_000_003, 0, 100, 100] { cut += (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
         cut += [UInt8](repeating: 0, count: 20)  // 20 of the 100 bytes promised
         let r = try both(Self.pcap(bigEndian: false, nanos: false, snaplen: 128, records: records, tail: cut), "odd")
-        XCTAssertEqual(r.mapped.status, r.libpcap.status)
-        XCTAssertEqual(r.mapped.stdout, r.libpcap.stdout)
-        XCTAssertEqual(r.mapped.stderr, r.libpcap.stderr)
-        XCTAssertEqual(r.mapped.stdout.split(separator: "\n").count, 3, r.mapped.stdout)
-        XCTAssertTrue(r.mapped.stderr.contains("truncated dump file"), r.mapped.stderr)
-        XCTAssertTrue(r.mapped.stderr.contains("packets_read\t3\n"), r.mapped.stderr)
+        XCTAssertEqual(r.direct.status, r.libpcap.status)
+        XCTAssertEqual(r.direct.stdout, r.libpcap.stdout)
+        XCTAssertEqual(r.direct.stderr, r.libpcap.stderr)
+        XCTAssertEqual(r.direct.stdout.split(separator: "\n").count, 3, r.direct.stdout)
+        XCTAssertTrue(r.direct.stderr.contains("truncated dump file"), r.direct.stderr)
+        XCTAssertTrue(r.direct.stderr.contains("packets_read\t3\n"), r.direct.stderr)
     }
 
     func testTheShippedTruncatedCaptureReadsAsLibpcapReadsIt() throws {
@@ -88,8 +89,48 @@ final class MappedReaderTests: XCTestCase {
         XCTAssertTrue(m.stderr.contains("warning:"), m.stderr)
     }
 
-    /// The comparisons above would pass if the mapping were never used: check that it is, and
-    /// that libpcap reads on where it stops.
+    /// Records that straddle the read buffer's end (every offset within a record header and
+    /// its data, over a file many buffers long), and records larger than the buffer itself (the
+    /// buffer grows for them), read exactly as libpcap reads them.
+    func testRecordsAcrossAndBeyondTheReadBufferReadAsLibpcapReadsThem() throws {
+        var records: [(Int, Int, [UInt8], Int)] = []
+        var sport = 1000
+        // 1,100,000 bytes of records whose sizes step through every remainder mod 64, so that
+        // the 256 KiB boundaries land in headers and in data alike.
+        var size = 0
+        while size < 1_100_000 {
+            let frame = Self.udpFrame(UInt8(sport % 200 + 1), sport, pad: (sport * 7) % 1400)
+            records.append((1_700_000_000 + sport / 100, sport % 1_000_000, frame, frame.count))
+            size += 16 + frame.count
+            sport += 1
+        }
+        // Two records longer than the whole 256 KiB buffer with their headers (a datagram
+        // followed by trailing bytes, up to libpcap's largest record), then an ordinary one.
+        for (i, total) in [262_144, 262_140].enumerated() {
+            let datagram = Self.udpFrame(9, 7000 + i, pad: 100)
+            let jumbo = datagram + [UInt8](repeating: 0x5A, count: total - datagram.count)
+            records.append((1_700_001_000 + i, 0, jumbo, jumbo.count))
+        }
+        records.append((1_700_001_005, 0, Self.udpFrame(1, 5000, pad: 3), 45))
+        let r = try both(Self.pcap(bigEndian: false, nanos: false, snaplen: 262_144, records: records), "buffer")
+        XCTAssertEqual(r.direct.status, 0, r.direct.stderr)
+        XCTAssertEqual(r.direct.stdout, r.libpcap.stdout)
+        XCTAssertEqual(r.direct.stderr, r.libpcap.stderr)
+        XCTAssertTrue(r.direct.stderr.contains("packets_read\t\(records.count)\n"), r.direct.stderr)
+
+        // A record over libpcap's largest (though within the file's snap length) is libpcap's
+        // to refuse: the capture is cut short there, read either way.
+        let huge = Self.udpFrame(9, 7100, pad: 100) + [UInt8](repeating: 0, count: 300_000 - 142)
+        let cut = try both(Self.pcap(bigEndian: false, nanos: false, snaplen: 300_000,
+                                     records: [records[0], (1_700_002_000, 0, huge, huge.count), records[1]]), "huge")
+        XCTAssertEqual(cut.direct.status, 0, cut.direct.stderr)
+        XCTAssertEqual(cut.direct.stdout, cut.libpcap.stdout)
+        XCTAssertEqual(cut.direct.stderr, cut.libpcap.stderr)
+        XCTAssertTrue(cut.direct.stderr.contains("packets_read\t1\n"), cut.direct.stderr)
+    }
+
+    /// The comparisons above would pass if the direct reader were never used: check that it is,
+    /// and that libpcap reads on where it stops.
     func testARegularPcapIsReadInPlaceAndLibpcapReadsOnFromTheFirstOddRecord() throws {
         let long = Self.udpFrame(4, 6000, pad: 200)
         let records = [(1_700_000_000, 0, Self.udpFrame(1, 5000, pad: 10), 52),
@@ -99,12 +140,12 @@ final class MappedReaderTests: XCTestCase {
         try Data(Self.pcap(bigEndian: false, nanos: false, snaplen: 128, records: records)).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
 
-        let mapped = try PcapReader(path: url.path)
-        XCTAssertTrue(mapped.readsInPlace)
+        let direct = try PcapReader(path: url.path)
+        XCTAssertTrue(direct.readsInPlace)
         var lengths: [Int] = []
-        XCTAssertEqual(mapped.forEachPacket { _, _, _, bytes in lengths.append(bytes.count) }, .complete)
+        XCTAssertEqual(direct.forEachPacket { _, _, _, bytes in lengths.append(bytes.count) }, .complete)
         XCTAssertEqual(lengths, [52, 128, 52])  // the long record cut to the snap length by libpcap
-        XCTAssertEqual(mapped.position, Int64(try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int))
+        XCTAssertEqual(direct.position, Int64(try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int))
 
         setenv("FLOWMAP_READER", "libpcap", 1)
         defer { unsetenv("FLOWMAP_READER") }
