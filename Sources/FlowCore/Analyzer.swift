@@ -31,8 +31,6 @@ public final class PacketAnalyzer {
     /// (ahead of the flow table, which learns them in order with the packets).
     public var onNames: (([DNSObservation]) -> Void)?
     private var packetIndex: UInt64 = 0
-    private var ip = IPView()
-    private var tp = TransportView()
     private var reassembly: [FragmentKey: Reassembly] = [:]
     private var fragmentSweepAt = 0.0
 
@@ -179,15 +177,20 @@ public final class PacketAnalyzer {
     /// Returns true if the packet was counted to a flow.
     private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
                            parent: ParentRef) -> Bool {
+        // The views are locals (not properties): decoding writes them field by field, and
+        // copying one whole out of the object right after stalls on store forwarding.
+        var ip = IPView()
+        var tp = TransportView()
         if let a = IPDecoder.decode(b, at: off, wireEnd: wireEnd, into: &ip) {
             stats.anomalies.record(a)
             return false
         }
         // Fragments are held until the datagram is complete, then analyzed as one packet.
         if ip.isFragment {
-            return fragment(b, at: off, t: t, depth: depth, parent: parent)
+            return fragment(b, at: off, ip: ip, t: t, depth: depth, parent: parent)
         }
-        if let a = IPDecoder.transport(b, ip: ip, into: &tp) {
+        if let a = IPDecoder.transport(b, proto: ip.proto, l4Offset: ip.l4Offset, l4Length: ip.l4Length,
+                                       isFragment: ip.isFragment, fragmentOffset: ip.fragmentOffset, into: &tp) {
             stats.anomalies.record(a)
             if a != .udpLengthMismatch { return false }
         }
@@ -196,7 +199,7 @@ public final class PacketAnalyzer {
         if proto == 47 || proto == 4 || proto == 41 {
             if depth >= maxTunnelDepth {
                 stats.anomalies.record(.tunnelDepthExceeded)
-            } else if !ip.isFragment, let inner = tunnelPayload(b, proto: proto) {
+            } else if !ip.isFragment, let inner = tunnelPayload(b, ip: ip, proto: proto) {
                 let tunnelUID = self.tunnelID(ip.src, ip.dst, proto)
                 let innerEnd = min(wireEnd, ip.l4Offset + ip.l4Length)
                 switch inner {
@@ -210,23 +213,23 @@ public final class PacketAnalyzer {
                 }
             }
         }
-        let dst = ip.dst, tpView = tp
+        let dst = ip.dst
         var summary = PacketSummary(ip: ip, tp: tp)
         summary.vlans = vlans
         emit(FlowEvent(kind: .packet, t: t, packet: summary, packetIndex: packetIndex,
                        depth: UInt8(min(depth, 7)), parent: parent, first: 0, count: 0))
-        guard tpView.hasHeader else { return true }
+        guard tp.hasHeader else { return true }
         if proto == 17 {
-            let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
+            let payloadEnd = min(b.count, tp.payloadOffset + tp.payloadLength)
             // DNS answers name the addresses that later flows go to.
-            if tpView.sport == 53 || tpView.sport == 5353 {
-                learnDNS(b, from: tpView.payloadOffset, to: payloadEnd, client: dst, t: t,
-                         multicast: tpView.sport == 5353)
+            if tp.sport == 53 || tp.sport == 5353 {
+                learnDNS(b, from: tp.payloadOffset, to: payloadEnd, client: dst, t: t,
+                         multicast: tp.sport == 5353)
             }
             // UDP tunnels: the outer flow stays, and the inner packet becomes a flow of its own.
             if depth < maxTunnelDepth {
-                if let inner = udpTunnelPayload(b, tp: tpView, end: payloadEnd) {
-                    let innerEnd = min(wireEnd, tpView.payloadOffset + tpView.payloadLength)
+                if let inner = udpTunnelPayload(b, tp: tp, end: payloadEnd) {
+                    let innerEnd = min(wireEnd, tp.payloadOffset + tp.payloadLength)
                     switch inner {
                     case .ip(let o):
                         _ = processIP(b, at: o, wireEnd: innerEnd, t: t, depth: depth + 1, parent: .outer(depth: UInt8(min(depth, 7))))
@@ -235,9 +238,9 @@ public final class PacketAnalyzer {
                     }
                 }
             }
-        } else if proto == 6 && tpView.sport == 53 && tpView.payloadLength > 2 {
-            let payloadEnd = min(b.count, tpView.payloadOffset + tpView.payloadLength)
-            learnDNS(b, from: tpView.payloadOffset + 2, to: payloadEnd, client: dst, t: t, multicast: false)
+        } else if proto == 6 && tp.sport == 53 && tp.payloadLength > 2 {
+            let payloadEnd = min(b.count, tp.payloadOffset + tp.payloadLength)
+            learnDNS(b, from: tp.payloadOffset + 2, to: payloadEnd, client: dst, t: t, multicast: false)
         }
         return true
     }
@@ -260,7 +263,7 @@ public final class PacketAnalyzer {
     }
 
     /// GRE (RFC 2784/2890, and ERSPAN) and IP-in-IP payloads.
-    private func tunnelPayload(_ b: UnsafeRawBufferPointer, proto: UInt8) -> LinkResult? {
+    private func tunnelPayload(_ b: UnsafeRawBufferPointer, ip: IPView, proto: UInt8) -> LinkResult? {
         let o = ip.l4Offset
         if proto == 4 || proto == 41 { return .ip(offset: o) }
         guard b.count >= o + 4 else {
@@ -388,7 +391,8 @@ public final class PacketAnalyzer {
     }
 
     /// Adds one fragment; analyzes the datagram when it is complete.
-    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, t: Double, depth: Int, parent: ParentRef) -> Bool {
+    private func fragment(_ b: UnsafeRawBufferPointer, at off: Int, ip: IPView, t: Double, depth: Int,
+                          parent: ParentRef) -> Bool {
         let k = FragmentKey(src: ip.src, dst: ip.dst, id: ip.fragmentID, proto: ip.proto.rawValue)
         var r = reassembly[k] ?? Reassembly(firstSeen: t, lastSeen: t, depth: depth, parent: parent)
         r.lastSeen = t

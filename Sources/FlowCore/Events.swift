@@ -24,6 +24,9 @@ public struct PacketSummary: Sendable {
     public var hasHeader = false
     /// The frame's VLAN tags (outermost two).
     public var vlans = VLANTags()
+    /// The hash of the packet's flow key without VLANs (the flow table's index hash), computed
+    /// on the decoding thread; 0 when not computed (the table then computes it).
+    var keyHash: UInt64 = 0
     public init() {}
 
     @inline(__always)
@@ -45,6 +48,8 @@ public struct PacketSummary: Sendable {
                 break
             }
         }
+        var flipped = false
+        keyHash = FlowSlots.hash(FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto, flipped: &flipped))
     }
 }
 
@@ -112,7 +117,24 @@ extension FlowTable {
     /// Applies a batch of events in order. Tunnel parents that name "the outer flow" resolve to
     /// the flow of the latest packet at that depth.
     public func apply(_ batch: EventBatch) {
-        for i in 0..<batch.count {
+        // The table is far larger than the caches, and each packet's lookup, flow and TCP state
+        // would be a cache miss in turn. A few events ahead of the one being applied, its index
+        // entry is requested, then its flow's lines, then its TCP state, so that the misses of
+        // several packets overlap (a handful in flight: the CPU drops prefetches beyond that).
+        let n = batch.count
+        let pipelined = n >= 32 && !vlanAware
+        let a1 = FlowTable.indexAhead, a2 = FlowTable.flowAhead, a3 = FlowTable.tcpAhead
+        if pipelined {
+            for i in 0..<min(n, a1) { prefetchIndex(batch[i]) }
+            for i in 0..<min(n, a2) { prefetchFlow(batch[i]) }
+            for i in 0..<min(n, a3) { prefetchTCP(batch[i]) }
+        }
+        for i in 0..<n {
+            if pipelined {
+                if i + a1 < n { prefetchIndex(batch[i + a1]) }
+                if i + a2 < n { prefetchFlow(batch[i + a2]) }
+                if i + a3 < n { prefetchTCP(batch[i + a3]) }
+            }
             let e = batch[i]
             switch e.pointee.kind {
             case .packet:

@@ -232,6 +232,56 @@ final class BatchingTests: XCTestCase {
         XCTAssertEqual(a, b)
         XCTAssertTrue(a.contains { $0.proto == "icmp" && $0.tunnelParents.count == 15 })  // 3 sources × 5 ports
     }
+
+    /// Full batches take the prefetching path, and ended flows leave the index in groups: a key
+    /// that comes back while its old flow's index entry is still pending must open a new flow,
+    /// and its packets must never count to the old one. Rounds of UDP and TCP flows expire (the
+    /// UDP ones by inactivity, the TCP ones after their close) and their keys come back.
+    func testBatchedRoundsOfExpiringAndReturningKeysMatchDirectAnalysis() throws {
+        var frames: [([UInt8], Double)] = []
+        let S = TCPFlag.syn, A = TCPFlag.ack, F = TCPFlag.fin
+        for round in 0..<4 {
+            let t0 = Double(round) * 100
+            for k in 0..<37 {  // not a multiple of the removal group or of the prefetch distances
+                let c = "10.1.\(k / 10).\(k % 10 + 1)", t = t0 + Double(k) * 0.01
+                frames.append((PB.ether(PB.ipv4(src: c, dst: "10.2.0.1", proto: 17,
+                                                PB.udp(sport: 5000 + k, dport: 53, payload: [1, 2, 3]))), t))
+                frames.append((PB.ether(PB.ipv4(src: "10.2.0.1", dst: c, proto: 17,
+                                                PB.udp(sport: 53, dport: 5000 + k, payload: [4]))), t + 0.001))
+                let seq = UInt32(1000 * (round + 1)), sseq = UInt32(9000 + round)
+                for (src, dst, sp, dp, sq, ak, fl) in [(c, "10.2.0.1", 40000 + k, 80, seq, UInt32(0), S),
+                                                       ("10.2.0.1", c, 80, 40000 + k, sseq, seq + 1, S | A),
+                                                       (c, "10.2.0.1", 40000 + k, 80, seq + 1, sseq + 1, A | F),
+                                                       ("10.2.0.1", c, 80, 40000 + k, sseq + 1, seq + 2, A | F),
+                                                       (c, "10.2.0.1", 40000 + k, 80, seq + 2, sseq + 2, A)] {
+                    frames.append((PB.ether(PB.ipv4(src: src, dst: dst, proto: 6,
+                                                    PB.tcp(sport: sp, dport: dp, seq: sq, ack: ak, flags: fl))), t + 0.002))
+                }
+            }
+        }
+        func run(batch: Int?) -> [FlowRecord] {
+            final class Sink { var r: [FlowRecord] = [] }
+            let sink = Sink()
+            let table = FlowTable { sink.r.append($0) }
+            let analyzer = batch.map { n in
+                PacketAnalyzer(batch: EventBatch(capacity: n), names: table.names) { b in
+                    table.apply(b)
+                    b.clear()
+                    return b
+                }
+            } ?? PacketAnalyzer(table: table)
+            for (f, t) in frames {
+                f.withUnsafeBytes { analyzer.process(linkType: .ethernet, timestamp: t, wireLength: f.count, bytes: $0) }
+            }
+            if batch == nil { analyzer.finish() } else { analyzer.finishDecoding(); table.flush() }
+            return sink.r
+        }
+        let direct = run(batch: nil)
+        XCTAssertEqual(direct.count, 4 * 37 * 2)
+        XCTAssertTrue(direct.allSatisfy { $0.proto == "udp" ? $0.origPkts == 1 && $0.respPkts == 1 : $0.origPkts == 3 })
+        XCTAssertEqual(run(batch: 1024), direct)
+        XCTAssertEqual(run(batch: 64), direct)
+    }
 }
 
 final class GapTests: XCTestCase {

@@ -76,6 +76,9 @@ struct FlowState {
     /// True when the originator is the key's first endpoint (addresses and ports live only in
     /// the key).
     var origIsA: Bool
+    /// Set when the flow has ended (its index entry may still be waiting to be removed); in the
+    /// key's cache line, since lookups check it.
+    var removed = false
     /// The VLAN tags of the flow's first packet (logged as vlan / inner_vlan), packed into the
     /// padding after `origIsA`: tag count << 24 | outer << 12 | inner.
     private var vlanPacked: UInt32 = 0
@@ -102,7 +105,6 @@ struct FlowState {
     var respName: Int32 = -1
     /// Index into the table's tunnel-parent lists, or -1.
     var parents: Int32 = -1
-    var removed = false
 
     init(key: FlowKey, serial: UInt64, origH: IPAddress, origP: UInt16, start: Double) {
         self.key = key

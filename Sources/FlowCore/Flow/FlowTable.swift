@@ -72,6 +72,8 @@ public final class FlowTable {
         }
         guard heap.topTime <= t else { return }
         while heap.topTime <= t, let top = heap.pop() {
+            // The next due flow's first line, while this one is dealt with.
+            if let next = heap.topSlot, let nf = slots.addressIfAllocated(next) { prefetch(nf) }
             let f = slots[top.slot]
             if f.pointee.removed || f.pointee.serial != top.serial || f.pointee.timerToken != top.token { continue }
             f.pointee.scheduledAt = .infinity
@@ -105,7 +107,7 @@ public final class FlowTable {
         let vlanKey: UInt32 = vlanAware && vl.count > 0 ? UInt32(vl.outer) << 12 | UInt32(vl.count > 1 ? vl.inner : 0) : 0
         let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, vlans: vlanKey,
                           flipped: &keyFlipped)
-        let h = FlowSlots.hash(key)
+        let h = summary.keyHash != 0 && vlanKey == 0 ? summary.keyHash : FlowSlots.hash(key)
         var slot = slots.find(key, hash: h)
         if let s = slot, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
            isReuse(slots[s], tp: tp) {
@@ -137,6 +139,43 @@ public final class FlowTable {
         count(f, isOrig: isOrig, ipBytes: ip.ipBytes)
         schedule(f, slot: s)
         return s
+    }
+
+    // MARK: Prefetching (hints only: nothing here changes state or results)
+
+    /// How many events ahead of the one being applied its index entry, its flow's lines and its
+    /// TCP state are requested.
+    static let indexAhead = 12
+    static let flowAhead = 8
+    static let tcpAhead = 4
+
+    @inline(__always)
+    func prefetchIndex(_ e: UnsafeMutablePointer<FlowEvent>) {
+        if e.pointee.kind == .packet { slots.prefetchIndex(e.pointee.packet.keyHash) }
+    }
+
+    /// Requests the lines of the flow that the event's packet most likely belongs to.
+    @inline(__always)
+    func prefetchFlow(_ e: UnsafeMutablePointer<FlowEvent>) {
+        guard e.pointee.kind == .packet, let s = slots.guessSlot(e.pointee.packet.keyHash),
+              let f = slots.addressIfAllocated(s) else { return }
+        let raw = UnsafeRawPointer(f)
+        prefetch(raw)
+        prefetch(raw + 64)
+        prefetch(raw + 128)
+        prefetch(raw + (MemoryLayout<FlowState>.size - 1))
+    }
+
+    /// Requests the TCP state of the event's flow (whose lines were requested earlier).
+    @inline(__always)
+    func prefetchTCP(_ e: UnsafeMutablePointer<FlowEvent>) {
+        guard e.pointee.kind == .packet, e.pointee.packet.proto.rawValue == 6,
+              let s = slots.guessSlot(e.pointee.packet.keyHash), let f = slots.addressIfAllocated(s),
+              let ts = tcpSlots.addressIfAllocated(f.pointee.tcp) else { return }
+        let raw = UnsafeRawPointer(ts)
+        prefetch(raw)
+        prefetch(raw + 64)
+        prefetch(raw + (MemoryLayout<TCPState>.size - 1))
     }
 
     /// The id of the flow in `slot`.

@@ -7,15 +7,26 @@ struct FlowSlots {
     /// One word per index entry (one cache line fetch per probe): the high 32 bits are the
     /// entry's hash (its home position and a filter before comparing keys), the low 32 bits
     /// its slot + 1; 0 is empty.
-    private var index: [UInt64]
+    /// Removed flows whose index entries are still to be removed (slot and hash).
+    private var pending = UnsafeMutablePointer<(slot: Int32, hash: UInt32)>.allocate(capacity: FlowSlots.pendingCapacity)
+    private var pendingCount = 0
+    private static var pendingCapacity: Int { 16 }
+    private var index: UnsafeMutablePointer<UInt64>
+    private var indexSize: Int
     private var mask: Int
 
     init(capacity: Int = 1024) {
-        index = [UInt64](repeating: 0, count: capacity * 2)
-        mask = capacity * 2 - 1
+        indexSize = capacity * 2
+        index = .allocate(capacity: indexSize)
+        index.initialize(repeating: 0, count: indexSize)
+        mask = indexSize - 1
     }
 
-    func deallocate() { store.deallocate() }
+    func deallocate() {
+        store.deallocate()
+        index.deallocate()
+        pending.deallocate()
+    }
 
     @inline(__always)
     private static func entry(_ h: UInt32, _ slot: Int32) -> UInt64 { UInt64(h) << 32 | UInt64(UInt32(slot + 1)) }
@@ -43,7 +54,7 @@ struct FlowSlots {
             if e == 0 { return nil }
             if UInt32(truncatingIfNeeded: e >> 32) == h {
                 let s = Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
-                if store[s].pointee.key == k { return s }
+                if store[s].pointee.key == k && !store[s].pointee.removed { return s }
             }
             i = (i + 1) & mask
         }
@@ -52,10 +63,35 @@ struct FlowSlots {
     @inline(__always)
     subscript(_ slot: Int32) -> UnsafeMutablePointer<FlowState> { store[slot] }
 
+    /// Starts loading the index entry where a lookup of `h64` begins.
+    @inline(__always)
+    func prefetchIndex(_ h64: UInt64) {
+        prefetch(index + (Int(UInt32(truncatingIfNeeded: h64)) & mask))
+    }
+
+    /// The slot of the first entry whose hash matches `h64` within a few probes, or nil: a
+    /// guess at the lookup's result (keys are not compared), for prefetching only.
+    @inline(__always)
+    func guessSlot(_ h64: UInt64) -> Int32? {
+        let h = UInt32(truncatingIfNeeded: h64)
+        var i = Int(h) & mask
+        for _ in 0..<4 {
+            let e = index[i]
+            if e == 0 { return nil }
+            if UInt32(truncatingIfNeeded: e >> 32) == h { return Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1 }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    /// The address of `slot` when it is within the store (live or free), for prefetching.
+    @inline(__always)
+    func addressIfAllocated(_ slot: Int32) -> UnsafeMutablePointer<FlowState>? { store.addressIfAllocated(slot) }
+
     /// Stores a new flow and indexes it; returns its slot.
     mutating func insert(_ f: FlowState, hash h64: UInt64) -> Int32 {
         let h = UInt32(truncatingIfNeeded: h64)
-        if (count + 1) * 2 > index.count { growIndex() }
+        if (count + 1) * 2 > indexSize { growIndex() }
         let slot = store.insert(f)
         var i = Int(h) & mask
         while index[i] != 0 { i = (i + 1) & mask }
@@ -64,9 +100,26 @@ struct FlowSlots {
         return slot
     }
 
-    /// Unindexes a flow and frees its slot (backward-shift deletion keeps probes short).
+    /// Removes a flow that is marked `removed`. Its index entry, which lookups then pass over,
+    /// is unindexed later with others (their index lines requested together, so that their
+    /// cache misses overlap); only then is the slot freed for reuse.
     mutating func remove(_ slot: Int32) {
-        let h = UInt32(truncatingIfNeeded: FlowSlots.hash(store[slot].pointee.key))
+        let h = FlowSlots.hash(store[slot].pointee.key)
+        prefetchIndex(h)
+        pending[pendingCount] = (slot, UInt32(truncatingIfNeeded: h))
+        pendingCount += 1
+        count -= 1
+        if pendingCount == FlowSlots.pendingCapacity { unindexPending() }
+    }
+
+    /// Unindexes and frees every flow whose removal is pending.
+    mutating func unindexPending() {
+        for i in 0..<pendingCount { unindex(pending[i].slot, hash: pending[i].hash) }
+        pendingCount = 0
+    }
+
+    /// Unindexes a flow and frees its slot (backward-shift deletion keeps probes short).
+    private mutating func unindex(_ slot: Int32, hash h: UInt32) {
         let target = FlowSlots.entry(h, slot)
         var i = Int(h) & mask
         while index[i] != target {
@@ -87,27 +140,31 @@ struct FlowSlots {
             j = (j + 1) & mask
         }
         store.remove(slot)
-        count -= 1
     }
 
     /// Every live slot.
-    func liveSlots() -> [Int32] {
+    mutating func liveSlots() -> [Int32] {
+        unindexPending()
         var out: [Int32] = []
         out.reserveCapacity(count)
-        for e in index where e != 0 { out.append(Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1) }
+        for i in 0..<indexSize where index[i] != 0 { out.append(Int32(truncatingIfNeeded: index[i] & 0xFFFF_FFFF) - 1) }
         return out
     }
 
     private mutating func growIndex() {
-        let newSize = index.count * 2
-        var ni = [UInt64](repeating: 0, count: newSize)
+        let newSize = indexSize * 2
+        let ni = UnsafeMutablePointer<UInt64>.allocate(capacity: newSize)
+        ni.initialize(repeating: 0, count: newSize)
         let nmask = newSize - 1
-        for e in index where e != 0 {
+        for i in 0..<indexSize where index[i] != 0 {
+            let e = index[i]
             var j = Int(UInt32(truncatingIfNeeded: e >> 32)) & nmask
             while ni[j] != 0 { j = (j + 1) & nmask }
             ni[j] = e
         }
+        index.deallocate()
         index = ni
+        indexSize = newSize
         mask = nmask
     }
 }
@@ -148,5 +205,12 @@ struct ValueSlots<Element> {
     mutating func remove(_ i: Int32) {
         _ = self[i].move()
         free.append(i)
+    }
+
+    /// The address of element `i` if it lies in an allocated chunk (its value may be live or
+    /// freed): for prefetching, never for reading a value.
+    @inline(__always)
+    func addressIfAllocated(_ i: Int32) -> UnsafeMutablePointer<Element>? {
+        i >= 0 && Int(i) < used ? self[i] : nil
     }
 }

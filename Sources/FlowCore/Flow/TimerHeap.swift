@@ -16,6 +16,9 @@ struct TimerHeap {
     var topTime: Double { items.isEmpty ? .infinity : items[0].time }
 
     @inline(__always)
+    var topSlot: Int32? { items.isEmpty ? nil : items[0].slot }
+
+    @inline(__always)
     private static func less(_ a: Entry, _ b: Entry) -> Bool {
         a.time < b.time || (a.time == b.time && a.serial < b.serial)
     }
