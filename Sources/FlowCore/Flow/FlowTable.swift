@@ -42,6 +42,7 @@ public final class FlowTable {
     deinit {
         slots.deallocate()
         tcpSlots.deallocate()
+        heap.deallocate()
     }
 
     /// The TCP state of a TCP flow.

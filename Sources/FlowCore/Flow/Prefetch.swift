@@ -5,3 +5,4 @@ func _prefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cacheTyp
 
 @inline(__always)
 func prefetch(_ p: UnsafeRawPointer) { _prefetch(p, 0, 3, 1) }
+
