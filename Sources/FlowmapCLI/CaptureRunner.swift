@@ -39,10 +39,13 @@ enum CaptureRunner {
     }
 
     /// Reads the captures; flows reach `onFlow` in the order they end, on the calling thread.
-    /// With `learnNames` false, flows carry no DNS names (for output that has none).
+    /// With `learnNames` false, flows carry no DNS names (for output that has none). With
+    /// `onSnapshot`, ended flows reach it instead, as the table's snapshots (no records built).
     static func run(_ readers: [PcapReader], timeouts: Timeouts, quiet: Bool, keepNames: Bool = false,
                     learnNames: Bool = true, threads: Int = 1, vlanAware: Bool = false,
-                    onNames: (([DNSObservation]) -> Void)? = nil, onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
+                    onNames: (([DNSObservation]) -> Void)? = nil,
+                    onSnapshot: ((FlowSnapshot, _ firstPacketTime: Double?) -> Void)? = nil,
+                    onFlow: @escaping (FlowRecord, _ firstPacketTime: Double?) -> Void) -> CaptureRun {
         let names = DNSNameTable()
         names.keepObservations = keepNames
         final class Counter: @unchecked Sendable { var emitted = 0 }
@@ -54,10 +57,17 @@ enum CaptureRunner {
         }
         tableRef = table
         let learns = learnNames || keepNames
-        let pipeline = threads > 1 ? Pipeline(table: table) { r in
+        let snapshots = onSnapshot.map { deliver in
+            { (s: FlowSnapshot) in
+                counter.emitted += 1
+                deliver(s, tableRef?.firstTime)
+            }
+        }
+        let pipeline = threads > 1 ? Pipeline(table: table, onSnapshot: snapshots) { r in
             counter.emitted += 1
             onFlow(r, tableRef?.firstTime)
         } : nil
+        if pipeline == nil, let snapshots { table.onSnapshot = snapshots }
         let analyzer = pipeline?.analyzer ?? PacketAnalyzer(table: table)
         analyzer.onNames = onNames
         analyzer.learnsNames = learns

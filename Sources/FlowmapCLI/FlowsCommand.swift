@@ -59,8 +59,14 @@ struct FlowsCommand: ParsableCommand {
         do { readers = try CaptureRunner.open(source.captures) } catch { throw fail(error.message) }
         let window = source.spec  // parsed once, not per flow
         // Zeek's conn.log has no names: DNS answers are then not learned.
+        // A conn.log without Community IDs is written straight from the table's snapshots.
+        let direct: ((FlowSnapshot, Double?) -> Void)? = format == .zeek && !communityID ? { s, first in
+            if writer.openTime == nil { writer.openTime = first }
+            if window.admits(s.ts) { writer.add(s) }
+        } : nil
         let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
-                                           learnNames: format != .zeek, threads: analysis.threadCount, vlanAware: analysis.vlanAware) { r, first in
+                                       learnNames: format != .zeek, threads: analysis.threadCount,
+                                       vlanAware: analysis.vlanAware, onSnapshot: direct) { r, first in
             if writer.openTime == nil { writer.openTime = first }
             if window.admits(r.ts) { writer.add(r) }
         }
@@ -106,6 +112,17 @@ struct FlowWriter {
             let cid = communityID, vf = vlanFields
             Terminal.out { ZeekConnLogWriter.write(r, into: $0, communityID: cid, vlanFields: vf) }
         }
+    }
+
+    /// A conn.log row straight from an ended flow's snapshot (zeek format without Community IDs).
+    mutating func add(_ s: FlowSnapshot) {
+        precondition(format == .zeek && !communityID)
+        if !started {
+            Terminal.out(ZeekConnLogWriter.header(openTime: openTime, communityID: false, vlanFields: vlanFields))
+            started = true
+        }
+        let vf = vlanFields
+        Terminal.out { ZeekConnLogWriter.write(s, into: $0, vlanFields: vf) }
     }
 
     mutating func finish(closeTime: Double?) {

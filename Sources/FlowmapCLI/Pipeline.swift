@@ -107,6 +107,8 @@ final class Pipeline: @unchecked Sendable {
     private let empty: SPSCRing<EventBatch>
     private let finished: SPSCRing<[FlowSnapshot]>
     private let onFlow: (FlowRecord) -> Void
+    /// When set, ended flows reach it as the table's snapshots, and no records are built.
+    private let onSnapshot: ((FlowSnapshot) -> Void)?
     /// The table's names (turned into strings on this thread, which also interns them).
     private let names: DNSNameTable
     private var worker: WorkerThread!
@@ -115,7 +117,8 @@ final class Pipeline: @unchecked Sendable {
     let tableThreadCPU = CPUBox()
 
     /// Nil when the table thread cannot be started; the table is then left as it was.
-    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onFlow: @escaping (FlowRecord) -> Void) {
+    init?(table: FlowTable, batches: Int = 8, batchSize: Int = 1024, onSnapshot: ((FlowSnapshot) -> Void)? = nil,
+          onFlow: @escaping (FlowRecord) -> Void) {
         // One malloc arena for both threads: the table thread allocates little (a record's
         // strings per flow), and a second arena would hold megabytes of free memory.
         _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
@@ -127,6 +130,7 @@ final class Pipeline: @unchecked Sendable {
         self.empty = empty
         self.finished = finished
         self.onFlow = onFlow
+        self.onSnapshot = onSnapshot
         names = table.names
         analyzer = PacketAnalyzer(batch: EventBatch(capacity: batchSize), names: table.names) { [unowned self] done in
             full.push(done, whileWaiting: self.drain)
@@ -166,7 +170,15 @@ final class Pipeline: @unchecked Sendable {
 
     /// Writes out finished flows that have arrived (on the calling thread).
     private func drain() {
-        while let rs = finished.tryPop() { for r in rs { onFlow(r.record(names: names)) } }
+        while let rs = finished.tryPop() { deliver(rs) }
+    }
+
+    private func deliver(_ rs: [FlowSnapshot]) {
+        if let onSnapshot {
+            for r in rs { onSnapshot(r) }
+        } else {
+            for r in rs { onFlow(r.record(names: names)) }
+        }
     }
 
     /// Seconds the reader waited for the table thread, and the table thread for the reader.
@@ -179,7 +191,7 @@ final class Pipeline: @unchecked Sendable {
     func finish() {
         analyzer.finishDecoding()
         full.close()
-        while let rs = finished.pop() { for r in rs { onFlow(r.record(names: names)) } }
+        while let rs = finished.pop() { deliver(rs) }
         worker.join()
     }
 }

@@ -65,6 +65,32 @@ final class ThreadingTests: XCTestCase {
         XCTAssertEqual(rows.count, one.stdout.split(separator: "\n").count)
     }
 
+    /// A conn.log is written straight from the table's snapshots; with Community IDs it goes
+    /// through flow records. Without that last column the two are the same bytes (tunnel
+    /// parents, VLAN columns, flipped and history-less flows included), on either thread count.
+    func testConnLogFromSnapshotsEqualsConnLogFromRecords() throws {
+        let dir = Repo.fixtures.appendingPathComponent("zeek-parity")
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            .filter { $0.hasSuffix(".pcap") || $0.hasSuffix(".pcapng") }.sorted().map { dir.appendingPathComponent($0).path }
+        for threads in ["1", "2"] {
+            let base = ["flows", "--format", "zeek", "--vlan-fields", "-q", "--threads", threads] + all
+            let direct = try runFlowmap(base), viaRecords = try runFlowmap(base + ["--community-id"])
+            XCTAssertEqual(direct.status, 0, direct.stderr)
+            XCTAssertEqual(viaRecords.status, 0, viaRecords.stderr)
+            let stripped = viaRecords.stdout.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
+                if line.hasPrefix("#types") || (!line.hasPrefix("#") && !line.isEmpty) || line.hasPrefix("#fields") {
+                    return line[..<(line.lastIndex(of: "\t") ?? line.endIndex)]
+                }
+                return line
+            }.joined(separator: "\n")
+            XCTAssertEqual(direct.stdout, stripped, "threads \(threads)")
+            XCTAssertGreaterThan(direct.stdout.split(separator: "\n").count, 1500)
+            let parents = direct.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }
+                .map { $0.split(separator: "\t", omittingEmptySubsequences: false)[20] }
+            XCTAssertTrue(parents.contains { $0 != "-" })  // some flows are tunnelled
+        }
+    }
+
     /// conn.log output learns no DNS names, but DNS answers are still decoded: the counters
     /// (malformed answers included) are those of any other format.
     func testStatsDoNotDependOnTheFormat() throws {

@@ -156,12 +156,24 @@ public enum FlowUID {
     /// A Zeek-style uid: "C" then base62 digits of two 64-bit hashes (18 characters).
     public static func format(prefix: UInt8 = UInt8(ascii: "C"), _ a: UInt64, _ b: UInt64) -> String {
         String(unsafeUninitializedCapacity: 18) { buf in
+            digits(prefix: prefix, a, b, into: UnsafeMutableRawBufferPointer(buf))
+            return 18
+        }
+    }
+
+    /// The same 18 characters, appended to `w` (no string).
+    static func write(prefix: UInt8 = UInt8(ascii: "C"), _ a: UInt64, _ b: UInt64, into w: ByteWriter) {
+        w.withSpace(18) { digits(prefix: prefix, a, b, into: $0) }
+    }
+
+    @inline(__always)
+    private static func digits(prefix: UInt8, _ a: UInt64, _ b: UInt64, into buf: UnsafeMutableRawBufferPointer) {
+        alphabet.withUnsafeBufferPointer { abc in
             buf[0] = prefix
             var x = a
-            for i in 1...9 { buf[i] = alphabet[Int(x % 62)]; x /= 62 }
+            for i in 1...9 { buf[i] = abc[Int(x % 62)]; x /= 62 }
             x = b
-            for i in 10...17 { buf[i] = alphabet[Int(x % 62)]; x /= 62 }
-            return 18
+            for i in 10...17 { buf[i] = abc[Int(x % 62)]; x /= 62 }
         }
     }
 }
@@ -179,6 +191,9 @@ public struct FlowSnapshot: @unchecked Sendable {
     let addressName: Int32
     let addressNameCount: Int32
     let parents: [FlowID]
+
+    /// The first packet's time (the record's `ts`).
+    public var ts: Double { flow.start }
 
     /// The record, with name ids turned into strings through `names` (the table's).
     ///

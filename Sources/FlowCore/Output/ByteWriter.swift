@@ -74,6 +74,14 @@ public final class ByteWriter {
         s.withUTF8Buffer { raw(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Lets `body` write exactly `n` bytes in place.
+    @inline(__always)
+    func withSpace(_ n: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
+        reserve(n)
+        body(UnsafeMutableRawBufferPointer(start: base + count, count: n))
+        count += n
+    }
+
     @inline(__always)
     public func raw(_ p: UnsafeRawBufferPointer) {
         reserve(p.count)

@@ -54,6 +54,63 @@ public struct ZeekConnLogWriter {
         return w.withBytes { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// Appends the conn.log row of an ended flow straight from the table's snapshot (no record,
+    /// no strings): the same bytes as `write(snapshot.record(names:), …)` without a Community
+    /// ID (conn.log has no names, so none are needed).
+    public static func write(_ s: FlowSnapshot, into w: ByteWriter, vlanFields: Bool = false) {
+        let f = s.flow
+        w.fixed6(f.start); w.byte(9)
+        let id = f.id
+        FlowUID.write(id.a, id.b, into: w); w.byte(9)
+        w.address(f.origH); w.byte(9)
+        w.decimal(UInt64(f.origP)); w.byte(9)
+        w.address(f.respH); w.byte(9)
+        w.decimal(UInt64(f.respP)); w.byte(9)
+        switch f.key.proto.rawValue {
+        case 6: w.ascii("tcp\t-\t")  // service: no protocol detection
+        case 17: w.ascii("udp\t-\t")
+        case 1, 58: w.ascii("icmp\t-\t")
+        default: w.ascii("unknown_transport\t-\t")
+        }
+        let duration = f.last - f.start
+        if duration > 0 {
+            w.fixed6(duration); w.byte(9)
+            w.decimal(s.origBytes); w.byte(9)
+            w.decimal(s.respBytes); w.byte(9)
+        } else {
+            w.ascii("-\t-\t-\t")
+        }
+        w.ascii(s.state); w.byte(9)
+        w.ascii("-\t-\t")  // local_orig/local_resp: Site::local_nets is not configured
+        w.decimal(s.missed); w.byte(9)
+        // History letters are printable ASCII: nothing to escape.
+        let n = Int(f.history.count)
+        if n == 0 { w.byte(45) } else { w.withSpace(n) { for i in 0..<n { $0[i] = f.history.letter(i) } } }
+        w.byte(9)
+        w.decimal(f.origPkts); w.byte(9)
+        w.decimal(f.origIPBytes); w.byte(9)
+        w.decimal(f.respPkts); w.byte(9)
+        w.decimal(f.respIPBytes); w.byte(9)
+        if s.parents.isEmpty {
+            w.byte(45)
+        } else {
+            for (i, p) in s.parents.map(\.text).sorted().enumerated() {
+                if i > 0 { w.byte(44) }
+                w.text(p)
+            }
+        }
+        w.byte(9)
+        w.decimal(UInt64(f.key.proto.rawValue))
+        if vlanFields {
+            let v = f.vlans
+            w.byte(9)
+            if v.count > 0 { w.decimal(UInt64(v.outer)) } else { w.byte(45) }
+            w.byte(9)
+            if v.count > 1 { w.decimal(UInt64(v.inner)) } else { w.byte(45) }
+        }
+        w.byte(10)
+    }
+
     /// Appends one conn.log row (with its newline) to `w`.
     public static func write(_ r: FlowRecord, into w: ByteWriter, communityID: Bool = false, vlanFields: Bool = false) {
         w.fixed6(r.ts); w.byte(9)
