@@ -87,11 +87,43 @@ public final class FlowTable {
     }
 
     /// Emits every remaining flow, in (first packet time, serial) order, and empties the table.
+    ///
+    /// Hundreds of thousands of flows can be open at the end of a capture, far more than the
+    /// caches hold: their sort keys are read in slot (memory) order, and while each flow is
+    /// emitted, the lines of the flows a few places on are requested. The index and the stores
+    /// are then cleared at once rather than flow by flow.
     public func flush() {
-        var rest = slots.liveSlots().map { (slots[$0].pointee.start, slots[$0].pointee.serial, $0) }
+        var live = slots.liveSlots()
+        live.sort()
+        var rest = live.map { (slots[$0].pointee.start, slots[$0].pointee.serial, $0) }
         rest.sort { a, b in a.0 != b.0 ? a.0 < b.0 : a.1 < b.1 }
-        for (_, _, s) in rest { remove(s) }
+        let n = rest.count
+        for i in 0..<n {
+            if i + FlowTable.flowAhead < n { prefetchLines(slots[rest[i + FlowTable.flowAhead].2]) }
+            if i + FlowTable.tcpAhead < n {
+                let f = slots[rest[i + FlowTable.tcpAhead].2]
+                if let ts = tcpSlots.addressIfAllocated(f.pointee.tcp) { prefetchLines(ts) }
+            }
+            let f = slots[rest[i].2]
+            f.pointee.removed = true
+            let snap = snapshot(f)
+            if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record(names: names)) }
+        }
+        slots.removeAll()
+        tcpSlots.removeAll()
+        parentLists.removeAll()
+        freeParentLists.removeAll()
+        outOfOrder.removeAll()
         heap.removeAll()
+    }
+
+    /// Requests every line of a flow's (or a TCP state's) storage.
+    @inline(__always)
+    private func prefetchLines<T>(_ p: UnsafeMutablePointer<T>) {
+        let raw = UnsafeRawPointer(p)
+        var o = 0
+        while o < MemoryLayout<T>.size { prefetch(raw + o); o += 64 }
+        prefetch(raw + (MemoryLayout<T>.size - 1))
     }
 
     // MARK: Packets

@@ -142,6 +142,14 @@ struct FlowSlots {
         store.remove(slot)
     }
 
+    /// Forgets every flow at once (their values need no deinitialization).
+    mutating func removeAll() {
+        index.update(repeating: 0, count: indexSize)
+        pendingCount = 0
+        count = 0
+        store.removeAll()
+    }
+
     /// Every live slot.
     mutating func liveSlots() -> [Int32] {
         unindexPending()
@@ -205,6 +213,14 @@ struct ValueSlots<Element> {
     mutating func remove(_ i: Int32) {
         _ = self[i].move()
         free.append(i)
+    }
+
+    /// Forgets every value at once, keeping the chunks (for plain values only: none is
+    /// deinitialized).
+    mutating func removeAll() {
+        precondition(_isPOD(Element.self), "removeAll() skips deinitialization")
+        used = 0
+        free.removeAll()
     }
 
     /// The address of element `i` if it lies in an allocated chunk (its value may be live or
