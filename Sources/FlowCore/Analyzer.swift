@@ -248,11 +248,15 @@ public final class PacketAnalyzer {
     private func learnDNS(_ b: UnsafeRawBufferPointer, from o: Int, to end: Int, client: IPAddress, t: Double,
                           multicast: Bool) {
         guard end > o else { return }
+        // Not learning names: the answers are only checked (and counted when malformed).
+        guard learnsNames else {
+            if !DNSParser.isWellFormed(b, from: o, to: end) { stats.anomalies.record(.malformedDNS) }
+            return
+        }
         guard let answers = DNSParser.answers(b, from: o, to: end) else {
             stats.anomalies.record(.malformedDNS)
             return
         }
-        guard learnsNames else { return }  // parsed (and counted when malformed), not learned
         let who = multicast || client.isBroadcastOrMulticast ? nil : client
         var obs = answers.map { DNSObservation(client: who, name: $0.name, chain: $0.chain, address: $0.address,
                                                ttl: $0.ttl, ts: t) }

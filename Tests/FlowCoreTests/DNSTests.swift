@@ -26,6 +26,44 @@ final class DNSTests: XCTestCase {
         XCTAssertEqual(answers[0].ttl, 300)
     }
 
+    /// The check used when no names are learned agrees with the full parse on every prefix and
+    /// on thousands of mutated responses (with and without CNAMEs, A and AAAA, pointers).
+    func testWellFormedCheckAgreesWithTheParser() {
+        var plain: [UInt8] = PB.be16(7) + [0x81, 0x80] + PB.be16(1) + PB.be16(2) + PB.be16(0) + PB.be16(0)
+        let q: [UInt8] = [3] + Array("Api".utf8) + [2] + Array("EX".utf8) + [0]
+        plain += q + PB.be16(28) + PB.be16(1)
+        plain += [0xC0, 12] + PB.be16(28) + PB.be16(1) + PB.be32(30) + PB.be16(16) + [UInt8](repeating: 0x20, count: 16)
+        plain += [1, 0x78, 0xC0, 12] + PB.be16(1) + PB.be16(1) + PB.be32(30) + PB.be16(4) + [10, 0, 0, 1]
+        let samples = [response(), response(id: 9), plain]
+        var rng: UInt64 = 0x1234_5678
+        func next() -> Int {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int(truncatingIfNeeded: rng >> 33)
+        }
+        var checked = 0, malformed = 0
+        for msg in samples {
+            var variants = (0...msg.count).map { Array(msg.prefix($0)) }
+            for _ in 0..<3000 {
+                var m = msg
+                for _ in 0..<(1 + next() % 3) {
+                    let i = 12 + next() % (m.count - 12)
+                    m[i] = next() % 4 == 0 ? 0xC0 : UInt8(truncatingIfNeeded: next())
+                }
+                variants.append(m)
+            }
+            for v in variants {
+                v.withUnsafeBytes { b in
+                    let parsed = DNSParser.answers(b, from: 0, to: b.count) != nil
+                    XCTAssertEqual(DNSParser.isWellFormed(b, from: 0, to: b.count), parsed, "\(v)")
+                    checked += 1
+                    if !parsed { malformed += 1 }
+                }
+            }
+        }
+        XCTAssertGreaterThan(malformed, 1000)  // the mutations do reach the failure paths
+        XCTAssertGreaterThan(checked - malformed, 1000)
+    }
+
     func testEveryPrefixOfAResponseIsSafe() {
         let msg = response()
         for n in 0..<msg.count {

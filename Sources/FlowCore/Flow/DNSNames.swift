@@ -346,6 +346,78 @@ public enum DNSParser {
         return out
     }
 
+    /// Whether `answers(b, from: o, to: end)` would parse (return non-nil), without building
+    /// any name: for output that learns no names but still counts malformed answers.
+    public static func isWellFormed(_ b: UnsafeRawBufferPointer, from o: Int, to end0: Int) -> Bool {
+        let end = min(end0, b.count)
+        guard end - o >= 12 else { return false }
+        let flags = b.u16be(o + 2)
+        guard flags & 0x8000 != 0 else { return true }
+        let qd = Int(b.u16be(o + 4)), an = Int(b.u16be(o + 6))
+        if an == 0 { return true }
+        var p = o + 12
+        var question = -1
+        for _ in 0..<qd {
+            guard let next = skipName(b, at: p, end: end), next + 4 <= end else { return false }
+            if question < 0 { question = p }
+            p = next + 4
+        }
+        // The same first pass as `answers`, remembering only what kinds of records there are.
+        let first = p
+        var hasAddress = false, hasCNAME = false
+        for _ in 0..<an {
+            guard let next = skipName(b, at: p, end: end), next + 10 <= end else { return false }
+            let type = b.u16be(next), rdlen = Int(b.u16be(next + 8))
+            let rd = next + 10
+            guard rd + rdlen <= end else { return false }
+            if (type == 1 && rdlen == 4) || (type == 28 && rdlen == 16) { hasAddress = true }
+            if type == 5 { hasCNAME = true }
+            p = rd + rdlen
+        }
+        if !hasAddress { return true }
+        // Every name that `answers` would decode must decode.
+        p = first
+        for _ in 0..<an {
+            guard let next = skipName(b, at: p, end: end) else { return false }
+            let type = b.u16be(next), rdlen = Int(b.u16be(next + 8))
+            let rd = next + 10
+            if (type == 1 && rdlen == 4) || (type == 28 && rdlen == 16) {
+                let at = !hasCNAME && question >= 0 && sameName(b, msg: o, p, question, end: end) ? question : p
+                guard nameIsValid(b, msg: o, at: at, end: end) else { return false }
+            } else if type == 5 && hasCNAME {
+                guard nameIsValid(b, msg: o, at: p, end: end), nameIsValid(b, msg: o, at: rd, end: rd + rdlen) else {
+                    return false
+                }
+            }
+            p = rd + rdlen
+        }
+        return true
+    }
+
+    /// Whether `name(b, msg:, at:, end:)` would decode a name (the same checks, no string).
+    static func nameIsValid(_ b: UnsafeRawBufferPointer, msg: Int, at start: Int, end: Int) -> Bool {
+        var length = 0
+        var p = start
+        var jumps = 0
+        while true {
+            guard p < end, p < b.count else { return false }
+            let len = Int(b.u8(p))
+            if len == 0 { return true }
+            if len & 0xC0 == 0xC0 {
+                guard p + 1 < end else { return false }
+                let ptr = msg + (Int(len & 0x3F) << 8 | Int(b.u8(p + 1)))
+                jumps += 1
+                guard jumps < 32, ptr < p else { return false }
+                p = ptr
+                continue
+            }
+            guard len & 0xC0 == 0, p + 1 + len <= b.count else { return false }
+            length += (length > 0 ? 1 : 0) + len
+            guard length <= 255 else { return false }
+            p += 1 + len
+        }
+    }
+
     /// The offset after a (possibly compressed) name, without decoding it.
     static func skipName(_ b: UnsafeRawBufferPointer, at start: Int, end: Int) -> Int? {
         var p = start
