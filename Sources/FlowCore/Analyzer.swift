@@ -214,10 +214,11 @@ public final class PacketAnalyzer {
             }
         }
         let dst = ip.dst
-        var summary = PacketSummary(ip: ip, tp: tp)
-        summary.vlans = vlans
-        emit(FlowEvent(kind: .packet, t: t, packet: summary, packetIndex: packetIndex,
-                       depth: UInt8(min(depth, 7)), parent: parent, first: 0, count: 0))
+        packetEvents &+= 1
+        FlowEvent.writePacket(batch.next, t: t, ip: &ip, tp: &tp, vlans: vlans, packetIndex: packetIndex,
+                              depth: UInt8(min(depth, 7)), parent: parent)
+        batch.commit()
+        if batch.isFull { batch = handoff(batch) }
         guard tp.hasHeader else { return true }
         if proto == 17 {
             let payloadEnd = min(b.count, tp.payloadOffset + tp.payloadLength)

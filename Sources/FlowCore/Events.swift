@@ -53,6 +53,57 @@ public struct PacketSummary: Sendable {
     }
 }
 
+extension FlowEvent {
+    /// Writes a packet event into `e` (plain memory: an event holds no references) field by
+    /// field, straight from the decoder's views: building the summary and the event as values
+    /// and copying them in costs more than decoding the packet.
+    @inline(__always)
+    static func writePacket(_ e: UnsafeMutablePointer<FlowEvent>, t: Double, ip: inout IPView, tp: inout TransportView,
+                            vlans: VLANTags, packetIndex: UInt64, depth: UInt8, parent: ParentRef) {
+        e.pointee.kind = .packet
+        e.pointee.t = t
+        e.pointee.packetIndex = packetIndex
+        e.pointee.depth = depth
+        e.pointee.parent = parent
+        e.pointee.first = 0
+        e.pointee.count = 0
+        let proto = ip.proto
+        var sport: UInt16 = 0, dport: UInt16 = 0
+        var seq: UInt32 = 0, ack: UInt32 = 0, window: UInt16 = 0, flags: UInt8 = 0
+        if tp.hasHeader {
+            switch proto.rawValue {
+            case 1, 58:
+                sport = UInt16(tp.icmpType)
+                dport = ICMPPorts.counterpart(v6: proto.rawValue == 58, type: tp.icmpType, code: tp.icmpCode)
+            case 6:
+                sport = tp.sport; dport = tp.dport
+                seq = tp.seq; ack = tp.ack; window = tp.window; flags = tp.tcpFlags
+            case 17:
+                sport = tp.sport; dport = tp.dport
+            default:
+                break
+            }
+        }
+        let src = ip.src, dst = ip.dst
+        e.pointee.packet.src = src
+        e.pointee.packet.dst = dst
+        e.pointee.packet.sport = sport
+        e.pointee.packet.dport = dport
+        e.pointee.packet.seq = seq
+        e.pointee.packet.ack = ack
+        e.pointee.packet.ipBytes = ip.ipBytes
+        e.pointee.packet.payloadLength = tp.payloadLength
+        e.pointee.packet.window = window
+        e.pointee.packet.proto = proto
+        e.pointee.packet.tcpFlags = flags
+        e.pointee.packet.hasHeader = tp.hasHeader
+        e.pointee.packet.vlans = vlans
+        var flipped = false
+        e.pointee.packet.keyHash = FlowSlots.hash(FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto,
+                                                          flipped: &flipped))
+    }
+}
+
 /// One decoded packet (or a DNS answer, or just the passing of time) for the flow table.
 ///
 /// Decoding produces these; the flow table consumes them in order. Between the two they travel
@@ -89,6 +140,13 @@ public final class EventBatch: @unchecked Sendable {
     }
 
     public var isFull: Bool { count == capacity }
+
+    /// The next event's storage: write it (events are plain data), then `commit()`.
+    @inline(__always)
+    var next: UnsafeMutablePointer<FlowEvent> { events + count }
+
+    @inline(__always)
+    func commit() { count += 1 }
 
     @inline(__always)
     func append(_ e: FlowEvent) {
