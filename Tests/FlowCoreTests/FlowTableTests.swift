@@ -316,3 +316,35 @@ final class GapTests: XCTestCase {
         XCTAssertFalse(reordered.history.contains("G"))
     }
 }
+
+final class FlushOrderTests: XCTestCase {
+    /// The radix sort is a stable sort by key, whatever the key widths.
+    func testRadixSortIsAStableSortByKey() {
+        var rng: UInt64 = 42
+        func next() -> UInt64 {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return rng >> 11
+        }
+        for (n, mask) in [(0, UInt64(0)), (1, 7), (1000, 0xFF), (5000, 0xF_FFFF), (3000, UInt64.max >> 11)] as [(Int, UInt64)] {
+            let items = (0..<n).map { (key: next() & mask, original: $0) }
+            let radix = RadixSort.byKey(items) { $0.key }
+            let reference = items.enumerated().sorted { a, b in
+                a.element.key != b.element.key ? a.element.key < b.element.key : a.offset < b.offset
+            }.map(\.element)
+            XCTAssertEqual(radix.map(\.original), reference.map(\.original), "n \(n)")
+        }
+    }
+
+    /// Flushed flows come out in (first packet time, serial) order: by serial when times follow
+    /// packet order, and by time first when a capture's timestamps go back.
+    func testEmissionOrderIsStartThenSerial() {
+        let monotonic = [(1.0, 16), (1.0, 8), (2.0, 24), (3.5, 40), (3.5, 32)].enumerated().map {
+            FlowTable.FlushEntry(start: $0.element.0, serial: UInt64($0.element.1), slot: Int32($0.offset))
+        }
+        XCTAssertEqual(FlowTable.emissionOrder(monotonic).map(\.serial), [8, 16, 24, 32, 40])
+        let backwards = [(5.0, 8), (1.0, 16), (1.0, 24), (0.5, 40), (7.0, 32)].enumerated().map {
+            FlowTable.FlushEntry(start: $0.element.0, serial: UInt64($0.element.1), slot: Int32($0.offset))
+        }
+        XCTAssertEqual(FlowTable.emissionOrder(backwards).map(\.serial), [40, 16, 24, 8, 32])
+    }
+}

@@ -93,18 +93,17 @@ public final class FlowTable {
     /// emitted, the lines of the flows a few places on are requested. The index and the stores
     /// are then cleared at once rather than flow by flow.
     public func flush() {
-        var live = slots.liveSlots()
-        live.sort()
-        var rest = live.map { (slots[$0].pointee.start, slots[$0].pointee.serial, $0) }
-        rest.sort { a, b in a.0 != b.0 ? a.0 < b.0 : a.1 < b.1 }
+        let rest = FlowTable.emissionOrder(slots.liveSlotsInOrder().map {
+            FlushEntry(start: slots[$0].pointee.start, serial: slots[$0].pointee.serial, slot: $0)
+        })
         let n = rest.count
         for i in 0..<n {
-            if i + FlowTable.flowAhead < n { prefetchLines(slots[rest[i + FlowTable.flowAhead].2]) }
+            if i + FlowTable.flowAhead < n { prefetchLines(slots[rest[i + FlowTable.flowAhead].slot]) }
             if i + FlowTable.tcpAhead < n {
-                let f = slots[rest[i + FlowTable.tcpAhead].2]
+                let f = slots[rest[i + FlowTable.tcpAhead].slot]
                 if let ts = tcpSlots.addressIfAllocated(f.pointee.tcp) { prefetchLines(ts) }
             }
-            let f = slots[rest[i].2]
+            let f = slots[rest[i].slot]
             f.pointee.removed = true
             let snap = snapshot(f)
             if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record(names: names)) }
@@ -115,6 +114,27 @@ public final class FlowTable {
         freeParentLists.removeAll()
         outOfOrder.removeAll()
         heap.removeAll()
+    }
+
+    struct FlushEntry {
+        var start: Double
+        var serial: UInt64
+        var slot: Int32
+    }
+
+    /// The entries in (start, serial) order. Serials follow packet order, so for a capture whose
+    /// timestamps never go back this is serial order: a radix sort on the serial, checked in one
+    /// pass, and a comparison sort only when the check fails.
+    static func emissionOrder(_ entries: [FlushEntry]) -> [FlushEntry] {
+        let sorted = RadixSort.byKey(entries) { $0.serial }
+        var monotonic = true
+        var i = 1
+        while i < sorted.count {
+            if sorted[i - 1].start > sorted[i].start { monotonic = false; break }
+            i += 1
+        }
+        if monotonic { return sorted }
+        return sorted.sorted { a, b in a.start != b.start ? a.start < b.start : a.serial < b.serial }
     }
 
     /// Requests every line of a flow's (or a TCP state's) storage.

@@ -150,6 +150,28 @@ struct FlowSlots {
         store.removeAll()
     }
 
+    /// Every live slot, in ascending order (so that reading the flows walks memory in order),
+    /// from a bitmap of the index's entries: no sort.
+    mutating func liveSlotsInOrder() -> [Int32] {
+        unindexPending()
+        let words = (store.allocated + 63) / 64
+        var bits = [UInt64](repeating: 0, count: words)
+        for i in 0..<indexSize where index[i] != 0 {
+            let s = Int(Int32(truncatingIfNeeded: index[i] & 0xFFFF_FFFF) - 1)
+            bits[s >> 6] |= 1 << UInt64(s & 63)
+        }
+        var out: [Int32] = []
+        out.reserveCapacity(count)
+        for w in 0..<words {
+            var b = bits[w]
+            while b != 0 {
+                out.append(Int32(w * 64 + b.trailingZeroBitCount))
+                b &= b - 1
+            }
+        }
+        return out
+    }
+
     /// Every live slot.
     mutating func liveSlots() -> [Int32] {
         unindexPending()
@@ -214,6 +236,9 @@ struct ValueSlots<Element> {
         _ = self[i].move()
         free.append(i)
     }
+
+    /// How many elements have ever been allocated (live or free): slots are below this.
+    var allocated: Int { used }
 
     /// Forgets every value at once, keeping the chunks (for plain values only: none is
     /// deinitialized).
