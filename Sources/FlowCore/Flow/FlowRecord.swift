@@ -191,6 +191,12 @@ public struct FlowSnapshot: @unchecked Sendable {
     let addressName: Int32
     let addressNameCount: Int32
     let parents: [FlowID]
+    /// The flow's id when the table computed it (at the final flush, where the table thread
+    /// would otherwise wait for the thread that formats the flows).
+    var computedID: FlowID? = nil
+
+    /// The flow's id (a hash of its content).
+    var id: FlowID { computedID ?? flow.id }
 
     /// The first packet's time (the record's `ts`).
     public var ts: Double { flow.start }
@@ -213,7 +219,7 @@ public struct FlowSnapshot: @unchecked Sendable {
             }
         }
         return FlowRecord(
-            ts: f.start, uid: f.id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
+            ts: f.start, uid: id.text, origH: f.origH, origP: f.origP, respH: f.respH, respP: f.respP,
             ipProto: f.key.proto, duration: f.last - f.start, origBytes: origBytes, respBytes: respBytes,
             connState: state.description, missedBytes: missed, history: f.history.string,
             origPkts: f.origPkts, origIPBytes: f.origIPBytes, respPkts: f.respPkts, respIPBytes: f.respIPBytes,

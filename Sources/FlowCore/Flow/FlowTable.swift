@@ -105,7 +105,8 @@ public final class FlowTable {
             }
             let f = slots[rest[i].slot]
             f.pointee.removed = true
-            let snap = snapshot(f)
+            var snap = snapshot(f)
+            snap.computedID = f.pointee.id
             if let onSnapshot { onSnapshot(snap) } else { onFlow(snap.record(names: names)) }
         }
         slots.removeAll()

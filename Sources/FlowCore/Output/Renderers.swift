@@ -60,7 +60,7 @@ public struct ZeekConnLogWriter {
     public static func write(_ s: FlowSnapshot, into w: ByteWriter, vlanFields: Bool = false) {
         let f = s.flow
         w.fixed6(f.start); w.byte(9)
-        let id = f.id
+        let id = s.id
         FlowUID.write(id.a, id.b, into: w); w.byte(9)
         w.address(f.origH); w.byte(9)
         w.decimal(UInt64(f.origP)); w.byte(9)
