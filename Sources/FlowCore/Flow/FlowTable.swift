@@ -213,11 +213,7 @@ public final class FlowTable {
     func prefetchFlow(_ e: UnsafeMutablePointer<FlowEvent>) {
         guard e.pointee.kind == .packet, let s = slots.guessSlot(e.pointee.packet.keyHash),
               let f = slots.addressIfAllocated(s) else { return }
-        let raw = UnsafeRawPointer(f)
-        prefetch(raw)
-        prefetch(raw + 64)
-        prefetch(raw + 128)
-        prefetch(raw + (MemoryLayout<FlowState>.size - 1))
+        prefetchLines(f)
     }
 
     /// Requests the TCP state of the event's flow (whose lines were requested earlier).
@@ -226,10 +222,7 @@ public final class FlowTable {
         guard e.pointee.kind == .packet, e.pointee.packet.proto.rawValue == 6,
               let s = slots.guessSlot(e.pointee.packet.keyHash), let f = slots.addressIfAllocated(s),
               let ts = tcpSlots.addressIfAllocated(f.pointee.tcp) else { return }
-        let raw = UnsafeRawPointer(ts)
-        prefetch(raw)
-        prefetch(raw + 64)
-        prefetch(raw + (MemoryLayout<TCPState>.size - 1))
+        prefetchLines(ts)  // 160 bytes: up to four lines, and the timers are in the third
     }
 
     /// The id of the flow in `slot`.
