@@ -27,6 +27,10 @@ public struct PacketSummary: Sendable {
     /// The hash of the packet's flow key without VLANs (the flow table's index hash), computed
     /// on the decoding thread; 0 when not computed (the table then computes it).
     var keyHash: UInt64 = 0
+    /// With `keyHash`: whether the source is the flow key's second endpoint, and whether both
+    /// endpoints are the same (address and port).
+    var keyFlipped = false
+    var keySymmetric = false
     public init() {}
 
     @inline(__always)
@@ -49,7 +53,10 @@ public struct PacketSummary: Sendable {
             }
         }
         var flipped = false
-        keyHash = FlowSlots.hash(FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto, flipped: &flipped))
+        let key = FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto, flipped: &flipped)
+        keyHash = FlowSlots.hash(key)
+        keyFlipped = flipped
+        keySymmetric = key.addrA == key.addrB && key.portA == key.portB
     }
 }
 
@@ -99,8 +106,10 @@ extension FlowEvent {
         e.pointee.packet.hasHeader = tp.hasHeader
         e.pointee.packet.vlans = vlans
         var flipped = false
-        e.pointee.packet.keyHash = FlowSlots.hash(FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto,
-                                                          flipped: &flipped))
+        let key = FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto, flipped: &flipped)
+        e.pointee.packet.keyHash = FlowSlots.hash(key)
+        e.pointee.packet.keyFlipped = flipped
+        e.pointee.packet.keySymmetric = key.addrA == key.addrB && key.portA == key.portB
     }
 }
 

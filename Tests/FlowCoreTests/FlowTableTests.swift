@@ -180,6 +180,43 @@ final class FlowTableTests: XCTestCase {
         XCTAssertFalse(recs.contains { $0.ipProto.rawValue == 41 })
     }
 
+    /// A flow whose two ends are the same address and port (a "land" packet) counts every
+    /// packet to its originator, whichever way its roles were guessed, in a batch or not; and
+    /// a flow from 10.0.0.2 that starts with a SYN-ACK is turned round as usual.
+    func testASameEndpointFlowCountsEveryPacketToTheOriginator() throws {
+        let S = TCPFlag.syn, A = TCPFlag.ack, F = TCPFlag.fin
+        let frames: [[UInt8]] = [
+            tcp("10.0.0.1", "10.0.0.1", 80, 80, seq: 100, ack: 0, S | A),
+            tcp("10.0.0.1", "10.0.0.1", 80, 80, seq: 101, ack: 501, A, payload: 10),
+            tcp("10.0.0.1", "10.0.0.1", 80, 80, seq: 500, ack: 101, S),
+            tcp("10.0.0.1", "10.0.0.1", 80, 80, seq: 501, ack: 111, F | A),
+            tcp("10.0.0.2", "10.0.0.1", 80, 80, seq: 1, ack: 0, S | A),
+            tcp("10.0.0.1", "10.0.0.2", 80, 80, seq: 1, ack: 2, A),
+        ]
+        for batched in [false, true] {
+            final class Sink { var r: [FlowRecord] = [] }
+            let sink = Sink()
+            let table = FlowTable { sink.r.append($0) }
+            let analyzer = batched ? PacketAnalyzer(batch: EventBatch(capacity: 64), names: table.names) { b in
+                table.apply(b)
+                b.clear()
+                return b
+            } : PacketAnalyzer(table: table)
+            for (i, f) in frames.enumerated() {
+                f.withUnsafeBytes { analyzer.process(linkType: .ethernet, timestamp: Double(i), wireLength: f.count, bytes: $0) }
+            }
+            analyzer.finishDecoding()
+            table.flush()
+            let land = try XCTUnwrap(sink.r.first { $0.origH == $0.respH })
+            XCTAssertEqual(land.origPkts, 4, "batched \(batched)")
+            XCTAssertEqual(land.respPkts, 0)
+            let other = try XCTUnwrap(sink.r.first { $0.origH != $0.respH })
+            XCTAssertEqual(other.origH, IPAddress("10.0.0.1"))  // the SYN-ACK came from the responder
+            XCTAssertEqual(other.origPkts, 1)
+            XCTAssertEqual(other.respPkts, 1)
+        }
+    }
+
     func testTunnelledFlowsNameTheirParents() throws {
         let h = Harness()
         // VXLAN: outer UDP to 4789, 8-byte header with the I flag, inner Ethernet + IPv4 ICMP.

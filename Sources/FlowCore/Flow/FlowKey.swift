@@ -30,6 +30,15 @@ public struct FlowKey: Hashable, Sendable, Comparable {
         vlanLow = UInt16(truncatingIfNeeded: vlans)
     }
 
+    /// The key of endpoints already in canonical order (the decoding thread ordered them).
+    @inline(__always)
+    init(a: IPAddress, portA: UInt16, b: IPAddress, portB: UInt16, proto: IPProtocol, vlans: UInt32) {
+        addrA = a; self.portA = portA; addrB = b; self.portB = portB
+        self.proto = proto
+        vlanHigh = UInt8(truncatingIfNeeded: vlans >> 16)
+        vlanLow = UInt16(truncatingIfNeeded: vlans)
+    }
+
     @inline(__always)
     public static func == (a: FlowKey, b: FlowKey) -> Bool {
         a.addrA.lo == b.addrA.lo && a.addrB.lo == b.addrB.lo && a.portA == b.portA && a.portB == b.portB

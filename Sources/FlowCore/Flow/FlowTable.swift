@@ -156,12 +156,25 @@ public final class FlowTable {
         let ip = summary, tp = summary
         let proto = ip.proto
         let sport = tp.hasHeader ? tp.sport : 0, dport = tp.hasHeader ? tp.dport : 0
-        var keyFlipped = false
         let vl = summary.vlans
         let vlanKey: UInt32 = vlanAware && vl.count > 0 ? UInt32(vl.outer) << 12 | UInt32(vl.count > 1 ? vl.inner : 0) : 0
-        let key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, vlans: vlanKey,
+        // The decoding thread put the endpoints in key order and hashed them (keyHash != 0).
+        let decoded = summary.keyHash != 0
+        let key: FlowKey, srcIsA: Bool, symmetric: Bool
+        if decoded {
+            key = summary.keyFlipped
+                ? FlowKey(a: ip.dst, portA: dport, b: ip.src, portB: sport, proto: proto, vlans: vlanKey)
+                : FlowKey(a: ip.src, portA: sport, b: ip.dst, portB: dport, proto: proto, vlans: vlanKey)
+            srcIsA = !summary.keyFlipped
+            symmetric = summary.keySymmetric
+        } else {
+            var keyFlipped = false
+            key = FlowKey(src: ip.src, sport: sport, dst: ip.dst, dport: dport, proto: proto, vlans: vlanKey,
                           flipped: &keyFlipped)
-        let h = summary.keyHash != 0 && vlanKey == 0 ? summary.keyHash : FlowSlots.hash(key)
+            srcIsA = !keyFlipped
+            symmetric = key.addrA == key.addrB && key.portA == key.portB
+        }
+        let h = decoded && vlanKey == 0 ? summary.keyHash : FlowSlots.hash(key)
         var slot = slots.find(key, hash: h)
         if let s = slot, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
            isReuse(slots[s], tp: tp) {
@@ -172,8 +185,9 @@ public final class FlowTable {
                                serial: packetIndex << 3 | UInt64(depth & 7))
         let f = slots[s]
         if let parent { addParent(f, parent) }
-        let isOrig = f.pointee.origH == ip.src && f.pointee.origP == sport && f.pointee.respH == ip.dst
-            && f.pointee.respP == dport
+        // The packet's source is the originator when it is the key side the originator is on
+        // (or when both sides are the same endpoint).
+        let isOrig = f.pointee.origIsA == srcIsA || symmetric
         switch proto.rawValue {
         case 6 where tp.hasHeader && f.pointee.tcp >= 0:
             tcpPacket(f, isOrig: isOrig, t: t, tp: tp)
