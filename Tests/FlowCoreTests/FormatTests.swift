@@ -72,6 +72,23 @@ final class FormatTests: XCTestCase {
 }
 
 final class ByteWriterSinkTests: XCTestCase {
+    /// Decimal digits at every length boundary, up to UInt64.max.
+    func testDecimalDigitsAtEveryLength() {
+        var values: [UInt64] = [0, 1, 9, UInt64.max, UInt64.max - 1]
+        var p: UInt64 = 10
+        for _ in 1...19 {  // 10 … 10^19
+            values += [p - 1, p, p + 1]
+            let (triple, overflow) = p.multipliedReportingOverflow(by: 3)
+            if !overflow { values.append(triple - 1) }
+            if p <= UInt64.max / 10 { p *= 10 }
+        }
+        for v in values {
+            let w = ByteWriter(capacity: 8)
+            w.decimal(v)
+            XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), String(v))
+        }
+    }
+
     /// A writer with a sink hands over the same bytes, in order, as one that grows, whatever
     /// the sizes of the writes (including one larger than its buffer).
     func testSinkSeesExactlyWhatAGrowingWriterHolds() {

@@ -100,16 +100,22 @@ public final class ByteWriter {
     public func decimal(_ v0: UInt64) {
         reserve(20)
         if v0 < 10 { base[count] = 48 &+ UInt8(v0); count += 1; return }
-        var digits = 0
-        var t = v0
-        while t > 0 { digits += 1; t /= 10 }
+        // The digit count from comparisons, then each digit once (one division per digit).
+        var digits = 2
+        var limit: UInt64 = 100
+        while digits < 20 && v0 >= limit {
+            digits += 1
+            limit = limit &* 10
+        }
         var v = v0
         var i = count + digits - 1
-        while v > 0 {
-            base[i] = 48 &+ UInt8(v % 10)
-            v /= 10
+        while v >= 10 {
+            let q = v / 10
+            base[i] = 48 &+ UInt8(truncatingIfNeeded: v &- q &* 10)
+            v = q
             i -= 1
         }
+        base[i] = 48 &+ UInt8(truncatingIfNeeded: v)
         count += digits
     }
 
