@@ -193,14 +193,14 @@ extension FlowTable {
         let a1 = FlowTable.indexAhead, a2 = FlowTable.flowAhead, a3 = FlowTable.tcpAhead
         if pipelined {
             for i in 0..<min(n, a1) { prefetchIndex(batch[i]) }
-            for i in 0..<min(n, a2) { prefetchFlow(batch[i]) }
-            for i in 0..<min(n, a3) { prefetchTCP(batch[i]) }
+            for i in 0..<min(n, a2) { prefetchFlow(batch[i], at: i) }
+            for i in 0..<min(n, a3) { prefetchTCP(batch[i], at: i) }
         }
         for i in 0..<n {
             if pipelined {
                 if i + a1 < n { prefetchIndex(batch[i + a1]) }
-                if i + a2 < n { prefetchFlow(batch[i + a2]) }
-                if i + a3 < n { prefetchTCP(batch[i + a3]) }
+                if i + a2 < n { prefetchFlow(batch[i + a2], at: i + a2) }
+                if i + a3 < n { prefetchTCP(batch[i + a3], at: i + a3) }
             }
             let e = batch[i]
             switch e.pointee.kind {
@@ -213,7 +213,7 @@ extension FlowTable {
                 case .outer(let d): parent = lastFlow(atDepth: Int(d))
                 }
                 let slot = packet(t: e.pointee.t, e.pointee.packet, packetIndex: e.pointee.packetIndex,
-                                  depth: e.pointee.depth, parent: parent)
+                                  depth: e.pointee.depth, parent: parent, hint: pipelined ? guessedSlot(at: i) : -1)
                 setLastFlow(slot, atDepth: Int(e.pointee.depth))
             case .names:
                 let first = Int(e.pointee.first)

@@ -354,6 +354,43 @@ final class GapTests: XCTestCase {
     }
 }
 
+final class LookupHintTests: XCTestCase {
+    func udp(_ src: String, _ dst: String, _ sport: UInt16, _ dport: UInt16) -> PacketSummary {
+        var p = PacketSummary()
+        p.src = IPAddress(src)!; p.dst = IPAddress(dst)!; p.proto = IPProtocol(rawValue: 17); p.hasHeader = true
+        p.sport = sport; p.dport = dport; p.ipBytes = 40
+        return p
+    }
+
+    /// The slot guessed while prefetching is only a hint: a hint that names another flow, an
+    /// ended flow, a freed slot or no slot at all leaves the packet counted exactly as a lookup
+    /// would count it.
+    func testAWrongHintNeverMisdirectsAPacket() throws {
+        final class Sink { var r: [FlowRecord] = [] }
+        let sink = Sink()
+        let table = FlowTable { sink.r.append($0) }
+        let a = table.packet(t: 1, udp("10.0.0.1", "10.0.0.9", 1000, 53), packetIndex: 1, parent: nil)
+        let b = table.packet(t: 1, udp("10.0.0.2", "10.0.0.9", 1000, 53), packetIndex: 2, parent: nil)
+        XCTAssertNotEqual(a, b)
+        // Another live flow's slot, a slot never used, and a negative one.
+        XCTAssertEqual(table.packet(t: 2, udp("10.0.0.2", "10.0.0.9", 1000, 53), packetIndex: 3, parent: nil, hint: a), b)
+        XCTAssertEqual(table.packet(t: 2, udp("10.0.0.9", "10.0.0.2", 53, 1000), packetIndex: 4, parent: nil, hint: 9999), b)
+        XCTAssertEqual(table.packet(t: 2, udp("10.0.0.1", "10.0.0.9", 1000, 53), packetIndex: 5, parent: nil, hint: -7), a)
+        // Flow a ends (DNS inactivity); its slot is then a hint for its own key: a new flow.
+        table.advance(to: 100)
+        XCTAssertEqual(sink.r.count, 2)
+        let again = table.packet(t: 100, udp("10.0.0.1", "10.0.0.9", 1000, 53), packetIndex: 6, parent: nil, hint: a)
+        table.flush()
+        XCTAssertEqual(sink.r.count, 3)
+        let last = try XCTUnwrap(sink.r.last)
+        XCTAssertEqual(last.origPkts, 1)
+        XCTAssertEqual(last.ts, 100)
+        _ = again
+        let counts = sink.r.prefix(2).map { ($0.origH.description, $0.origPkts + $0.respPkts) }.sorted { $0.0 < $1.0 }
+        XCTAssertEqual(counts.map(\.1), [2, 3])  // 10.0.0.1: two packets; 10.0.0.2: three
+    }
+}
+
 final class FlushOrderTests: XCTestCase {
     /// The radix sort is a stable sort by key, whatever the key widths.
     func testRadixSortIsAStableSortByKey() {

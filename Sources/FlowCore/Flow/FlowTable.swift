@@ -24,6 +24,12 @@ public final class FlowTable {
     private var freeParentLists: [Int32] = []
     /// The flow (slot) of the latest packet at each tunnel depth (for `ParentRef.outer`).
     private var lastFlows = [Int32](repeating: -1, count: 8)
+    /// The slots guessed for the events being prefetched (see `prefetchFlow`).
+    private let guesses: UnsafeMutablePointer<Int32> = {
+        let p = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
+        p.initialize(repeating: -1, count: 16)
+        return p
+    }()
     public private(set) var now: Double = -.infinity
     /// The time of the first event applied (the first packet's timestamp).
     public private(set) var firstTime: Double?
@@ -42,6 +48,7 @@ public final class FlowTable {
     deinit {
         slots.deallocate()
         tcpSlots.deallocate()
+        guesses.deallocate()
         heap.deallocate()
     }
 
@@ -152,7 +159,7 @@ public final class FlowTable {
     /// Counts one packet of a flow. Returns the flow's id, so tunnels can name their parent.
     @discardableResult
     func packet(t: Double, _ summary: PacketSummary, packetIndex: UInt64, depth: UInt8 = 0,
-                parent: FlowID?) -> Int32 {
+                parent: FlowID?, hint: Int32 = -1) -> Int32 {
         let ip = summary, tp = summary
         let proto = ip.proto
         let sport = tp.hasHeader ? tp.sport : 0, dport = tp.hasHeader ? tp.dport : 0
@@ -175,7 +182,15 @@ public final class FlowTable {
             symmetric = key.addrA == key.addrB && key.portA == key.portB
         }
         let h = decoded && vlanKey == 0 ? summary.keyHash : FlowSlots.hash(key)
-        var slot = slots.find(key, hash: h)
+        // The slot guessed while prefetching, if it holds this very flow (a live flow with this
+        // key is the only one find would return; ended flows are marked removed before their
+        // slot is freed); else a lookup.
+        var slot: Int32?
+        if let f = slots.addressIfAllocated(hint), !f.pointee.removed, f.pointee.key == key {
+            slot = hint
+        } else {
+            slot = slots.find(key, hash: h)
+        }
         if let s = slot, proto.rawValue == 6, tp.hasHeader, tp.tcpFlags & TCPFlag.syn != 0,
            isReuse(slots[s], tp: tp) {
             remove(s)
@@ -222,22 +237,29 @@ public final class FlowTable {
         if e.pointee.kind == .packet { slots.prefetchIndex(e.pointee.packet.keyHash) }
     }
 
-    /// Requests the lines of the flow that the event's packet most likely belongs to.
+    /// Requests the lines of the flow that event `i`'s packet most likely belongs to, and keeps
+    /// that guess for the later stages (a ring of 16: no stage is more than 8 events ahead).
     @inline(__always)
-    func prefetchFlow(_ e: UnsafeMutablePointer<FlowEvent>) {
+    func prefetchFlow(_ e: UnsafeMutablePointer<FlowEvent>, at i: Int) {
+        guesses[i & 15] = -1
         guard e.pointee.kind == .packet, let s = slots.guessSlot(e.pointee.packet.keyHash),
               let f = slots.addressIfAllocated(s) else { return }
+        guesses[i & 15] = s
         prefetchLines(f)
     }
 
-    /// Requests the TCP state of the event's flow (whose lines were requested earlier).
+    /// Requests the TCP state of event `i`'s flow (whose lines were requested earlier).
     @inline(__always)
-    func prefetchTCP(_ e: UnsafeMutablePointer<FlowEvent>) {
+    func prefetchTCP(_ e: UnsafeMutablePointer<FlowEvent>, at i: Int) {
         guard e.pointee.kind == .packet, e.pointee.packet.proto.rawValue == 6,
-              let s = slots.guessSlot(e.pointee.packet.keyHash), let f = slots.addressIfAllocated(s),
+              let f = slots.addressIfAllocated(guesses[i & 15]),
               let ts = tcpSlots.addressIfAllocated(f.pointee.tcp) else { return }
         prefetchLines(ts)  // 160 bytes: up to four lines, and the timers are in the third
     }
+
+    /// The guessed slot of event `i`'s flow, or -1 (a hint for `packet`, which checks it).
+    @inline(__always)
+    func guessedSlot(at i: Int) -> Int32 { guesses[i & 15] }
 
     /// The id of the flow in `slot`.
     func flowID(_ slot: Int32) -> FlowID { slots[slot].pointee.id }
