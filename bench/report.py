@@ -85,10 +85,10 @@ if threads:
     out.append("|---|---:|---:|---|")
     out.append("| reader | %s | %s | reading records, decoding, flow-key hashes, DNS answer checks, conn.log rows (written from the table's snapshots) |" % (cpu.get("reader", "?"), wait.get("reader", "?")))
     out.append("| table | %s | %s | flow table (index, flow and TCP state requested a few packets ahead), TCP state machine, timers, ended-flow snapshots, the final flush of the flows still open |" % (cpu.get("table", "?"), wait.get("table", "?")))
-    out.append("\nWaiting is spinning (it counts as CPU time). While packets are read, the table thread is "
-               "the busier one and the reader waits for it now and then; at the end, the table sorts and "
-               "hands over the flows still open (422 k here) while the reader writes them out, and either "
-               "may wait for the other. `--format zeek` learns no DNS names (conn.log has none; answers are "
+    out.append("\nWaiting is spinning (it counts as CPU time). While packets are read, both threads are "
+               "about equally busy (in a calm spell about 1.2 s each); at the end, the table sorts and hands "
+               "over the flows still open (422 k here) while the reader writes them out. This run is a "
+               "single one, so it may have met a slow spell. `--format zeek` learns no DNS names (conn.log has none; answers are "
                "still checked and malformed ones counted); formats that show names do that work too.")
 out.append("\n## Targets\n")
 ratio = raw / fm
