@@ -32,32 +32,6 @@ public struct PacketSummary: Sendable {
     var keyFlipped = false
     var keySymmetric = false
     public init() {}
-
-    @inline(__always)
-    public init(ip: IPView, tp: TransportView) {
-        src = ip.src; dst = ip.dst; proto = ip.proto; ipBytes = ip.ipBytes
-        hasHeader = tp.hasHeader
-        payloadLength = tp.payloadLength
-        if tp.hasHeader {
-            switch ip.proto.rawValue {
-            case 1, 58:
-                sport = UInt16(tp.icmpType)
-                dport = ICMPPorts.counterpart(v6: ip.proto.rawValue == 58, type: tp.icmpType, code: tp.icmpCode)
-            case 6:
-                sport = tp.sport; dport = tp.dport
-                seq = tp.seq; ack = tp.ack; window = tp.window; tcpFlags = tp.tcpFlags
-            case 17:
-                sport = tp.sport; dport = tp.dport
-            default:
-                break
-            }
-        }
-        var flipped = false
-        let key = FlowKey(src: src, sport: sport, dst: dst, dport: dport, proto: proto, flipped: &flipped)
-        keyHash = FlowSlots.hash(key)
-        keyFlipped = flipped
-        keySymmetric = key.addrA == key.addrB && key.portA == key.portB
-    }
 }
 
 extension FlowEvent {
