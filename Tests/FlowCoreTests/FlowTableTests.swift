@@ -379,13 +379,12 @@ final class LookupHintTests: XCTestCase {
         // Flow a ends (DNS inactivity); its slot is then a hint for its own key: a new flow.
         table.advance(to: 100)
         XCTAssertEqual(sink.r.count, 2)
-        let again = table.packet(t: 100, udp("10.0.0.1", "10.0.0.9", 1000, 53), packetIndex: 6, parent: nil, hint: a)
+        table.packet(t: 100, udp("10.0.0.1", "10.0.0.9", 1000, 53), packetIndex: 6, parent: nil, hint: a)
         table.flush()
         XCTAssertEqual(sink.r.count, 3)
         let last = try XCTUnwrap(sink.r.last)
         XCTAssertEqual(last.origPkts, 1)
         XCTAssertEqual(last.ts, 100)
-        _ = again
         let counts = sink.r.prefix(2).map { ($0.origH.description, $0.origPkts + $0.respPkts) }.sorted { $0.0 < $1.0 }
         XCTAssertEqual(counts.map(\.1), [2, 3])  // 10.0.0.1: two packets; 10.0.0.2: three
     }
