@@ -8,9 +8,9 @@ import Glibc
 /// libpcap's packet buffer, and no page faults or TLB misses on a mapping of the file.
 ///
 /// It walks well-formed records only. At the first record it cannot take as it is (a cut-short
-/// header or packet, or a capture length beyond the snap length) it stops and says where, and
-/// the caller hands the rest of the file to libpcap, which then reports or adjusts exactly as
-/// it would have.
+/// header or packet, a capture length beyond the snap length or beyond `largestInPlace`), or
+/// at a read error, it stops and says where, and the caller hands the rest of the file to
+/// libpcap, which then reports or adjusts exactly as it would have.
 final class PcapRecords {
     private let fd: Int32
     private let swapped: Bool
@@ -65,12 +65,20 @@ final class PcapRecords {
     func forEachRecord(_ body: (Double, Int, UnsafeRawBufferPointer) -> Void) {
         let swapped = self.swapped, nanos = nanoseconds, snapshot = self.snapshot
         var have = 0  // bytes in the buffer, from file offset `offset`
-        var eof = false
+        var eof = false, failed = false
         while true {
             // Fill the buffer behind what is left of the last read.
             while !eof && have < capacity {
                 let n = pread(fd, buffer + have, capacity - have, off_t(offset + have))
-                if n > 0 { have += n } else if n < 0 && errno == EINTR { continue } else { eof = true }
+                if n > 0 {
+                    have += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    // End of file, or a read error: libpcap, reading on from here, reports it.
+                    eof = true
+                    failed = n < 0
+                }
             }
             var pos = 0
             var stop = false
@@ -103,7 +111,7 @@ final class PcapRecords {
             have -= pos
             if stop { return }
             if eof {
-                atEnd = have == 0
+                atEnd = have == 0 && !failed
                 return
             }
             if have > 0 && pos > 0 { buffer.copyMemory(from: buffer + pos, byteCount: have) }
