@@ -177,8 +177,8 @@ public final class PacketAnalyzer {
     /// Returns true if the packet was counted to a flow.
     private func processIP(_ b: UnsafeRawBufferPointer, at off: Int, wireEnd: Int, t: Double, depth: Int,
                            parent: ParentRef) -> Bool {
-        // The views are locals (not properties): decoding writes them field by field, and
-        // copying one whole out of the object right after stalls on store forwarding.
+        // The views are this call's own (a tunnelled packet's inner call has its own), and the
+        // packet event is written from them in place.
         var ip = IPView()
         var tp = TransportView()
         if let a = IPDecoder.decode(b, at: off, wireEnd: wireEnd, into: &ip) {
@@ -189,8 +189,7 @@ public final class PacketAnalyzer {
         if ip.isFragment {
             return fragment(b, at: off, ip: ip, t: t, depth: depth, parent: parent)
         }
-        if let a = IPDecoder.transport(b, proto: ip.proto, l4Offset: ip.l4Offset, l4Length: ip.l4Length,
-                                       isFragment: ip.isFragment, fragmentOffset: ip.fragmentOffset, into: &tp) {
+        if let a = IPDecoder.transport(b, ip: ip, into: &tp) {
             stats.anomalies.record(a)
             if a != .udpLengthMismatch { return false }
         }

@@ -58,12 +58,12 @@ struct FlowsCommand: ParsableCommand {
         let readers: [FlowCapture.PcapReader]
         do { readers = try CaptureRunner.open(source.captures) } catch { throw fail(error.message) }
         let window = source.spec  // parsed once, not per flow
-        // Zeek's conn.log has no names: DNS answers are then not learned.
         // A conn.log without Community IDs is written straight from the table's snapshots.
         let direct: ((FlowSnapshot, Double?) -> Void)? = format == .zeek && !communityID ? { s, first in
             if writer.openTime == nil { writer.openTime = first }
             if window.admits(s.ts) { writer.add(s) }
         } : nil
+        // Zeek's conn.log has no names: DNS answers are then not learned.
         let result = CaptureRunner.run(readers, timeouts: analysis.timeouts, quiet: analysis.quiet,
                                        learnNames: format != .zeek, threads: analysis.threadCount,
                                        vlanAware: analysis.vlanAware, onSnapshot: direct) { r, first in

@@ -421,3 +421,43 @@ final class FlushOrderTests: XCTestCase {
         XCTAssertEqual(FlowTable.emissionOrder(backwards).map(\.serial), [40, 16, 24, 8, 32])
     }
 }
+
+final class TimerHeapTests: XCTestCase {
+    /// Entries come out in (time, serial) order, with many equal times, pops between pushes,
+    /// and growth well past the first buffer.
+    func testPopsInTimeThenSerialOrder() {
+        var heap = TimerHeap()
+        defer { heap.deallocate() }
+        var rng: UInt64 = 7
+        func next() -> UInt64 {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return rng >> 33
+        }
+        var reference: [(Double, UInt64)] = []
+        var popped: [(Double, UInt64)] = []
+        var serial: UInt64 = 0
+        func popOne() {
+            guard let e = heap.pop() else { return XCTFail("empty heap") }
+            popped.append((e.time, e.serial))
+            let i = reference.indices.min { a, b in
+                reference[a].0 != reference[b].0 ? reference[a].0 < reference[b].0 : reference[a].1 < reference[b].1
+            }!
+            let expected = reference.remove(at: i)
+            XCTAssertEqual(e.time, expected.0)
+            XCTAssertEqual(e.serial, expected.1)
+        }
+        for round in 0..<3000 {
+            serial += 1 + next() % 3
+            let time = Double(next() % 50)  // many ties
+            heap.push(.init(time: time, serial: serial, slot: Int32(round), token: 0))
+            reference.append((time, serial))
+            if round % 3 == 2 { popOne() }
+        }
+        XCTAssertEqual(heap.count, 2000)
+        XCTAssertEqual(heap.topTime, reference.map(\.0).min())
+        while heap.count > 0 { popOne() }
+        XCTAssertNil(heap.pop())
+        XCTAssertEqual(heap.topTime, .infinity)
+        XCTAssertEqual(popped.count, 3000)
+    }
+}

@@ -91,6 +91,34 @@ final class ThreadingTests: XCTestCase {
         }
     }
 
+    /// --since and --until on captures select the same flows for a conn.log written from
+    /// snapshots as for the record path (json).
+    func testTimeWindowSelectsTheSameFlowsForEveryFormat() throws {
+        let capture = Repo.fixtures.appendingPathComponent("zeek-parity/wikipedia.pcap").path
+        let all = try runFlowmap(["flows", "--format", "json", "-q", capture])
+        let times = all.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard let r = line.range(of: "\"ts\":") else { return nil }
+            return Double(line[r.upperBound...].prefix { $0 != "," })
+        }.sorted()
+        XCTAssertGreaterThan(times.count, 10)
+        let since = Fmt.iso8601(times[times.count / 3]), until = Fmt.iso8601(times[2 * times.count / 3])
+        let window = ["--since", since, "--until", until, "-q", capture]
+        let json = try runFlowmap(["flows", "--format", "json"] + window)
+        let zeek = try runFlowmap(["flows", "--format", "zeek"] + window)
+        XCTAssertEqual(zeek.status, 0, zeek.stderr)
+        func uids(_ lines: [Substring], _ field: (Substring) -> Substring) -> [Substring] { lines.map(field).sorted() }
+        let jsonUIDs = uids(json.stdout.split(separator: "\n")) { line in
+            let r = line.range(of: "\"uid\":\"")!
+            return line[r.upperBound...].prefix { $0 != "\"" }
+        }
+        let zeekUIDs = uids(zeek.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }) {
+            $0.split(separator: "\t")[1]
+        }
+        XCTAssertEqual(zeekUIDs, jsonUIDs)
+        XCTAssertGreaterThan(zeekUIDs.count, 0)
+        XCTAssertLessThan(zeekUIDs.count, times.count)
+    }
+
     /// conn.log output learns no DNS names, but DNS answers are still decoded: the counters
     /// (malformed answers included) are those of any other format.
     func testStatsDoNotDependOnTheFormat() throws {

@@ -4,13 +4,13 @@
 struct FlowSlots {
     private var store = ValueSlots<FlowState>()
     private(set) var count = 0
-    /// One word per index entry (one cache line fetch per probe): the high 32 bits are the
-    /// entry's hash (its home position and a filter before comparing keys), the low 32 bits
-    /// its slot + 1; 0 is empty.
     /// Removed flows whose index entries are still to be removed (slot and hash).
     private var pending = UnsafeMutablePointer<(slot: Int32, hash: UInt32)>.allocate(capacity: FlowSlots.pendingCapacity)
     private var pendingCount = 0
     private static var pendingCapacity: Int { 16 }
+    /// One word per index entry (one cache line fetch per probe): the high 32 bits are the
+    /// entry's hash (its home position and a filter before comparing keys), the low 32 bits
+    /// its slot + 1; 0 is empty.
     private var index: UnsafeMutablePointer<UInt64>
     private var indexSize: Int
     private var mask: Int
@@ -84,7 +84,8 @@ struct FlowSlots {
         return nil
     }
 
-    /// The address of `slot` when it is within the store (live or free), for prefetching.
+    /// The address of `slot` when it is within the store (live or free): for prefetching, and
+    /// for hints that are checked (a freed slot keeps its last flow's bytes, `removed` set).
     @inline(__always)
     func addressIfAllocated(_ slot: Int32) -> UnsafeMutablePointer<FlowState>? { store.addressIfAllocated(slot) }
 
@@ -249,7 +250,7 @@ struct ValueSlots<Element> {
     }
 
     /// The address of element `i` if it lies in an allocated chunk (its value may be live or
-    /// freed): for prefetching, never for reading a value.
+    /// freed, plain data either way): for prefetching, or for a value that is then checked.
     @inline(__always)
     func addressIfAllocated(_ i: Int32) -> UnsafeMutablePointer<Element>? {
         i >= 0 && Int(i) < used ? self[i] : nil

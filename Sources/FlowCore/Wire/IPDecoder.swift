@@ -141,19 +141,9 @@ public enum IPDecoder {
     /// `wireEnd` bounds the lengths; the captured buffer bounds the reads.
     @inline(__always)
     public static func transport(_ b: UnsafeRawBufferPointer, ip v: IPView, into t: inout TransportView) -> Anomaly? {
-        transport(b, proto: v.proto, l4Offset: v.l4Offset, l4Length: v.l4Length, isFragment: v.isFragment,
-                  fragmentOffset: v.fragmentOffset, into: &t)
-    }
-
-    /// The same from the view's fields, read one by one (copying a whole view that was just
-    /// written field by field stalls on store forwarding).
-    @inline(__always)
-    static func transport(_ b: UnsafeRawBufferPointer, proto: IPProtocol, l4Offset: Int, l4Length: Int,
-                          isFragment: Bool, fragmentOffset: Int, into t: inout TransportView) -> Anomaly? {
-        let v = (proto: proto, l4Offset: l4Offset, l4Length: l4Length, isFragment: isFragment)
         t.hasHeader = false
         t.sport = 0; t.dport = 0; t.tcpFlags = 0; t.payloadLength = 0
-        if isFragment && fragmentOffset != 0 { return nil }
+        if v.isFragment && v.fragmentOffset != 0 { return nil }
         let o = v.l4Offset
         switch v.proto.rawValue {
         case 6:
