@@ -15,6 +15,8 @@
 #include <linux/netlink.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/filter.h>
+#include <stddef.h>
 
 struct fm_ct_tuple {
     uint8_t src[16];
@@ -94,6 +96,47 @@ static inline void fm_ct_read(const struct nf_conntrack *ct, struct fm_ct *o) {
 // Event groups for nfct_open (the NF_NETLINK_CONNTRACK_* macros are not importable as one value).
 static inline unsigned fm_ct_event_groups(void) {
     return NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY;
+}
+
+// A socket filter (classic BPF, run by the kernel before an event is queued) that drops the
+// UPDATE events of TCP state changes the agent has no use for: SYN_RECV, FIN_WAIT, CLOSE_WAIT
+// and LAST_ACK. Every NEW and DESTROY passes, and so does every other UPDATE (ESTABLISHED,
+// TIME_WAIT, CLOSE, other protocols, status and mark changes: anything without a TCP state).
+// A dropped event never wakes the reader nor costs a copy. Returns 0, or -1 with errno set.
+static inline int fm_ct_attach_update_filter(int fd) {
+    // The classic BPF loads below read 16-bit fields in network order; netlink headers are in
+    // host order, so the constants are compared in the form such a load yields (htons).
+    const uint32_t t_new = htons((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW);
+    const uint32_t t_del = htons((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE);
+    const uint32_t f_create = htons(NLM_F_CREATE | NLM_F_EXCL);
+    const uint32_t attrs = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+    enum { KEEP = 20, DROP = 21 };  // the two return statements; jumps count from the next one
+    struct sock_filter code[] = {
+        /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, t_del, KEEP - 2, 0),          // DESTROY
+        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, t_new, 0, KEEP - 3),          // not an event
+        /* 3 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_flags)),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, f_create, KEEP - 5, 0),      // NEW
+        /* 5 */ BPF_STMT(BPF_LD | BPF_IMM, attrs),
+        /* 6 */ BPF_STMT(BPF_LDX | BPF_IMM, CTA_PROTOINFO),
+        /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR),
+        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP - 9, 0),              // no protocol info
+        /* 9 */ BPF_STMT(BPF_LDX | BPF_IMM, CTA_PROTOINFO_TCP),
+        /* 10 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR_NEST),
+        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP - 12, 0),            // not TCP
+        /* 12 */ BPF_STMT(BPF_LDX | BPF_IMM, CTA_PROTOINFO_TCP_STATE),
+        /* 13 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR_NEST),
+        /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP - 15, 0),            // no state
+        /* 15 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+        /* 16 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, NLA_HDRLEN),                  // the state byte
+        /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 2, DROP - 18, 0),            // SYN_RECV
+        /* 18 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, KEEP - 19, 0),            // TIME_WAIT, CLOSE, ...
+        /* 19 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 4, DROP - 20, KEEP - 20),    // FIN_WAIT..LAST_ACK
+        /* 20 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+        /* 21 */ BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    struct sock_fprog prog = { .len = sizeof code / sizeof code[0], .filter = code };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
 }
 
 static inline int fm_ct_dump(struct nfct_handle *h) {

@@ -313,7 +313,9 @@ final class ConntrackAgent: DiscoveryAgent {
         }
         // Events first, then the dump: nothing can fall between them.
         do {
-            events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer)
+            // FLOWMAP_CT_UPDATES=all keeps every UPDATE event (for comparing; docs/agent.md).
+            let all = getenv("FLOWMAP_CT_UPDATES").map { String(cString: $0) == "all" } ?? false
+            events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer, onlyDecisiveTCPUpdates: !all)
             dumper = try ConntrackSocket(events: false)
         } catch { throw UserError(message: error.description) }
         flows = ConntrackFlows(hostID: cmd.hostID ?? DiscoveryAgent.hostName())
@@ -481,6 +483,7 @@ final class ConntrackAgent: DiscoveryAgent {
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),
             ("accounting", accounting ? "true" : "false"),
+            ("tcp_update_filter", events.filtersTCPUpdates ? "true" : "false"),
         ]
     }
 }
