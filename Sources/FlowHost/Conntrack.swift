@@ -374,7 +374,7 @@ public final class ConntrackFlows {
                             UInt64(o.sport) << 24 | UInt64(o.dport) << 8 | UInt64(o.proto),
                             UInt64(e.id) << 16 | UInt64(e.zone))
         let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
-        var f = Flow(key: k, entry: e, uid: FlowUID.format(a, b), firstSeen: first, lastSeen: max(first, t), ended: false,
+        var f = Flow(key: k, entry: e, uid: FlowUID.timeOrdered(first, b), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
         f.isNew = true
         onNew?(&f)

@@ -47,13 +47,33 @@ extension FlowStore {
 
     private static let processFields = ["pid", "comm", "exe", "cmdline", "user", "uid", "cgroup", "container", "unit", "pod"]
 
+    /// A live source's running totals, written with a batch of its flows.
+    public struct SourceTotals: Sendable {
+        public var firstTimestamp: Double?
+        public var lastTimestamp: Double?
+        public var complete: Bool
+        public var warning: String?
+        /// Flows recorded before this batch (the batch's new rows are added).
+        public var flowsBefore: Int
+
+        public init(firstTimestamp: Double?, lastTimestamp: Double?, complete: Bool, warning: String?, flowsBefore: Int) {
+            self.firstTimestamp = firstTimestamp; self.lastTimestamp = lastTimestamp; self.complete = complete
+            self.warning = warning; self.flowsBefore = flowsBefore
+        }
+    }
+
     /// Writes agent flows in one transaction: new uids are inserted, known ones updated in
-    /// place (counters, state, duration; attribution already stored is kept). Returns how
-    /// many rows were new (as the writer says in `isNew`, else looked up).
+    /// place (counters, state, duration; attribution already stored is kept). With `totals`,
+    /// the source's running totals are updated in the same transaction. Returns how many rows
+    /// were new (as the writer says in `isNew`, else looked up).
+    ///
+    /// A row the writer knows exists and that brings no attribution and no verdict (the final
+    /// counters of a closed connection, from its DESTROY) is written by a narrow UPDATE of the
+    /// columns that change: half of the agent's rows, at a fraction of an upsert's cost.
     @discardableResult
     public func upsert(_ flows: [(FlowRecord, AgentFlowExtras)], source: Int64, kind: SourceKind,
-                       hostID: String) throws(StoreError) -> Int {
-        guard !flows.isEmpty else { return 0 }
+                       hostID: String, totals: SourceTotals? = nil) throws(StoreError) -> Int {
+        guard !flows.isEmpty || totals != nil else { return 0 }
         let base = ["uid", "source_id", "source_kind", "host_id", "ts", "duration", "proto", "ip_proto", "orig_h", "orig_p",
                     "resp_h", "resp_p", "orig_pkts", "orig_bytes", "orig_ip_bytes", "resp_pkts", "resp_bytes",
                     "resp_ip_bytes", "conn_state", "history", "missed_bytes", "flipped", "tunnel_parents", "resp_name",
@@ -75,8 +95,22 @@ extension FlowStore {
             return try db.write { db in
                 let st = try db.cachedStatement(sql: sql)
                 let existing = try db.cachedStatement(sql: "SELECT 1 FROM flow WHERE uid = ?")
+                let narrow = try db.cachedStatement(sql: FlowStore.counterUpdateSQL)
                 var added = 0
                 for (r, x) in flows {
+                    if x.isNew == false && r.origProcess == nil && r.respProcess == nil && x.blocked == nil {
+                        let b = Binder(narrow.sqliteStatement)
+                        b.real(r.duration); b.int(Int64(r.origPkts)); b.int(Int64(r.origBytes)); b.int(Int64(r.origIPBytes))
+                        b.int(Int64(r.respPkts)); b.int(Int64(r.respBytes)); b.int(Int64(r.respIPBytes))
+                        b.text(r.connState); b.int(x.open ? 1 : 0); b.text(r.uid)
+                        let rc = sqlite3_step(narrow.sqliteStatement)
+                        sqlite3_reset(narrow.sqliteStatement)
+                        guard rc == SQLITE_DONE else {
+                            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: db.lastErrorMessage)
+                        }
+                        if sqlite3_changes(db.sqliteConnection) == 1 { continue }
+                        // Not there after all: the full row below.
+                    }
                     if let isNew = x.isNew {
                         if isNew { added += 1 }
                     } else if try Bool.fetchOne(existing, arguments: [r.uid]) == nil {
@@ -105,10 +139,23 @@ extension FlowStore {
                         throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: db.lastErrorMessage)
                     }
                 }
+                if let t = totals {
+                    try db.execute(sql: """
+                        UPDATE source SET first_ts = ?, last_ts = ?, complete = ?, warning = ?, flows = ? WHERE id = ?
+                        """, arguments: [t.firstTimestamp, t.lastTimestamp, t.complete, t.warning, t.flowsBefore + added, source])
+                }
                 return added
             }
         } catch { throw StoreError(path: path, reason: "\(error)") }
     }
+
+    /// The columns a known row's later update changes (as the upsert's conflict clause sets them).
+    static let counterUpdateSQL = """
+        UPDATE flow SET duration = max(duration, ?), orig_pkts = max(orig_pkts, ?), orig_bytes = max(orig_bytes, ?),
+          orig_ip_bytes = max(orig_ip_bytes, ?), resp_pkts = max(resp_pkts, ?), resp_bytes = max(resp_bytes, ?),
+          resp_ip_bytes = max(resp_ip_bytes, ?), conn_state = ?, open = ?
+        WHERE uid = ?
+        """
 
     /// Updates a live source's running totals (called at every flush, so a crash leaves them
     /// nearly current).

@@ -18,4 +18,33 @@ final class CompactUIDTests: XCTestCase {
         XCTAssertNotEqual(CompactUID("C00000000000000001"), CompactUID("C00000000000000010"))
         XCTAssertLessThanOrEqual(MemoryLayout<CompactUID>.size, 17)
     }
+
+    /// The agent's uids sort as their times do (the store's uid index is appended to), are
+    /// held packed, and differ for flows of the same instant.
+    func testTimeOrderedUIDsSortByTimeAndPack() {
+        var x: UInt64 = 0x2545_F491_4F6C_DD1D
+        var made: [(Double, String)] = []
+        var t = 1_790_000_000.0
+        for _ in 0..<3000 {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            t += Double(x % 1000) / 997  // steps from 0 to 1 s, some under the 1/3,844 s tick
+            made.append((t, FlowUID.timeOrdered(t, x)))
+        }
+        for (_, u) in made {
+            XCTAssertEqual(u.utf8.count, 18)
+            XCTAssertTrue(u.hasPrefix("C"))
+            XCTAssertEqual(CompactUID(u).string, u)
+            XCTAssertLessThanOrEqual(MemoryLayout<CompactUID>.size, 17)
+        }
+        for i in 1..<made.count where made[i].0 - made[i - 1].0 >= 1.0 / 3844 {
+            XCTAssertLessThan(made[i - 1].1, made[i].1, "times \(made[i - 1].0) < \(made[i].0)")
+        }
+        XCTAssertEqual(Set(made.map(\.1)).count, made.count)
+        // The same instant, other hashes: other uids, all after an earlier second's.
+        let now = FlowUID.timeOrdered(1_800_000_000.25, 1), other = FlowUID.timeOrdered(1_800_000_000.25, 2)
+        XCTAssertNotEqual(now, other)
+        XCTAssertLessThan(FlowUID.timeOrdered(1_799_999_999.9, .max), min(now, other))
+        // Deterministic: the same time and hash give the same uid (a restart re-derives it).
+        XCTAssertEqual(FlowUID.timeOrdered(1_800_000_000.25, 1), now)
+    }
 }

@@ -1,0 +1,66 @@
+import FlowCore
+import FlowStore
+import Foundation
+import XCTest
+
+/// How the agent's batches reach the store: full upserts for new rows, a narrow update for the
+/// final counters of a row already written, and the source's totals in the same transaction.
+final class AgentStoreTests: XCTestCase {
+    func record(_ uid: String, pkts: UInt64, state: String, process: ProcessAttribution?) -> FlowRecord {
+        FlowRecord(ts: 1_800_000_000, uid: uid, origH: IPAddress("10.0.0.1")!, origP: 40000, respH: IPAddress("10.0.0.2")!,
+                   respP: 443, ipProto: .tcp, duration: Double(pkts) / 10, origBytes: 0, respBytes: 0, connState: state,
+                   missedBytes: 0, history: "ShA", origPkts: pkts, origIPBytes: pkts * 60, respPkts: pkts + 1,
+                   respIPBytes: pkts * 1500, tunnelParents: [], flipped: false, respName: nil, respNames: [],
+                   respProcess: process)
+    }
+
+    func testFinalCountersUpdateTheRowAndKeepItsAttribution() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-agentstore-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
+        var info = SourceInfo(kind: .conntrack, hostID: "h", path: "conntrack:h", sha256: nil, linkType: nil)
+        info.complete = false
+        let source = try store.beginSource(info)
+        let nginx = ProcessAttribution(pid: 42, comm: "nginx", exe: "/usr/sbin/nginx", user: "www-data", uid: 33)
+
+        // The connection closes (no counters yet); a second, unrelated row is new too.
+        var added = try store.upsert(
+            [(record("C0000000000000000a", pkts: 0, state: "SF", process: nginx), AgentFlowExtras(open: false, isNew: true)),
+             (record("C0000000000000000b", pkts: 3, state: "S1", process: nil), AgentFlowExtras(open: true, isNew: true))],
+            source: source, kind: .conntrack, hostID: "h",
+            totals: .init(firstTimestamp: 1, lastTimestamp: 2, complete: false, warning: nil, flowsBefore: 0))
+        XCTAssertEqual(added, 2)
+        // Its DESTROY brings the counters: a row the writer knows, without attribution. A row
+        // the writer wrongly believes written is inserted all the same.
+        added = try store.upsert(
+            [(record("C0000000000000000a", pkts: 7, state: "SF", process: nil), AgentFlowExtras(open: false, isNew: false)),
+             (record("C0000000000000000c", pkts: 2, state: "S0", process: nil), AgentFlowExtras(open: false, isNew: false)),
+             (record("C0000000000000000b", pkts: 1, state: "SF", process: nil), AgentFlowExtras(open: false, isNew: false))],
+            source: source, kind: .conntrack, hostID: "h",
+            totals: .init(firstTimestamp: 1, lastTimestamp: 3, complete: true, warning: "w", flowsBefore: 2))
+        XCTAssertEqual(added, 0, "the writer said no row was new")
+
+        let flows = Dictionary(uniqueKeysWithValues: try store.flows().map { ($0.uid, $0) })
+        XCTAssertEqual(flows.count, 3)
+        let a = try XCTUnwrap(flows["C0000000000000000a"])
+        XCTAssertEqual(a.origPkts, 7)
+        XCTAssertEqual(a.respPkts, 8)
+        XCTAssertEqual(a.origIPBytes, 420)
+        XCTAssertEqual(a.respIPBytes, 10500)
+        XCTAssertEqual(a.duration, 0.7, accuracy: 1e-9)
+        XCTAssertEqual(a.respProcess?.comm, "nginx", "attribution stored at close is kept")
+        XCTAssertEqual(a.respProcess?.pid, 42)
+        XCTAssertEqual(a.history, "ShA")
+        // Counters never go back; the state and the open flag follow the last word.
+        let b = try XCTUnwrap(flows["C0000000000000000b"])
+        XCTAssertEqual(b.origPkts, 3)
+        XCTAssertEqual(b.connState, "SF")
+        XCTAssertEqual(try store.agentExtras(uid: "C0000000000000000b")?.open, false)
+        XCTAssertEqual(flows["C0000000000000000c"]?.origPkts, 2)
+
+        let src = try XCTUnwrap(try store.sources().first)
+        XCTAssertEqual(src.flows, 2, "the totals were written with the batch")
+    }
+}
