@@ -65,15 +65,18 @@ public struct ConntrackEntry: Sendable, Equatable {
         let replied = status & ConntrackEntry.seenReply != 0
         switch orig.proto {
         case 6:
-            guard let st = tcpState else { return replied ? "OTH" : "S0" }
+            // A reset as the only answer to a SYN: conntrack ends the entry at once, without
+            // marking it replied (nor moving it to CLOSE), but it counted the reset.
+            let refused = !replied && (replyPackets ?? 0) > 0
+            guard let st = tcpState else { return replied ? "OTH" : refused ? "REJ" : "S0" }
             switch st {
-            case 1: return replied ? "OTH" : "S0"       // SYN_SENT
+            case 1: return replied ? "OTH" : refused ? "REJ" : "S0"  // SYN_SENT
             case 2: return "OTH"                         // SYN_RECV: answered, not yet established
             case 3, 4, 5, 6: return "S1"                 // ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK
             case 7: return "SF"                          // TIME_WAIT: closed by FINs
             case 8:                                      // CLOSE: ended by a reset
                 if status & ConntrackEntry.assured != 0 { return "RSTO" }
-                return replied ? "REJ" : "S0"
+                return replied || refused ? "REJ" : "S0"
             default: return "OTH"
             }
         case 17, 136:

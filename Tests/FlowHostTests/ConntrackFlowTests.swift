@@ -139,6 +139,15 @@ final class ConntrackFlowTests: XCTestCase {
         let replied = ConntrackEntry.seenReply, assured = ConntrackEntry.assured
         XCTAssert(tcp(state: 1).connState == "S0")
         XCTAssert(tcp(state: 8, status: replied).connState == "REJ")
+        // A SYN answered by a reset: conntrack ends the entry without marking it replied, but
+        // its DESTROY counts the reset.
+        var refused = tcp(state: 1)
+        refused.origPackets = 1; refused.origBytes = 60; refused.replyPackets = 1; refused.replyBytes = 40
+        XCTAssert(refused.connState == "REJ")
+        refused.tcpState = 8
+        XCTAssert(refused.connState == "REJ")
+        refused.replyPackets = 0
+        XCTAssert(refused.connState == "S0")
         XCTAssert(tcp(state: 8, status: replied | assured).connState == "RSTO")
         XCTAssert(tcp(state: 3, status: replied | assured).connState == "S1")
         XCTAssert(tcp(state: 7, status: replied | assured).connState == "SF")

@@ -128,12 +128,16 @@ final class AgentNamespaceTests: XCTestCase {
     }
 
     /// Starts the agent in the server namespace; returns it once it records.
-    func startAgent(_ extra: [String], db: String, err: String, out: String? = nil) throws -> Process {
+    func startAgent(_ extra: [String], db: String, err: String, out: String? = nil,
+                    environment: [String: String] = [:]) throws -> Process {
         guard let bin = Repo.binary else { throw XCTSkip("flowmap binary not built (run scripts/test)") }
         FileManager.default.createFile(atPath: err, contents: nil)
         let agent = Process()
         agent.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         agent.arguments = ["netns", "exec", "fm-s-\(tag)", bin.path, "discover", "--db", db] + extra
+        if !environment.isEmpty {
+            agent.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         agent.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         if let out {
             FileManager.default.createFile(atPath: out, contents: nil)
@@ -248,6 +252,52 @@ final class AgentNamespaceTests: XCTestCase {
         let states = Dictionary(grouping: refused, by: \.connState).mapValues(\.count)
         XCTAssertTrue(states.keys.allSatisfy { ["REJ", "S0"].contains($0) }, "\(states)")
         print("overflow test: states \(states.sorted { $0.key < $1.key }); \(text)")
+    }
+
+    /// The kernel-side filter of TCP UPDATE events: an agent with it and one without, side by
+    /// side, record the same connections with the same states and counters; the filtered one
+    /// reads fewer events.
+    func testTheUpdateFilterKeepsEveryFlowStateAndCounterWithFewerEvents() throws {
+        func path(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        let args = ["--flush-interval", "10m", "--log-format", "json", "--host-id", "h"]
+        let filtered = try startAgent(args, db: path("f.db"), err: path("f.err"))
+        defer { if filtered.isRunning { filtered.terminate() } }
+        let all = try startAgent(args, db: path("a.db"), err: path("a.err"), environment: ["FLOWMAP_CT_UPDATES": "all"])
+        defer { if all.isRunning { all.terminate() } }
+        // Closed by FINs (twice), refused by a reset, and one left open while the agents stop.
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.213.0.2:8080/blob").status, 0)
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.214.0.100/blob").status, 0)
+        XCTAssertNotEqual(try sh("\(cli) curl -s -o /dev/null http://10.213.0.2:9/").status, 0)
+        let hold = #"import socket,time; s=socket.create_connection(("10.213.0.2",8081)); time.sleep(3)"#
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        holder.arguments = ["netns", "exec", "fm-c-\(tag)", "/usr/bin/python3", "-c", hold]
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        usleep(700_000)
+        let fText = stop(filtered, err: path("f.err")), aText = stop(all, err: path("a.err"))
+        func summary(_ text: String) -> [String: Any] {
+            let line = text.split(separator: "\n").last { $0.contains(#""msg":"summary""#) } ?? ""
+            return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+        }
+        let fs = summary(fText), ast = summary(aText)
+        XCTAssertEqual(fs["tcp_update_filter"] as? Bool, true, fText)
+        XCTAssertEqual(ast["tcp_update_filter"] as? Bool, false, aText)
+        let fEvents = fs["events"] as? Int ?? 0, aEvents = ast["events"] as? Int ?? 0
+        XCTAssertGreaterThan(fEvents, 0)
+        XCTAssertLessThan(fEvents, aEvents, "SYN_RECV and FIN_WAIT..LAST_ACK updates are dropped in the kernel")
+
+        struct Seen: Hashable { var conn: String; var state: String; var history: String; var counters: [UInt64] }
+        func seen(_ db: String) throws -> [Seen] {
+            try FlowStore(path: db, create: false).flows().filter { $0.ipProto == .tcp }.map {
+                Seen(conn: "\($0.origH) \($0.respH):\($0.respP)", state: $0.connState, history: $0.history,
+                     counters: [$0.origPkts, $0.origIPBytes, $0.respPkts, $0.respIPBytes])
+            }.sorted { "\($0)" < "\($1)" }
+        }
+        let f = try seen(path("f.db")), a = try seen(path("a.db"))
+        XCTAssertEqual(f, a)
+        XCTAssertEqual(Set(f.map(\.state)), ["SF", "REJ", "S1"], "\(f)")
+        XCTAssertEqual(f.count, 4, "\(f)")
     }
 
     func testLiveCaptureWithAFilterAttributesBothEnds() throws {
