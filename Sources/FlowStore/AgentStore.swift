@@ -99,7 +99,7 @@ extension FlowStore {
                 var added = 0
                 for (r, x) in flows {
                     if x.isNew == false && r.origProcess == nil && r.respProcess == nil && x.blocked == nil {
-                        let b = Binder(narrow.sqliteStatement)
+                        var b = Binder(narrow.sqliteStatement)
                         b.real(r.duration); b.int(Int64(r.origPkts)); b.int(Int64(r.origBytes)); b.int(Int64(r.origIPBytes))
                         b.int(Int64(r.respPkts)); b.int(Int64(r.respBytes)); b.int(Int64(r.respIPBytes))
                         b.text(r.connState); b.int(x.open ? 1 : 0); b.text(r.uid)
@@ -118,7 +118,7 @@ extension FlowStore {
                     }
                     // Bound straight into SQLite: GRDB's statement arguments box every value,
                     // which cost as much as the write itself at thousands of rows a second.
-                    let b = Binder(st.sqliteStatement)
+                    var b = Binder(st.sqliteStatement)
                     b.text(r.uid); b.int(source); b.text(kind.rawValue); b.text(hostID); b.real(r.ts); b.real(r.duration)
                     b.text(r.proto); b.int(Int64(r.ipProto.rawValue)); b.text(r.origH.description); b.int(Int64(r.origP))
                     b.text(r.respH.description); b.int(Int64(r.respP))
@@ -126,10 +126,12 @@ extension FlowStore {
                     b.int(Int64(r.respBytes)); b.int(Int64(r.respIPBytes)); b.text(r.connState); b.text(r.history)
                     b.int(Int64(r.missedBytes)); b.int(r.flipped ? 1 : 0); b.text(r.tunnelParents.joined(separator: ","))
                     b.text(r.respName); b.text(r.respNames.joined(separator: ","))
-                    for p in [r.origProcess, r.respProcess] {
+                    func process(_ p: ProcessAttribution?) {
                         b.int(p?.pid.map(Int64.init)); b.text(p?.comm); b.text(p?.exe); b.text(p?.cmdline); b.text(p?.user)
                         b.int(p?.uid.map(Int64.init)); b.text(p?.cgroup); b.text(p?.container); b.text(p?.unit); b.text(p?.pod)
                     }
+                    process(r.origProcess)
+                    process(r.respProcess)
                     b.int(x.conntrackID.map(Int64.init)); b.int(x.zone.map(Int64.init)); b.int(x.mark.map(Int64.init))
                     b.text(x.dnat?.0.description); b.int(x.dnat.map { Int64($0.1) }); b.text(x.snat?.0.description)
                     b.int(x.snat.map { Int64($0.1) }); b.int(x.open ? 1 : 0); b.text(x.blocked)
@@ -221,28 +223,39 @@ extension FlowStore {
     }
 }
 
-/// Binds values to a prepared SQLite statement's parameters, in order.
-private final class Binder {
+/// Binds values to a prepared SQLite statement's parameters, in order. Text is handed over
+/// from the string's own UTF-8 storage (SQLite copies it): no C string is made per value.
+private struct Binder {
     private let stmt: OpaquePointer
     private var i: Int32 = 1
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    private static let empty: StaticString = ""
 
     init(_ stmt: OpaquePointer) {
         self.stmt = stmt
         sqlite3_reset(stmt)
     }
 
-    func text(_ s: String?) {
-        if let s { sqlite3_bind_text(stmt, i, s, -1, Binder.transient) } else { sqlite3_bind_null(stmt, i) }
+    mutating func text(_ s: String?) {
+        if var s {
+            s.withUTF8 { b in
+                let p = b.baseAddress ?? Binder.empty.utf8Start
+                _ = p.withMemoryRebound(to: CChar.self, capacity: max(1, b.count)) {
+                    sqlite3_bind_text(stmt, i, $0, Int32(b.count), Binder.transient)
+                }
+            }
+        } else {
+            sqlite3_bind_null(stmt, i)
+        }
         i += 1
     }
 
-    func int(_ v: Int64?) {
+    mutating func int(_ v: Int64?) {
         if let v { sqlite3_bind_int64(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
         i += 1
     }
 
-    func real(_ v: Double) {
+    mutating func real(_ v: Double) {
         sqlite3_bind_double(stmt, i, v)
         i += 1
     }
