@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "flowmap", dependencies: ["FlowmapCLI"]),
         .testTarget(name: "FlowCoreTests", dependencies: ["FlowCore"]),
         .testTarget(name: "FlowmapCLITests", dependencies: ["FlowmapCLI", "FlowCore", "FlowCapture", "FlowStore"]),
-        .testTarget(name: "FlowHostTests", dependencies: ["FlowHost", "FlowProcFS", "FlowCore"]),
+        .testTarget(name: "FlowHostTests", dependencies: ["FlowHost", "FlowProcFS", "FlowConntrack", "FlowCore"]),
         .testTarget(name: "FlowGraphTests", dependencies: ["FlowGraph", "FlowConfig", "FlowCore", "FlowPolicy", .product(name: "Yams", package: "Yams")]),
     ]
 )

@@ -139,6 +139,20 @@ public final class ConntrackSocket {
     private let parsed = UnsafeMutablePointer<fm_ct>.allocate(capacity: batch * 4)
     private let kinds = UnsafeMutablePointer<UInt8>.allocate(capacity: batch * 4)
 
+    /// One netlink message read as the event stream reads it, and (with `library`) read through
+    /// libnetfilter_conntrack (nil where either refuses it): the tests hold the first to the
+    /// second. The library aborts the process on some malformed messages; this reading does not.
+    static func parseBoth(_ message: [UInt8], library withLibrary: Bool = true) -> (ours: ConntrackEntry?, library: ConntrackEntry?) {
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: max(message.count, 16), alignment: 8)
+        defer { buf.deallocate() }
+        message.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress!, byteCount: message.count) }
+        let nlh = buf.assumingMemoryBound(to: nlmsghdr.self)
+        var a = fm_ct(), b = fm_ct()
+        let ours = fm_ct_parse(nlh, &a) == 0 ? entry(a) : nil
+        let library = withLibrary && fm_ct_parse_with_library(nlh, &b) == 0 ? entry(b) : nil
+        return (ours, library)
+    }
+
     static func entry(_ ct: OpaquePointer) -> ConntrackEntry {
         var c = fm_ct()
         fm_ct_read(ct, &c)

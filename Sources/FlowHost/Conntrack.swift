@@ -432,11 +432,14 @@ public final class ConntrackFlows {
         }
         changed.removeAll(keepingCapacity: true)
         // Stable: a flow finished and then updated again (its DESTROY's counters) within one
-        // batch appears twice, in that order; it is written once, merged.
-        out.sort { a, b in a.firstSeen != b.firstSeen ? a.firstSeen < b.firstSeen : a.uid < b.uid }
+        // batch appears twice, in that order; it is written once, merged. The order is found on
+        // small keys (a flow is a few hundred bytes: a sort that moves flows costs more).
+        var order = out.indices.map { (out[$0].firstSeen, out[$0].uid, $0) }
+        order.sort { a, b in a.0 != b.0 ? a.0 < b.0 : a.1 != b.1 ? a.1 < b.1 : a.2 < b.2 }
         var merged: [Flow] = []
         merged.reserveCapacity(out.count)
-        for f in out {
+        for (_, _, i) in order {
+            let f = out[i]
             if let last = merged.last, last.uid == f.uid {
                 var m = f
                 m.origProcess = f.origProcess ?? last.origProcess
