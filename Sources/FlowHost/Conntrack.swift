@@ -190,58 +190,81 @@ public final class ConntrackFlows {
         switch kind {
         case .new:
             stats.new += 1
-            if let c = closing[k], c.preexisting {
+            let c = closing[k]
+            if let c, c.preexisting {
                 // A dump brought this connection in and saw it closed; its NEW was still queued.
                 stats.afterClose += 1
                 break
             }
-            if let held = active[k], held.preexisting {
+            let held = active.index(forKey: k)
+            if let i = held, active.values[i].preexisting {
                 // A dump (taken after an overflow) already brought this connection in; its
                 // NEW event was still queued.
-                update(k, e, at: t)
+                active.values[i].merge(e, at: t)
+                changed.insert(k)
                 break
             }
             // The same id and tuple as a connection we know: the kernel reused both for a new
             // connection (a client port reused at once). The old one is over; its DESTROY
             // may still come, after this NEW, with its final counters.
-            if let c = closing.removeValue(forKey: k) { replaced[k] = c }
-            if let held = active[k] {
-                finish(k, at: nil)
-                replaced[k] = Closing(held)
+            if let c {
+                closing[k] = nil
+                replaced[k] = c
+            }
+            if let i = held {
+                let old = end(at: i, k)
+                replaced[k] = Closing(old)
             }
             create(k, e, at: t, preexisting: false)
         case .update:
             stats.updates += 1
-            if active[k] == nil {
+            guard let i = active.index(forKey: k) else {
                 if closing[k] != nil { stats.afterClose += 1; return }
                 if applyToFinished(k, e, from: &recentlyEnded, remove: false) { return }
                 stats.late += 1
                 create(k, e, at: t, preexisting: true)
-            } else {
-                update(k, e, at: t)
+                closeIfOver(k)
+                return
             }
-            closeIfOver(k)
+            active.values[i].merge(e, at: t)
+            if active.values[i].isOver {
+                // TIME_WAIT or CLOSE: finished now; a small record waits for the DESTROY.
+                let f = end(at: i, k)
+                closing[k] = Closing(f)
+            } else {
+                changed.insert(k)
+            }
         case .destroy:
             stats.destroys += 1
             // The DESTROY of an older entry with the same id and tuple (it stopped before the
             // flow we hold began): it belongs to the connection that was replaced.
-            if let stop = e.stop, replaced[k] != nil,
+            if !replaced.isEmpty, let stop = e.stop, replaced[k] != nil,
                (active[k]?.firstSeen ?? closing[k]?.firstSeen).map({ stop < $0 }) ?? true {
                 _ = applyToFinished(k, e, from: &replaced, remove: true)
                 return
             }
-            if active[k] == nil {
-                // The final counters of a connection finished in TIME_WAIT or CLOSE, or of one
-                // a reconcile ended while its events were lost (this DESTROY delivered again).
-                if applyToFinished(k, e, from: &closing, remove: true) { return }
-                if applyToFinished(k, e, from: &recentlyEnded, remove: true) { return }
-                stats.late += 1
-                create(k, e, at: t, preexisting: true)
-            } else {
-                update(k, e, at: t)
+            if let i = active.index(forKey: k) {
+                active.values[i].merge(e, at: t)
+                _ = end(at: i, k)  // the stop time is when the entry timed out, not its last packet
+                return
             }
-            finish(k, at: nil)  // the stop time is when the entry timed out, not its last packet
+            // The final counters of a connection finished in TIME_WAIT or CLOSE, or of one
+            // a reconcile ended while its events were lost (this DESTROY delivered again).
+            if applyToFinished(k, e, from: &closing, remove: true) { return }
+            if applyToFinished(k, e, from: &recentlyEnded, remove: true) { return }
+            stats.late += 1
+            create(k, e, at: t, preexisting: true)
+            finish(k, at: nil)
         }
+    }
+
+    /// Ends the flow at `i` (its key `k`) and returns it, as `finish(k, at: nil)` does.
+    private func end(at i: [Key: Flow].Index, _ k: Key) -> Flow {
+        var f = active.remove(at: i).value
+        changed.remove(k)
+        f.ended = true
+        finished.append(f)
+        return f
     }
 
     /// An event for a connection already finished: if `records` knows it, its flow is written
@@ -288,8 +311,8 @@ public final class ConntrackFlows {
     /// A TCP connection in TIME_WAIT or CLOSE is over: its flow is finished at once (written
     /// at the next flush) and only a small `Closing` record waits for the final counters.
     private func closeIfOver(_ k: Key) {
-        guard let f = active[k], f.entry.orig.proto == 6, let st = f.entry.tcpState, st == 7 || st == 8 else { return }
-        finish(k, at: nil)
+        guard let i = active.index(forKey: k), active.values[i].isOver else { return }
+        let f = end(at: i, k)
         closing[k] = Closing(f)
     }
 
@@ -386,26 +409,8 @@ public final class ConntrackFlows {
     }
 
     private func update(_ k: Key, _ e: ConntrackEntry, at t: Double) {
-        guard var f = active[k] else { return }
-        // Counters only grow; an event without them (accounting off) keeps the last ones.
-        var n = e
-        n.origPackets = max(e.origPackets ?? 0, f.entry.origPackets ?? 0)
-        n.origBytes = max(e.origBytes ?? 0, f.entry.origBytes ?? 0)
-        n.replyPackets = max(e.replyPackets ?? 0, f.entry.replyPackets ?? 0)
-        n.replyBytes = max(e.replyBytes ?? 0, f.entry.replyBytes ?? 0)
-        if e.origPackets == nil && f.entry.origPackets == nil {
-            n.origPackets = nil; n.origBytes = nil; n.replyPackets = nil; n.replyBytes = nil
-        }
-        n.tcpState = e.tcpState ?? f.entry.tcpState
-        n.status = e.status | f.entry.status
-        n.start = f.entry.start ?? e.start
-        // Conntrack has no last-packet time: the flow was last active when its counters or
-        // state last moved (a dump that finds it unchanged says nothing new).
-        let moved = n.origPackets != f.entry.origPackets || n.replyPackets != f.entry.replyPackets
-            || n.tcpState != f.entry.tcpState || n.status != f.entry.status
-        f.entry = n
-        if moved { f.lastSeen = max(f.lastSeen, t) }
-        active[k] = f
+        guard let i = active.index(forKey: k) else { return }
+        active.values[i].merge(e, at: t)  // in place: a flow is not copied out and back
         changed.insert(k)
     }
 
@@ -426,9 +431,9 @@ public final class ConntrackFlows {
         var out = finished
         finished = []
         for k in changed {
-            guard let f = active[k] else { continue }
-            out.append(f)
-            if f.isNew { active[k]!.isNew = false }
+            guard let i = active.index(forKey: k) else { continue }
+            out.append(active.values[i])
+            active.values[i].isNew = false
         }
         changed.removeAll(keepingCapacity: true)
         // Stable: a flow finished and then updated again (its DESTROY's counters) within one
@@ -461,6 +466,31 @@ public final class ConntrackFlows {
 }
 
 extension ConntrackFlows.Flow {
+    /// A TCP connection in TIME_WAIT or CLOSE: over, though its entry lingers.
+    var isOver: Bool { entry.orig.proto == 6 && (entry.tcpState == 7 || entry.tcpState == 8) }
+
+    /// Takes what an event or a dump says of the connection observed at `t`.
+    mutating func merge(_ e: ConntrackEntry, at t: Double) {
+        // Counters only grow; an event without them (accounting off) keeps the last ones.
+        var n = e
+        n.origPackets = max(e.origPackets ?? 0, entry.origPackets ?? 0)
+        n.origBytes = max(e.origBytes ?? 0, entry.origBytes ?? 0)
+        n.replyPackets = max(e.replyPackets ?? 0, entry.replyPackets ?? 0)
+        n.replyBytes = max(e.replyBytes ?? 0, entry.replyBytes ?? 0)
+        if e.origPackets == nil && entry.origPackets == nil {
+            n.origPackets = nil; n.origBytes = nil; n.replyPackets = nil; n.replyBytes = nil
+        }
+        n.tcpState = e.tcpState ?? entry.tcpState
+        n.status = e.status | entry.status
+        n.start = entry.start ?? e.start
+        // Conntrack has no last-packet time: the flow was last active when its counters or
+        // state last moved (a dump that finds it unchanged says nothing new).
+        let moved = n.origPackets != entry.origPackets || n.replyPackets != entry.replyPackets
+            || n.tcpState != entry.tcpState || n.status != entry.status
+        entry = n
+        if moved { lastSeen = max(lastSeen, t) }
+    }
+
     /// The flow as a record: client → real server, IP bytes each way.
     public var record: FlowRecord {
         let e = entry
