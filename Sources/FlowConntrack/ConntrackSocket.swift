@@ -99,10 +99,15 @@ public final class ConntrackSocket {
     /// Every entry the kernel tracks now (IPv4 and IPv6).
     public func dump() throws(ConntrackError) -> [ConntrackEntry] {
         var out: [ConntrackEntry] = []
-        sink.body = { _, e in out.append(e) }
+        try dump { out.append($0) }
+        return out
+    }
+
+    /// Every entry the kernel tracks now, handed to `body` as the dump delivers it.
+    public func dump(_ body: @escaping (ConntrackEntry) -> Void) throws(ConntrackError) {
+        sink.body = { _, e in body(e) }
         defer { sink.body = { _, _ in } }
         if fm_ct_dump(handle) != 0 { throw .fromErrno("dump failed", errno) }
-        return out
     }
 
     public enum ReadOutcome: Sendable, Equatable {

@@ -325,35 +325,59 @@ public final class ConntrackFlows {
 
     /// Applies a full dump taken at `t`. With `reconcile`, flows that are not in the dump ended
     /// while events were being lost: they are finished with their last known counters.
-    public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool) {
-        var seen = Set<Key>()
-        seen.reserveCapacity(entries.count)
-        for e in entries {
-            let k = key(e)
-            seen.insert(k)
-            if active[k] == nil {
-                // Finished already; the dump brings its counters.
-                if let c = closing[k] { finished.append(c.flow(k, e)); continue }
-                create(k, e, at: t, preexisting: true)
-            } else {
-                update(k, e, at: t)
+    ///
+    /// A finished connection still in the dump (TIME_WAIT) gets the dump's counters written
+    /// unless `finishedWait` says its DESTROY will bring them anyway (the kernel re-delivers
+    /// lost DESTROY events): rewriting every such row at each periodic refresh cost as much as
+    /// a minute's worth of their DESTROYs.
+    public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool, finishedWait: Bool = false) {
+        beginDump()
+        for e in entries { applyDumpEntry(e, at: t, finishedWait: finishedWait) }
+        endDump(reconcile: reconcile)
+    }
+
+    /// The same, one entry at a time as the dump delivers them (no array of the whole table:
+    /// a host with 100,000 tracked connections would hold 17 MB of it at once): `beginDump`,
+    /// then `applyDumpEntry` for each entry, then `endDump`. A dump that failed part way ends
+    /// with `reconcile: false` (what it did not deliver did not end).
+    public func beginDump() {
+        dumpSeen = Set()
+        dumpSeen.reserveCapacity(active.count + closing.count)
+    }
+
+    public func applyDumpEntry(_ e: ConntrackEntry, at t: Double, finishedWait: Bool = false) {
+        let k = key(e)
+        dumpSeen.insert(k)
+        if active[k] == nil {
+            // Finished already; the dump brings its counters.
+            if let c = closing[k] {
+                if !finishedWait { finished.append(c.flow(k, e)) }
+                return
             }
-            closeIfOver(k)
+            create(k, e, at: t, preexisting: true)
+        } else {
+            update(k, e, at: t)
         }
-        if reconcile {
-            // Finished connections whose entries are gone: their DESTROY was lost, and may
-            // still come (re-delivered).
-            for (k, c) in closing where !seen.contains(k) {
-                closing[k] = nil
-                remember(k, c)
-            }
-            for k in replaced.keys where !seen.contains(k) { replaced[k] = nil }
-            for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
-                stats.endedUnseen += 1
-                finish(k, at: nil, unseen: true)
-            }
+        closeIfOver(k)
+    }
+
+    public func endDump(reconcile: Bool) {
+        let seen = dumpSeen
+        dumpSeen = []
+        guard reconcile else { return }
+        // Finished connections whose entries are gone: their DESTROY was lost, and may
+        // still come (re-delivered).
+        // (The keys are gathered first: removing while iterating would copy the whole map.)
+        for k in closing.keys.filter({ !seen.contains($0) }) {
+            if let c = closing.removeValue(forKey: k) { remember(k, c) }
+        }
+        for k in replaced.keys.filter({ !seen.contains($0) }) { replaced[k] = nil }
+        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
+            stats.endedUnseen += 1
+            finish(k, at: nil, unseen: true)
         }
     }
+    private var dumpSeen = Set<Key>()
 
     static func keyOrder(_ a: Key, _ b: Key) -> Bool { a.id != b.id ? a.id < b.id : a.zone < b.zone }
 

@@ -171,6 +171,49 @@ final class ConntrackFlowTests: XCTestCase {
         flows.apply(.new, tcp(state: 1), at: 1)
         XCTAssert(flows.takeChanges()[0].blocked == "no rule between these workloads")
     }
+    /// A periodic refresh leaves finished connections to their DESTROY when DESTROYs are
+    /// re-delivered (`finishedWait`); a reconcile after lost events writes the dump's counters.
+    /// Applying a dump entry by entry is applying it whole.
+    func testRefreshDumpsLeaveFinishedConnectionsToTheirDestroy() throws {
+        let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
+        func closedFlows() -> ConntrackFlows {
+            let f = ConntrackFlows(hostID: "h")
+            f.apply(.new, tcp(id: 1, state: 1), at: 10)
+            f.apply(.update, tcp(id: 1, state: 7, status: replied), at: 11)
+            f.apply(.new, tcp(id: 2, cport: 40001, state: 1), at: 12)
+            _ = f.takeChanges()
+            return f
+        }
+        let inDump = [tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)),
+                      tcp(id: 2, cport: 40001, state: 3, status: replied, counters: (3, 180, 2, 120))]
+        let waiting = closedFlows()
+        waiting.applyDump(inDump, at: 20, reconcile: true, finishedWait: true)
+        let w = waiting.takeChanges()
+        XCTAssertEqual(w.map(\.key.id), [2], "only the open connection is rewritten")
+        XCTAssertEqual(waiting.closingCount, 1, "the finished one still waits for its DESTROY")
+
+        let writing = closedFlows()
+        writing.applyDump(inDump, at: 20, reconcile: true)
+        XCTAssertEqual(writing.takeChanges().map { $0.record.origPkts }, [5, 3])
+
+        let streamed = closedFlows()
+        streamed.beginDump()
+        for e in inDump { streamed.applyDumpEntry(e, at: 20) }
+        streamed.endDump(reconcile: true)
+        XCTAssertEqual(streamed.takeChanges().map { $0.record.origPkts }, [5, 3])
+
+        // A reconcile that does not find a finished connection forgets it into the bounded
+        // memory of ended flows; its late DESTROY still lands on the same flow.
+        let gone = closedFlows()
+        gone.applyDump([inDump[1]], at: 20, reconcile: true)
+        XCTAssertEqual(gone.closingCount, 0)
+        _ = gone.takeChanges()
+        gone.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (6, 360, 5, 960)), at: 21)
+        let late = gone.takeChanges()
+        XCTAssertEqual(late.count, 1)
+        XCTAssertEqual(late.first?.record.respIPBytes, 960)
+        XCTAssertEqual(gone.stats.late, 0)
+    }
 }
 
 final class ConntrackReuseTests: XCTestCase {
@@ -199,4 +242,5 @@ final class ConntrackReuseTests: XCTestCase {
         XCTAssertEqual(flows.active.values.first?.firstSeen, 10.5)
         XCTAssertEqual(flows.stats.late, 0)
     }
+
 }
