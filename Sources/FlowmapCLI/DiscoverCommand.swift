@@ -341,10 +341,10 @@ final class ConntrackAgent: DiscoveryAgent {
         installSignalHandlers()
         flows.onNew = { [unowned self] f in self.attribute(&f) }
         // A restart: connections an earlier run recorded keep their flow.
-        let store = self.store, host = hostID
+        let store = self.store, host = hostID, source = sourceID
         flows.adopt = { e in
             guard let r = try? store.conntrackFlow(hostID: host, id: e.id, zone: e.zone, proto: e.orig.proto, origH: e.orig.src,
-                                                   origP: e.orig.sport, startedBy: e.start)
+                                                   origP: e.orig.sport, startedBy: e.start, notFrom: source)
             else { return nil }
             return (r.uid, r.ts)
         }

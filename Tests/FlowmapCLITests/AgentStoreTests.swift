@@ -63,4 +63,36 @@ final class AgentStoreTests: XCTestCase {
         let src = try XCTUnwrap(try store.sources().first)
         XCTAssertEqual(src.flows, 2, "the totals were written with the batch")
     }
+
+    /// Adoption after a restart finds the connection an earlier run recorded, and only that:
+    /// not a row of the asking run, not an older connection that had the same entry id and
+    /// tuple (the kernel reuses both).
+    func testAdoptionMatchesOnlyAnEarlierRunsRecordOfTheSameConnection() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-adopt-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
+        func run() throws -> Int64 {
+            var info = SourceInfo(kind: .conntrack, hostID: "h", path: "conntrack:h", sha256: nil, linkType: nil)
+            info.complete = false
+            return try store.beginSource(info)
+        }
+        let first = try run()
+        var old = record("C0000000000000000o", pkts: 1, state: "SF", process: nil)
+        old.ts = 1_800_000_000
+        var recent = record("C0000000000000000r", pkts: 1, state: "SF", process: nil)
+        recent.ts = 1_800_000_300.02
+        let x = AgentFlowExtras(conntrackID: 77, zone: 0, open: false, isNew: true)
+        try store.upsert([(old, x), (recent, x)], source: first, kind: .conntrack, hostID: "h")
+        let second = try run()
+        func find(startedBy: Double?, notFrom: Int64) throws -> String? {
+            try store.conntrackFlow(hostID: "h", id: 77, zone: 0, proto: 6, origH: IPAddress("10.0.0.1")!, origP: 40000,
+                                    startedBy: startedBy, notFrom: notFrom)?.uid
+        }
+        XCTAssertEqual(try find(startedBy: 1_800_000_300, notFrom: second), "C0000000000000000r")
+        XCTAssertNil(try find(startedBy: 1_800_000_300, notFrom: first), "the asking run's own rows are not adopted")
+        XCTAssertNil(try find(startedBy: 1_800_000_600, notFrom: second), "an older connection with the same id and tuple")
+        XCTAssertEqual(try find(startedBy: 1_800_000_000.5, notFrom: second), "C0000000000000000o")
+    }
 }
