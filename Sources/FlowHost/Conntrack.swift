@@ -333,38 +333,51 @@ public final class ConntrackFlows {
     public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool, finishedWait: Bool = false) {
         beginDump()
         for e in entries { applyDumpEntry(e, at: t, finishedWait: finishedWait) }
-        endDump(reconcile: reconcile)
+        endDump(reconcile: reconcile, finishedWait: finishedWait)
     }
 
     /// The same, one entry at a time as the dump delivers them (no array of the whole table:
     /// a host with 100,000 tracked connections would hold 17 MB of it at once): `beginDump`,
     /// then `applyDumpEntry` for each entry, then `endDump`. A dump that failed part way ends
-    /// with `reconcile: false` (what it did not deliver did not end).
+    /// with `reconcile: false` (what it did not deliver did not end). With `finishedWait`,
+    /// finished connections are left to their DESTROY: neither rewritten from the dump nor, when
+    /// the dump no longer shows them (expired, their DESTROY on its way), moved elsewhere.
     public func beginDump() {
         dumpSeen = Set()
-        dumpSeen.reserveCapacity(active.count + closing.count)
+        dumpSeen.reserveCapacity(active.count)
     }
 
     public func applyDumpEntry(_ e: ConntrackEntry, at t: Double, finishedWait: Bool = false) {
         let k = key(e)
-        dumpSeen.insert(k)
         if active[k] == nil {
             // Finished already; the dump brings its counters.
             if let c = closing[k] {
-                if !finishedWait { finished.append(c.flow(k, e)) }
+                if !finishedWait {
+                    dumpSeen.insert(k)
+                    finished.append(c.flow(k, e))
+                }
                 return
             }
             create(k, e, at: t, preexisting: true)
         } else {
             update(k, e, at: t)
         }
+        dumpSeen.insert(k)
         closeIfOver(k)
     }
 
-    public func endDump(reconcile: Bool) {
+    public func endDump(reconcile: Bool, finishedWait: Bool = false) {
         let seen = dumpSeen
         dumpSeen = []
         guard reconcile else { return }
+        if !finishedWait { reconcileFinished(seen) }
+        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
+            stats.endedUnseen += 1
+            finish(k, at: nil, unseen: true)
+        }
+    }
+
+    private func reconcileFinished(_ seen: Set<Key>) {
         // Finished connections whose entries are gone: their DESTROY was lost, and may
         // still come (re-delivered).
         // (The keys are gathered first: removing while iterating would copy the whole map.)
@@ -372,10 +385,6 @@ public final class ConntrackFlows {
             if let c = closing.removeValue(forKey: k) { remember(k, c) }
         }
         for k in replaced.keys.filter({ !seen.contains($0) }) { replaced[k] = nil }
-        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
-            stats.endedUnseen += 1
-            finish(k, at: nil, unseen: true)
-        }
     }
     private var dumpSeen = Set<Key>()
 

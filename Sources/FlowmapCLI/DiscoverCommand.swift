@@ -449,7 +449,7 @@ final class ConntrackAgent: DiscoveryAgent {
             flows.endDump(reconcile: false)
             throw UserError(message: error.description)
         }
-        flows.endDump(reconcile: reconcile)
+        flows.endDump(reconcile: reconcile, finishedWait: finishedWait)
         if firstSeen == nil { firstSeen = t }
         lastSeen = t
     }

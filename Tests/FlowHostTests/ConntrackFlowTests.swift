@@ -213,6 +213,16 @@ final class ConntrackFlowTests: XCTestCase {
         XCTAssertEqual(late.count, 1)
         XCTAssertEqual(late.first?.record.respIPBytes, 960)
         XCTAssertEqual(gone.stats.late, 0)
+        // A periodic refresh that no longer shows it (expired, its DESTROY on its way) leaves it
+        // waiting where it is.
+        let expired = closedFlows()
+        expired.applyDump([inDump[1]], at: 20, reconcile: true, finishedWait: true)
+        XCTAssertEqual(expired.closingCount, 1)
+        XCTAssertEqual(expired.sizes.recentlyEnded, 0)
+        _ = expired.takeChanges()
+        expired.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (6, 360, 5, 960)), at: 21)
+        XCTAssertEqual(expired.takeChanges().first?.record.respIPBytes, 960)
+        XCTAssertEqual(expired.closingCount, 0)
     }
 }
 
