@@ -350,6 +350,7 @@ final class ConntrackAgent: DiscoveryAgent {
         }
 
         try dump(dumper, reconcile: false)
+        DiscoveryAgent.releaseStartupPages()
         if !cmd.quiet || cmd.logFormat == .json {
             log("info", "discover: recording conntrack events into \(cmd.db) (host \(hostID), \(flows.activeCount) connections open)")
         }
@@ -528,6 +529,31 @@ private extension String {
     init(format1 v: Double) {
         let r = (v * 10).rounded() / 10
         self = r == r.rounded() ? "\(Int(r)).0" : "\(r)"
+    }
+}
+
+extension DiscoveryAgent {
+    /// Hands the pages of flowmap's own binary that starting touched back to the kernel
+    /// (madvise MADV_PAGEOUT on its read-only mappings). Starting runs code and reads data
+    /// spread over the binary (argument parsing, Foundation, the Swift runtime's type lookups),
+    /// and each first touch maps its neighbours too: most of the agent's resident memory. The
+    /// pages the event loop needs come back on first use; the rest stay on disk.
+    static func releaseStartupPages() {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let f = fopen("/proc/self/maps", "r") else { return }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 8192)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let text = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            guard text.count >= 6, text[5].hasPrefix(exe), !text[1].contains("w") else { continue }
+            let range = text[0].split(separator: "-")
+            guard range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16), hi > lo,
+                  let p = UnsafeMutableRawPointer(bitPattern: lo) else { continue }
+            _ = madvise(p, Int(hi - lo), 21 /* MADV_PAGEOUT */)
+        }
     }
 }
 

@@ -51,6 +51,7 @@ final class LiveAgent: DiscoveryAgent {
         var nextStatus = started + 1
         let showStatus = !cmd.quiet && Terminal.stderrIsTerminal && cmd.logFormat == .text
         var pfds = captures.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        DiscoveryAgent.releaseStartupPages()
 
         while agentStop.load(ordering: .relaxed) == 0 {
             let mono = Terminal.monotonic()
