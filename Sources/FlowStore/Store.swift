@@ -174,6 +174,18 @@ public final class FlowStore {
                 CREATE INDEX flow_conntrack ON flow(ct_id) WHERE ct_id IS NOT NULL;
                 """)
         }
+        // An index keyed by the entry id alone takes every agent row at a random place: once it
+        // outgrows SQLite's cache, each row cost a page read and a page write (the agent's store
+        // thread doubled its CPU within a minute at 1,000 connections/s). Adoption after a
+        // restart looks an entry up by its start time instead (rows are appended in that order),
+        // and by id among the connections still open.
+        m.registerMigration("v4: agent indexes") { db in
+            try db.execute(sql: """
+                DROP INDEX IF EXISTS flow_conntrack;
+                CREATE INDEX flow_conntrack_time ON flow(ts, ct_id) WHERE ct_id IS NOT NULL;
+                CREATE INDEX flow_conntrack_open ON flow(ct_id) WHERE ct_id IS NOT NULL AND open = 1;
+                """)
+        }
         return m
     }
 

@@ -94,5 +94,12 @@ final class AgentStoreTests: XCTestCase {
         XCTAssertNil(try find(startedBy: 1_800_000_300, notFrom: first), "the asking run's own rows are not adopted")
         XCTAssertNil(try find(startedBy: 1_800_000_600, notFrom: second), "an older connection with the same id and tuple")
         XCTAssertEqual(try find(startedBy: 1_800_000_000.5, notFrom: second), "C0000000000000000o")
+        // Without a start time, only a connection still open when the earlier run wrote it.
+        XCTAssertNil(try find(startedBy: nil, notFrom: second))
+        var open = record("C0000000000000000p", pkts: 1, state: "S1", process: nil)
+        open.ts = 1_700_000_000
+        try store.upsert([(open, AgentFlowExtras(conntrackID: 77, zone: 0, open: true, isNew: true))], source: first,
+                         kind: .conntrack, hostID: "h")
+        XCTAssertEqual(try find(startedBy: nil, notFrom: second), "C0000000000000000p")
     }
 }
