@@ -195,9 +195,10 @@ extension FlowStore {
 
     /// The flow an earlier run of the agent on `hostID` recorded for this conntrack entry (same
     /// id, zone and original tuple; when the entry's start is known, first seen within a second
-    /// of it). Rows of `notFrom` (the asking run's own source) are not looked at: the kernel
-    /// reuses an entry id with the same tuple for a later connection, and a connection the
-    /// running agent meets first in a dump (its NEW still queued) is not one it recorded before.
+    /// of it, else still open when that run last wrote it). Rows of `notFrom` (the asking run's
+    /// own source) are not looked at: the kernel reuses an entry id with the same tuple for a
+    /// later connection, and a connection the running agent meets first in a dump (its NEW still
+    /// queued) is not one it recorded before.
     public func conntrackFlow(hostID: String, id: UInt32, zone: UInt16, proto: UInt8, origH: IPAddress, origP: UInt16,
                               startedBy: Double?, notFrom: Int64? = nil) throws(StoreError) -> (uid: String, ts: Double)? {
         do {
@@ -207,7 +208,8 @@ extension FlowStore {
                       AND ip_proto = ? AND orig_h = ? AND orig_p = ?
                     """
                 var args: [any DatabaseValueConvertible] = [Int64(id), hostID, Int(zone), Int(proto), origH.description, Int(origP)]
-                if let s = startedBy { sql += " AND ts BETWEEN ? AND ?"; args += [s - 1, s + 1] }
+                // Both forms match an index (flow_conntrack_time, flow_conntrack_open).
+                if let s = startedBy { sql += " AND ts BETWEEN ? AND ?"; args += [s - 1, s + 1] } else { sql += " AND open = 1" }
                 if let n = notFrom { sql += " AND source_id != ?"; args.append(n) }
                 sql += " ORDER BY ts DESC LIMIT 1"
                 guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
