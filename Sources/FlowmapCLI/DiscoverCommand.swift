@@ -377,7 +377,12 @@ final class ConntrackAgent: DiscoveryAgent {
                     // One clock reading for what is queued now: the events waited in the
                     // socket for up to the pause below anyway.
                     let t = DiscoveryAgent.now()
-                    outcome = try events.readEvents { kind, e in pending.append((kind, e, t)) }
+                    // Applied in slices: after a stall (a refresh dump of a big table) thousands
+                    // of events wait, and holding them all at once cost megabytes.
+                    outcome = try events.readEvents { kind, e in
+                        pending.append((kind, e, t))
+                        if pending.count >= 512 { apply(&pending) }
+                    }
                 } catch { throw UserError(message: error.description) }
                 apply(&pending)
                 if outcome == .overflow {
@@ -403,7 +408,7 @@ final class ConntrackAgent: DiscoveryAgent {
             // (One transaction per interval, early batches joining it, wrote a fifth less but
             // held 3 MB more at 5,000 connections/s: not kept.)
             if t >= nextFlush || flows.pendingChanges >= ConntrackAgent.flushAt {
-                try flush(final: false)
+                try flush(final: false, interval: t >= nextFlush)
                 nextFlush = t + flushEvery
             }
             if showStatus && t >= nextStatus {
@@ -474,13 +479,36 @@ final class ConntrackAgent: DiscoveryAgent {
         return r
     }
 
-    func flush(final: Bool) throws(UserError) {
+    /// Final counters (from DESTROY events) of rows already written, held back until the
+    /// interval's flush or until `deferAt` of them wait.
+    ///
+    /// DESTROYs come in the order the kernel's garbage collector reaps entries, not in the order
+    /// connections closed: written as they come, nearly every one rewrote a page of an older
+    /// part of the table. Held back and written in uid order (the agent's uids sort by time,
+    /// as the rows were written), the updates of neighbouring rows share their page writes.
+    private var finalCounters: [(FlowRecord, AgentFlowExtras)] = []
+    static let deferAt = 4096
+
+    func flush(final: Bool, interval: Bool = true) throws(UserError) {
         var rows: [(FlowRecord, AgentFlowExtras)] = []
         for f in flows.takeChanges() {
             let e = f.entry
             let x = AgentFlowExtras(conntrackID: e.id, zone: e.zone, mark: e.mark, dnat: e.dnat, snat: e.snat,
                                     open: !f.ended, blocked: f.blocked, isNew: f.isNew)
-            rows.append((ConntrackAgent.record(f), x))
+            if f.ended && !f.isNew && f.origProcess == nil && f.respProcess == nil && f.blocked == nil {
+                finalCounters.append((ConntrackAgent.record(f), x))
+            } else {
+                rows.append((ConntrackAgent.record(f), x))
+            }
+        }
+        if final || interval || finalCounters.count >= ConntrackAgent.deferAt {
+            // Stable: two updates of one row keep their order.
+            let order = finalCounters.indices.sorted { a, b in
+                let (u, v) = (finalCounters[a].0.uid, finalCounters[b].0.uid)
+                return u != v ? u < v : a < b
+            }
+            rows += order.map { finalCounters[$0] }
+            finalCounters = []
         }
         try writer?.write(.init(rows: rows, first: firstSeen, last: lastSeen, complete: final,
                                 warning: accounting ? nil : "conntrack accounting off: counters are 0"))
