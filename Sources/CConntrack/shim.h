@@ -284,6 +284,43 @@ static inline int fm_ct_dump(struct nfct_handle *h) {
     return nfct_query(h, NFCT_Q_DUMP, &family);
 }
 
+// Asks the kernel for one entry by its original tuple and zone (IPCTNL_MSG_CT_GET); the reply
+// reaches the handle's callback. Addresses are 16 bytes (IPv4 mapped). Returns 0, or -1 with
+// errno set (ENOENT: no such entry).
+static inline int fm_ct_get(struct nfct_handle *h, uint8_t proto, const uint8_t src[16], const uint8_t dst[16],
+                            uint16_t sport, uint16_t dport, uint16_t icmp_id, uint16_t zone) {
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    struct nf_conntrack *ct = nfct_new();
+    if (!ct) { errno = ENOMEM; return -1; }
+    if (memcmp(src, mapped, 12) == 0) {
+        uint32_t a, b;
+        memcpy(&a, src + 12, 4);
+        memcpy(&b, dst + 12, 4);
+        nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET);
+        nfct_set_attr_u32(ct, ATTR_IPV4_SRC, a);
+        nfct_set_attr_u32(ct, ATTR_IPV4_DST, b);
+    } else {
+        nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET6);
+        nfct_set_attr(ct, ATTR_IPV6_SRC, src);
+        nfct_set_attr(ct, ATTR_IPV6_DST, dst);
+    }
+    nfct_set_attr_u8(ct, ATTR_L4PROTO, proto);
+    if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+        nfct_set_attr_u8(ct, ATTR_ICMP_TYPE, (uint8_t)sport);
+        nfct_set_attr_u8(ct, ATTR_ICMP_CODE, (uint8_t)dport);
+        nfct_set_attr_u16(ct, ATTR_ICMP_ID, htons(icmp_id));
+    } else {
+        nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(sport));
+        nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(dport));
+    }
+    if (zone) nfct_set_attr_u16(ct, ATTR_ZONE, zone);
+    int rc = nfct_query(h, NFCT_Q_GET, ct);
+    int e = errno;
+    nfct_destroy(ct);
+    errno = e;
+    return rc;
+}
+
 // Event kinds for fm_ct_recv_events.
 enum { FM_CT_NEW = 0, FM_CT_UPDATE = 1, FM_CT_DESTROY = 2 };
 

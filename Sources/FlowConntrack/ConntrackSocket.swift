@@ -110,6 +110,25 @@ public final class ConntrackSocket {
         if fm_ct_dump(handle) != 0 { throw .fromErrno("dump failed", errno) }
     }
 
+    /// The kernel's entry for this connection now (looked up by original tuple and zone), or
+    /// nil when it has none, or has one for another connection (another id) with that tuple.
+    public func get(_ e: ConntrackEntry) throws(ConntrackError) -> ConntrackEntry? {
+        var found: ConntrackEntry?
+        sink.body = { _, x in found = x }
+        defer { sink.body = { _, _ in } }
+        func bytes(_ a: IPAddress) -> [UInt8] {
+            withUnsafeBytes(of: a.hi.bigEndian, Array.init) + withUnsafeBytes(of: a.lo.bigEndian, Array.init)
+        }
+        let o = e.orig
+        let rc = fm_ct_get(handle, o.proto, bytes(o.src), bytes(o.dst), o.sport, o.dport, o.icmpID, e.zone)
+        if rc != 0 {
+            if errno == ENOENT { return nil }
+            throw .fromErrno("looking an entry up", errno)
+        }
+        guard let f = found, f.id == e.id else { return nil }
+        return f
+    }
+
     public enum ReadOutcome: Sendable, Equatable {
         /// Every queued event was read.
         case drained

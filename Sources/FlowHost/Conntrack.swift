@@ -388,6 +388,19 @@ public final class ConntrackFlows {
     }
     private var dumpSeen = Set<Key>()
 
+    /// The conntrack entries of the open flows, as last known (for a refresh that asks the
+    /// kernel about each instead of dumping the whole table).
+    public var openEntries: [ConntrackEntry] { active.values.map(\.entry) }
+
+    /// Ends an open flow whose entry the kernel no longer has (its DESTROY is on its way; when
+    /// it comes, it updates the same flow), as a reconcile does.
+    public func endMissing(_ e: ConntrackEntry) {
+        let k = key(e)
+        guard active[k] != nil else { return }
+        stats.endedUnseen += 1
+        finish(k, at: nil, unseen: true)
+    }
+
     static func keyOrder(_ a: Key, _ b: Key) -> Bool { a.id != b.id ? a.id < b.id : a.zone < b.zone }
 
     /// Flows a reconcile dump ended because their entry was gone, by key: a late event for one

@@ -147,6 +147,8 @@ class DiscoveryAgent {
         var events = 0
         var overflows = 0
         var dumps = 0
+        /// Open connections looked up one by one by periodic refreshes.
+        var lookups = 0
         var packets = 0
         var localFlows = 0
         var attributedFlows = 0
@@ -399,9 +401,15 @@ final class ConntrackAgent: DiscoveryAgent {
             }
             let t = Terminal.monotonic()
             if t >= nextRefresh {
-                // A periodic refresh: no events were lost, so finished connections wait for
-                // their DESTROY (re-delivered if need be) instead of being rewritten now.
-                try dump(dumper, reconcile: true, finishedWait: events.reliableDestroyEvents)
+                // A periodic refresh of the open connections' counters. When the kernel
+                // re-delivers lost DESTROYs, nothing needs reconciling: the agent asks about
+                // each open connection instead of dumping the whole table (a busy host tracks
+                // a hundred thousand entries, nearly all of them in TIME_WAIT).
+                if events.reliableDestroyEvents {
+                    try refreshOpen()
+                } else {
+                    try dump(dumper, reconcile: true)
+                }
                 nextRefresh = t + refreshEvery
             }
             // Every interval, and sooner when many flows wait (memory stays small under load).
@@ -439,6 +447,20 @@ final class ConntrackAgent: DiscoveryAgent {
             lastSeen = t
         }
         pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Asks the kernel for the entry of each open connection: its counters are updated, and a
+    /// connection it no longer has is ended (its DESTROY, on its way, updates the same flow).
+    func refreshOpen() throws(UserError) {
+        host.refreshSockets()
+        let t = DiscoveryAgent.now()
+        for e in flows.openEntries {
+            let now: ConntrackEntry?
+            do { now = try dumper.get(e) } catch { throw UserError(message: error.description) }
+            counters.lookups += 1
+            if let now { flows.applyDumpEntry(now, at: t) } else { flows.endMissing(e) }
+        }
+        lastSeen = t
     }
 
     func dump(_ s: ConntrackSocket, reconcile: Bool, finishedWait: Bool = false) throws(UserError) {
@@ -525,7 +547,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let st = flows.stats
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
-            ("dumps", "\(counters.dumps)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
+            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"), ("adopted", "\(st.adopted)"),
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),

@@ -300,6 +300,34 @@ final class AgentNamespaceTests: XCTestCase {
         XCTAssertEqual(f.count, 4, "\(f)")
     }
 
+    /// A long-lived connection's counters reach the store while it is open: each periodic
+    /// refresh asks the kernel for its entry.
+    func testRefreshesBringTheCountersOfOpenConnections() throws {
+        func path(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        let agent = try startAgent(["--flush-interval", "1s", "--refresh-interval", "1s", "--log-format", "json"],
+                                   db: path("r.db"), err: path("r.err"))
+        defer { if agent.isRunning { agent.terminate() } }
+        // A client that trickles a request, one byte every 200 ms, for 4 s.
+        let trickle = #"import socket,time; s=socket.create_connection(("10.213.0.2",8080)); [(s.send(b"G"), time.sleep(0.2)) for _ in range(20)]"#
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        client.arguments = ["netns", "exec", "fm-c-\(tag)", "/usr/bin/python3", "-c", trickle]
+        try client.run()
+        defer { if client.isRunning { client.terminate() } }
+        var seen: FlowRecord?
+        try waitFor("the open connection's counters", timeout: 3.5) {
+            let flows = (try? FlowStore(path: path("r.db"), create: false).flows()) ?? []
+            seen = flows.first { $0.respP == 8080 && $0.origPkts >= 6 }
+            return seen != nil
+        }
+        XCTAssertEqual(try FlowStore(path: path("r.db"), create: false).agentExtras(uid: seen!.uid)?.open, true,
+                       "counted while still open")
+        XCTAssertTrue(client.isRunning)
+        let text = stop(agent, err: path("r.err"))
+        let summary = text.split(separator: "\n").last { $0.contains(#""msg":"summary""#) } ?? ""
+        XCTAssertTrue(summary.contains(#""refresh_lookups":"#) && !summary.contains(#""refresh_lookups":0"#), text)
+    }
+
     func testLiveCaptureWithAFilterAttributesBothEnds() throws {
         let db = dir.appendingPathComponent("live.db").path, err = dir.appendingPathComponent("live.err").path
         let agent = try startAgent(["--interface", "fms\(tag)", "--interface", "lo", "--bpf", "tcp", "--flush-interval", "10m"],
