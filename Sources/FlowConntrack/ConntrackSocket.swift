@@ -96,14 +96,8 @@ public final class ConntrackSocket {
         kinds.deallocate()
     }
 
-    /// Every entry the kernel tracks now (IPv4 and IPv6).
-    public func dump() throws(ConntrackError) -> [ConntrackEntry] {
-        var out: [ConntrackEntry] = []
-        try dump { out.append($0) }
-        return out
-    }
-
-    /// Every entry the kernel tracks now, handed to `body` as the dump delivers it.
+    /// Every entry the kernel tracks now (IPv4 and IPv6), handed to `body` as the dump
+    /// delivers it (the table is never held whole).
     public func dump(_ body: @escaping (ConntrackEntry) -> Void) throws(ConntrackError) {
         sink.body = { _, e in body(e) }
         defer { sink.body = { _, _ in } }

@@ -159,19 +159,6 @@ extension FlowStore {
         WHERE uid = ?
         """
 
-    /// Updates a live source's running totals (called at every flush, so a crash leaves them
-    /// nearly current).
-    public func updateSource(id: Int64, firstTimestamp: Double?, lastTimestamp: Double?, complete: Bool,
-                             warning: String?, flows: Int) throws(StoreError) {
-        do {
-            try db.write { db in
-                try db.execute(sql: """
-                    UPDATE source SET first_ts = ?, last_ts = ?, complete = ?, warning = ?, flows = ? WHERE id = ?
-                    """, arguments: [firstTimestamp, lastTimestamp, complete, warning, flows, id])
-            }
-        } catch { throw StoreError(path: path, reason: "\(error)") }
-    }
-
     /// Agent columns of one flow (for tests and `flows --db` consumers that want them).
     public func agentExtras(uid: String) throws(StoreError) -> AgentFlowExtras? {
         do {

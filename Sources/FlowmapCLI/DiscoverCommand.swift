@@ -50,7 +50,7 @@ struct DiscoverCommand: ParsableCommand {
     @Option(name: .customLong("flush-interval"), help: ArgumentHelp("How often flows are written to the store.", valueName: "duration"))
     var flushInterval = "10s"
 
-    @Option(name: .customLong("refresh-interval"), help: ArgumentHelp("How often a conntrack dump refreshes the counters of long-lived flows.", valueName: "duration"))
+    @Option(name: .customLong("refresh-interval"), help: ArgumentHelp("How often the counters of long-lived flows are refreshed from conntrack.", valueName: "duration"))
     var refreshInterval = "60s"
 
     @Option(name: .long, help: ArgumentHelp("Monitor mode: print (and count in the store) each flow this policy would block.", valueName: "file"))

@@ -14,15 +14,28 @@ final class AgentStoreTests: XCTestCase {
                    respProcess: process)
     }
 
-    func testFinalCountersUpdateTheRowAndKeepItsAttribution() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-agentstore-\(getpid())")
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-agentstore-\(getpid())-\(name.hashValue)")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// A new run of the agent on host "h": its source row.
+    func run(_ store: FlowStore) throws -> Int64 {
         var info = SourceInfo(kind: .conntrack, hostID: "h", path: "conntrack:h", sha256: nil, linkType: nil)
         info.complete = false
-        let source = try store.beginSource(info)
+        return try store.beginSource(info)
+    }
+
+    func testFinalCountersUpdateTheRowAndKeepItsAttribution() throws {
+        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
+        let source = try run(store)
         let nginx = ProcessAttribution(pid: 42, comm: "nginx", exe: "/usr/sbin/nginx", user: "www-data", uid: 33)
 
         // The connection closes (no counters yet); a second, unrelated row is new too.
@@ -68,24 +81,15 @@ final class AgentStoreTests: XCTestCase {
     /// not a row of the asking run, not an older connection that had the same entry id and
     /// tuple (the kernel reuses both).
     func testAdoptionMatchesOnlyAnEarlierRunsRecordOfTheSameConnection() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowmap-adopt-\(getpid())")
-        try? FileManager.default.removeItem(at: dir)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
         let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
-        func run() throws -> Int64 {
-            var info = SourceInfo(kind: .conntrack, hostID: "h", path: "conntrack:h", sha256: nil, linkType: nil)
-            info.complete = false
-            return try store.beginSource(info)
-        }
-        let first = try run()
+        let first = try run(store)
         var old = record("C0000000000000000o", pkts: 1, state: "SF", process: nil)
         old.ts = 1_800_000_000
         var recent = record("C0000000000000000r", pkts: 1, state: "SF", process: nil)
         recent.ts = 1_800_000_300.02
         let x = AgentFlowExtras(conntrackID: 77, zone: 0, open: false, isNew: true)
         try store.upsert([(old, x), (recent, x)], source: first, kind: .conntrack, hostID: "h")
-        let second = try run()
+        let second = try run(store)
         func find(startedBy: Double?, notFrom: Int64) throws -> String? {
             try store.conntrackFlow(hostID: "h", id: 77, zone: 0, proto: 6, origH: IPAddress("10.0.0.1")!, origP: 40000,
                                     startedBy: startedBy, notFrom: notFrom)?.uid
