@@ -200,8 +200,7 @@ public final class ConntrackFlows {
             if let i = held, active.values[i].preexisting {
                 // A dump (taken after an overflow) already brought this connection in; its
                 // NEW event was still queued.
-                active.values[i].merge(e, at: t)
-                changed.insert(k)
+                update(at: i, k, e, at: t)
                 break
             }
             // The same id and tuple as a connection we know: the kernel reused both for a new
@@ -258,11 +257,12 @@ public final class ConntrackFlows {
         }
     }
 
-    /// Ends the flow at `i` (its key `k`) and returns it, as `finish(k, at: nil)` does.
-    private func end(at i: [Key: Flow].Index, _ k: Key) -> Flow {
+    /// Ends the flow at `i` (its key `k`; last active at `t` when that is known) and returns it.
+    private func end(at i: [Key: Flow].Index, _ k: Key, lastActive t: Double? = nil) -> Flow {
         var f = active.remove(at: i).value
         changed.remove(k)
         f.ended = true
+        if let t { f.lastSeen = max(f.lastSeen, t) }
         finished.append(f)
         return f
     }
@@ -325,66 +325,46 @@ public final class ConntrackFlows {
 
     /// Applies a full dump taken at `t`. With `reconcile`, flows that are not in the dump ended
     /// while events were being lost: they are finished with their last known counters.
-    ///
-    /// A finished connection still in the dump (TIME_WAIT) gets the dump's counters written
-    /// unless `finishedWait` says its DESTROY will bring them anyway (the kernel re-delivers
-    /// lost DESTROY events): rewriting every such row at each periodic refresh cost as much as
-    /// a minute's worth of their DESTROYs.
-    public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool, finishedWait: Bool = false) {
+    public func applyDump(_ entries: [ConntrackEntry], at t: Double, reconcile: Bool) {
         beginDump()
-        for e in entries { applyDumpEntry(e, at: t, finishedWait: finishedWait) }
-        endDump(reconcile: reconcile, finishedWait: finishedWait)
+        for e in entries { applyDumpEntry(e, at: t) }
+        endDump(reconcile: reconcile)
     }
 
     /// The same, one entry at a time as the dump delivers them (no array of the whole table:
     /// a host with 100,000 tracked connections would hold 17 MB of it at once): `beginDump`,
     /// then `applyDumpEntry` for each entry, then `endDump`. A dump that failed part way ends
-    /// with `reconcile: false` (what it did not deliver did not end). With `finishedWait`,
-    /// finished connections are left to their DESTROY: neither rewritten from the dump nor, when
-    /// the dump no longer shows them (expired, their DESTROY on its way), moved elsewhere.
+    /// with `reconcile: false` (what it did not deliver did not end).
     public func beginDump() {
         dumpSeen = Set()
-        dumpSeen.reserveCapacity(active.count)
+        dumpSeen.reserveCapacity(active.count + closing.count)
     }
 
-    public func applyDumpEntry(_ e: ConntrackEntry, at t: Double, finishedWait: Bool = false) {
+    public func applyDumpEntry(_ e: ConntrackEntry, at t: Double) {
         let k = key(e)
+        dumpSeen.insert(k)
         if active[k] == nil {
             // Finished already; the dump brings its counters.
-            if let c = closing[k] {
-                if !finishedWait {
-                    dumpSeen.insert(k)
-                    finished.append(c.flow(k, e))
-                }
-                return
-            }
+            if let c = closing[k] { finished.append(c.flow(k, e)); return }
             create(k, e, at: t, preexisting: true)
         } else {
             update(k, e, at: t)
         }
-        dumpSeen.insert(k)
         closeIfOver(k)
     }
 
-    public func endDump(reconcile: Bool, finishedWait: Bool = false) {
+    public func endDump(reconcile: Bool) {
         let seen = dumpSeen
         dumpSeen = []
         guard reconcile else { return }
-        if !finishedWait { reconcileFinished(seen) }
-        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) {
-            stats.endedUnseen += 1
-            finish(k, at: nil, unseen: true)
-        }
-    }
-
-    private func reconcileFinished(_ seen: Set<Key>) {
         // Finished connections whose entries are gone: their DESTROY was lost, and may
-        // still come (re-delivered).
-        // (The keys are gathered first: removing while iterating would copy the whole map.)
+        // still come (re-delivered). (The keys are gathered first: removing while iterating
+        // would copy the whole map.)
         for k in closing.keys.filter({ !seen.contains($0) }) {
             if let c = closing.removeValue(forKey: k) { remember(k, c) }
         }
         for k in replaced.keys.filter({ !seen.contains($0) }) { replaced[k] = nil }
+        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) { endUnseen(k) }
     }
     private var dumpSeen = Set<Key>()
 
@@ -392,11 +372,23 @@ public final class ConntrackFlows {
     /// kernel about each instead of dumping the whole table).
     public var openEntries: [ConntrackEntry] { active.values.map(\.entry) }
 
+    /// What the kernel says now of an open flow's entry (a refresh's lookup): its counters and
+    /// state are taken; nothing happens when the flow is no longer open.
+    public func applyLookup(_ e: ConntrackEntry, at t: Double) {
+        let k = key(e)
+        guard active[k] != nil else { return }
+        update(k, e, at: t)
+        closeIfOver(k)
+    }
+
     /// Ends an open flow whose entry the kernel no longer has (its DESTROY is on its way; when
     /// it comes, it updates the same flow), as a reconcile does.
     public func endMissing(_ e: ConntrackEntry) {
         let k = key(e)
-        guard active[k] != nil else { return }
+        if active[k] != nil { endUnseen(k) }
+    }
+
+    private func endUnseen(_ k: Key) {
         stats.endedUnseen += 1
         finish(k, at: nil, unseen: true)
     }
@@ -456,6 +448,10 @@ public final class ConntrackFlows {
 
     private func update(_ k: Key, _ e: ConntrackEntry, at t: Double) {
         guard let i = active.index(forKey: k) else { return }
+        update(at: i, k, e, at: t)
+    }
+
+    private func update(at i: [Key: Flow].Index, _ k: Key, _ e: ConntrackEntry, at t: Double) {
         active.values[i].merge(e, at: t)  // in place: a flow is not copied out and back
         changed.insert(k)
     }
@@ -463,11 +459,8 @@ public final class ConntrackFlows {
     /// Ends a flow; `t` is when it was last known active (the kernel's stop time, or nil
     /// when it vanished unseen and its last activity stays as known).
     private func finish(_ k: Key, at t: Double?, unseen: Bool = false) {
-        guard var f = active.removeValue(forKey: k) else { return }
-        changed.remove(k)
-        f.ended = true
-        if let t { f.lastSeen = max(f.lastSeen, t) }
-        finished.append(f)
+        guard let i = active.index(forKey: k) else { return }
+        let f = end(at: i, k, lastActive: t)
         if unseen { remember(k, Closing(f)) }
     }
 

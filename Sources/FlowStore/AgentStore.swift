@@ -98,7 +98,7 @@ extension FlowStore {
                 let narrow = try db.cachedStatement(sql: FlowStore.counterUpdateSQL)
                 var added = 0
                 for (r, x) in flows {
-                    if x.isNew == false && r.origProcess == nil && r.respProcess == nil && x.blocked == nil {
+                    if FlowStore.isCounterUpdate(r, x) {
                         var b = Binder(narrow.sqliteStatement)
                         b.real(r.duration); b.int(Int64(r.origPkts)); b.int(Int64(r.origBytes)); b.int(Int64(r.origIPBytes))
                         b.int(Int64(r.respPkts)); b.int(Int64(r.respBytes)); b.int(Int64(r.respIPBytes))
@@ -149,6 +149,12 @@ extension FlowStore {
                 return added
             }
         } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
+    /// Whether `upsert` writes this row by the narrow counter update: the writer knows the row
+    /// exists, and it brings no attribution and no verdict.
+    public static func isCounterUpdate(_ r: FlowRecord, _ x: AgentFlowExtras) -> Bool {
+        x.isNew == false && r.origProcess == nil && r.respProcess == nil && x.blocked == nil
     }
 
     /// The columns a known row's later update changes (as the upsert's conflict clause sets them).

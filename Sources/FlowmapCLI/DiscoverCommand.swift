@@ -452,18 +452,17 @@ final class ConntrackAgent: DiscoveryAgent {
     /// Asks the kernel for the entry of each open connection: its counters are updated, and a
     /// connection it no longer has is ended (its DESTROY, on its way, updates the same flow).
     func refreshOpen() throws(UserError) {
-        host.refreshSockets()
         let t = DiscoveryAgent.now()
         for e in flows.openEntries {
             let now: ConntrackEntry?
             do { now = try dumper.get(e) } catch { throw UserError(message: error.description) }
             counters.lookups += 1
-            if let now { flows.applyDumpEntry(now, at: t) } else { flows.endMissing(e) }
+            if let now { flows.applyLookup(now, at: t) } else { flows.endMissing(e) }
         }
         lastSeen = t
     }
 
-    func dump(_ s: ConntrackSocket, reconcile: Bool, finishedWait: Bool = false) throws(UserError) {
+    func dump(_ s: ConntrackSocket, reconcile: Bool) throws(UserError) {
         counters.dumps += 1
         host.refreshSockets()
         host.allowRescan()
@@ -472,12 +471,12 @@ final class ConntrackAgent: DiscoveryAgent {
         let flows = self.flows
         flows.beginDump()
         do {
-            try s.dump { e in flows.applyDumpEntry(e, at: t, finishedWait: finishedWait) }
+            try s.dump { e in flows.applyDumpEntry(e, at: t) }
         } catch {
             flows.endDump(reconcile: false)
             throw UserError(message: error.description)
         }
-        flows.endDump(reconcile: reconcile, finishedWait: finishedWait)
+        flows.endDump(reconcile: reconcile)
         if firstSeen == nil { firstSeen = t }
         lastSeen = t
     }
@@ -517,10 +516,11 @@ final class ConntrackAgent: DiscoveryAgent {
             let e = f.entry
             let x = AgentFlowExtras(conntrackID: e.id, zone: e.zone, mark: e.mark, dnat: e.dnat, snat: e.snat,
                                     open: !f.ended, blocked: f.blocked, isNew: f.isNew)
-            if f.ended && !f.isNew && f.origProcess == nil && f.respProcess == nil && f.blocked == nil {
-                finalCounters.append((ConntrackAgent.record(f), x))
+            let r = ConntrackAgent.record(f)
+            if f.ended && FlowStore.isCounterUpdate(r, x) {
+                finalCounters.append((r, x))
             } else {
-                rows.append((ConntrackAgent.record(f), x))
+                rows.append((r, x))
             }
         }
         if final || interval || finalCounters.count >= ConntrackAgent.deferAt {

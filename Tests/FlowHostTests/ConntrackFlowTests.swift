@@ -171,10 +171,10 @@ final class ConntrackFlowTests: XCTestCase {
         flows.apply(.new, tcp(state: 1), at: 1)
         XCTAssert(flows.takeChanges()[0].blocked == "no rule between these workloads")
     }
-    /// A periodic refresh leaves finished connections to their DESTROY when DESTROYs are
-    /// re-delivered (`finishedWait`); a reconcile after lost events writes the dump's counters.
-    /// Applying a dump entry by entry is applying it whole.
-    func testRefreshDumpsLeaveFinishedConnectionsToTheirDestroy() throws {
+    /// A reconcile dump writes a finished connection's counters from the dump, and forgets one
+    /// the dump no longer shows into the bounded memory of ended flows (its late DESTROY still
+    /// lands on the same flow). Applying a dump entry by entry is applying it whole.
+    func testReconcileDumpsStreamedOrWhole() throws {
         let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
         func closedFlows() -> ConntrackFlows {
             let f = ConntrackFlows(hostID: "h")
@@ -186,15 +186,9 @@ final class ConntrackFlowTests: XCTestCase {
         }
         let inDump = [tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)),
                       tcp(id: 2, cport: 40001, state: 3, status: replied, counters: (3, 180, 2, 120))]
-        let waiting = closedFlows()
-        waiting.applyDump(inDump, at: 20, reconcile: true, finishedWait: true)
-        let w = waiting.takeChanges()
-        XCTAssertEqual(w.map(\.key.id), [2], "only the open connection is rewritten")
-        XCTAssertEqual(waiting.closingCount, 1, "the finished one still waits for its DESTROY")
-
-        let writing = closedFlows()
-        writing.applyDump(inDump, at: 20, reconcile: true)
-        XCTAssertEqual(writing.takeChanges().map { $0.record.origPkts }, [5, 3])
+        let whole = closedFlows()
+        whole.applyDump(inDump, at: 20, reconcile: true)
+        XCTAssertEqual(whole.takeChanges().map { $0.record.origPkts }, [5, 3])
 
         let streamed = closedFlows()
         streamed.beginDump()
@@ -202,27 +196,51 @@ final class ConntrackFlowTests: XCTestCase {
         streamed.endDump(reconcile: true)
         XCTAssertEqual(streamed.takeChanges().map { $0.record.origPkts }, [5, 3])
 
-        // A reconcile that does not find a finished connection forgets it into the bounded
-        // memory of ended flows; its late DESTROY still lands on the same flow.
         let gone = closedFlows()
         gone.applyDump([inDump[1]], at: 20, reconcile: true)
         XCTAssertEqual(gone.closingCount, 0)
+        XCTAssertEqual(gone.sizes.recentlyEnded, 1)
         _ = gone.takeChanges()
         gone.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (6, 360, 5, 960)), at: 21)
         let late = gone.takeChanges()
         XCTAssertEqual(late.count, 1)
         XCTAssertEqual(late.first?.record.respIPBytes, 960)
         XCTAssertEqual(gone.stats.late, 0)
-        // A periodic refresh that no longer shows it (expired, its DESTROY on its way) leaves it
-        // waiting where it is.
-        let expired = closedFlows()
-        expired.applyDump([inDump[1]], at: 20, reconcile: true, finishedWait: true)
-        XCTAssertEqual(expired.closingCount, 1)
-        XCTAssertEqual(expired.sizes.recentlyEnded, 0)
-        _ = expired.takeChanges()
-        expired.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (6, 360, 5, 960)), at: 21)
-        XCTAssertEqual(expired.takeChanges().first?.record.respIPBytes, 960)
-        XCTAssertEqual(expired.closingCount, 0)
+    }
+
+    /// A refresh by lookups: an open connection's counters are taken (and it closes when the
+    /// kernel says TIME_WAIT); one the kernel no longer has is ended, and its late DESTROY
+    /// updates the same flow; a lookup for a flow that is no longer open changes nothing.
+    func testRefreshLookupsUpdateOrEndOpenFlows() throws {
+        let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
+        let f = ConntrackFlows(hostID: "h")
+        f.apply(.new, tcp(id: 1, state: 1), at: 10)
+        f.apply(.new, tcp(id: 2, cport: 40001, state: 1), at: 10)
+        f.apply(.new, tcp(id: 3, cport: 40002, state: 1), at: 10)
+        _ = f.takeChanges()
+        XCTAssertEqual(Set(f.openEntries.map(\.id)), [1, 2, 3])
+
+        f.applyLookup(tcp(id: 1, state: 3, status: replied, counters: (4, 240, 3, 180)), at: 20)
+        f.applyLookup(tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (9, 540, 8, 480)), at: 20)
+        f.endMissing(tcp(id: 2, cport: 40001, state: 1))
+        var out = Dictionary(uniqueKeysWithValues: f.takeChanges().map { ($0.key.id, $0) })
+        XCTAssertEqual(out[1]?.ended, false)
+        XCTAssertEqual(out[1]?.record.origPkts, 4)
+        XCTAssertEqual(out[1]?.record.connState, "S1")
+        XCTAssertEqual(out[3]?.ended, true)
+        XCTAssertEqual(out[3]?.record.connState, "SF")
+        XCTAssertEqual(out[2]?.ended, true)
+        XCTAssertEqual(f.stats.endedUnseen, 1)
+        XCTAssertEqual(Set(f.openEntries.map(\.id)), [1])
+
+        f.apply(.destroy, tcp(id: 2, cport: 40001, state: 1, counters: (2, 120, 0, 0)), at: 21)
+        out = Dictionary(uniqueKeysWithValues: f.takeChanges().map { ($0.key.id, $0) })
+        XCTAssertEqual(out[2]?.record.origPkts, 2, "the late DESTROY lands on the ended flow")
+        XCTAssertEqual(f.stats.late, 0)
+        f.applyLookup(tcp(id: 2, cport: 40001, state: 1, counters: (7, 420, 0, 0)), at: 22)
+        f.endMissing(tcp(id: 3, cport: 40002, state: 7))
+        XCTAssertTrue(f.takeChanges().isEmpty)
+        XCTAssertEqual(f.stats.endedUnseen, 1)
     }
 }
 
