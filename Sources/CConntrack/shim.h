@@ -239,8 +239,9 @@ static inline unsigned fm_ct_event_groups(void) {
 }
 
 // A socket filter (classic BPF, run by the kernel before an event is queued) that drops the
-// UPDATE events of TCP state changes the agent has no use for: SYN_RECV, FIN_WAIT, CLOSE_WAIT
-// and LAST_ACK. Every NEW and DESTROY passes, and so does every other UPDATE (ESTABLISHED,
+// UPDATE events of the TCP states between the first SYN and the end: SYN_RECV, ESTABLISHED,
+// FIN_WAIT, CLOSE_WAIT and LAST_ACK (the agent looks up the connections still open when it
+// writes them). Every NEW and DESTROY passes, and so does every other UPDATE (SYN_SENT,
 // TIME_WAIT, CLOSE, other protocols, status and mark changes: anything without a TCP state).
 // A dropped event never wakes the reader nor costs a copy. Returns 0, or -1 with errno set.
 static inline int fm_ct_attach_update_filter(int fd) {
@@ -250,7 +251,7 @@ static inline int fm_ct_attach_update_filter(int fd) {
     const uint32_t t_del = htons((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE);
     const uint32_t f_create = htons(NLM_F_CREATE | NLM_F_EXCL);
     const uint32_t attrs = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
-    enum { KEEP = 20, DROP = 21 };  // the two return statements; jumps count from the next one
+    enum { KEEP = 19, DROP = 20 };  // the two return statements; jumps count from the next one
     struct sock_filter code[] = {
         /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, t_del, KEEP - 2, 0),          // DESTROY
@@ -269,11 +270,10 @@ static inline int fm_ct_attach_update_filter(int fd) {
         /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP - 15, 0),            // no state
         /* 15 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
         /* 16 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, NLA_HDRLEN),                  // the state byte
-        /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 2, DROP - 18, 0),            // SYN_RECV
-        /* 18 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, KEEP - 19, 0),            // TIME_WAIT, CLOSE, ...
-        /* 19 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 4, DROP - 20, KEEP - 20),    // FIN_WAIT..LAST_ACK
-        /* 20 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
-        /* 21 */ BPF_STMT(BPF_RET | BPF_K, 0),
+        /* 17 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, KEEP - 18, 0),            // TIME_WAIT, CLOSE, ...
+        /* 18 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 2, DROP - 19, KEEP - 19),    // SYN_RECV..LAST_ACK
+        /* 19 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+        /* 20 */ BPF_STMT(BPF_RET | BPF_K, 0),
     };
     struct sock_fprog prog = { .len = sizeof code / sizeof code[0], .filter = code };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
@@ -284,41 +284,146 @@ static inline int fm_ct_dump(struct nfct_handle *h) {
     return nfct_query(h, NFCT_Q_DUMP, &family);
 }
 
-// Asks the kernel for one entry by its original tuple and zone (IPCTNL_MSG_CT_GET); the reply
-// reaches the handle's callback. Addresses are 16 bytes (IPv4 mapped). Returns 0, or -1 with
-// errno set (ENOENT: no such entry).
-static inline int fm_ct_get(struct nfct_handle *h, uint8_t proto, const uint8_t src[16], const uint8_t dst[16],
-                            uint16_t sport, uint16_t dport, uint16_t icmp_id, uint16_t zone) {
+// struct mmsghdr, which <sys/socket.h> declares only with _GNU_SOURCE.
+struct fm_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+// One entry to look up by fm_ct_get_many: its original tuple (addresses 16 bytes, IPv4
+// mapped; ICMP: type and code in sport and dport) and zone.
+struct fm_ct_query {
+    uint8_t proto;
+    uint8_t src[16], dst[16];
+    uint16_t sport, dport, icmp_id, zone;
+};
+
+static inline void *fm_nla_put(unsigned char **p, uint16_t type, const void *data, uint16_t len) {
+    struct nlattr *a = (struct nlattr *)*p;
+    a->nla_type = type;
+    a->nla_len = (uint16_t)(NLA_HDRLEN + len);
+    if (len) memcpy((char *)a + NLA_HDRLEN, data, len);
+    memset((char *)a + NLA_HDRLEN + len, 0, NLA_ALIGN(a->nla_len) - a->nla_len);
+    *p += NLA_ALIGN(a->nla_len);
+    return a;
+}
+
+// Writes one IPCTNL_MSG_CT_GET request at `p` (room for FM_CT_QUERY_MAX bytes); returns its length.
+enum { FM_CT_QUERY_MAX = 128 };
+static inline int fm_ct_put_query(unsigned char *p, const struct fm_ct_query *q, uint32_t seq) {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    struct nf_conntrack *ct = nfct_new();
-    if (!ct) { errno = ENOMEM; return -1; }
-    if (memcmp(src, mapped, 12) == 0) {
-        uint32_t a, b;
-        memcpy(&a, src + 12, 4);
-        memcpy(&b, dst + 12, 4);
-        nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET);
-        nfct_set_attr_u32(ct, ATTR_IPV4_SRC, a);
-        nfct_set_attr_u32(ct, ATTR_IPV4_DST, b);
+    unsigned char *start = p;
+    struct nlmsghdr *nlh = (struct nlmsghdr *)p;
+    int v4 = memcmp(q->src, mapped, 12) == 0 && memcmp(q->dst, mapped, 12) == 0;
+    nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+    nlh->nlmsg_flags = NLM_F_REQUEST;
+    nlh->nlmsg_seq = seq;
+    nlh->nlmsg_pid = 0;
+    p += NLMSG_HDRLEN;
+    struct nfgenmsg *g = (struct nfgenmsg *)p;
+    g->nfgen_family = v4 ? AF_INET : AF_INET6;
+    g->version = NFNETLINK_V0;
+    g->res_id = 0;
+    p += NLMSG_ALIGN(sizeof *g);
+    struct nlattr *orig = fm_nla_put(&p, CTA_TUPLE_ORIG | NLA_F_NESTED, NULL, 0);
+    struct nlattr *ip = fm_nla_put(&p, CTA_TUPLE_IP | NLA_F_NESTED, NULL, 0);
+    if (v4) {
+        fm_nla_put(&p, CTA_IP_V4_SRC, q->src + 12, 4);
+        fm_nla_put(&p, CTA_IP_V4_DST, q->dst + 12, 4);
     } else {
-        nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET6);
-        nfct_set_attr(ct, ATTR_IPV6_SRC, src);
-        nfct_set_attr(ct, ATTR_IPV6_DST, dst);
+        fm_nla_put(&p, CTA_IP_V6_SRC, q->src, 16);
+        fm_nla_put(&p, CTA_IP_V6_DST, q->dst, 16);
     }
-    nfct_set_attr_u8(ct, ATTR_L4PROTO, proto);
-    if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-        nfct_set_attr_u8(ct, ATTR_ICMP_TYPE, (uint8_t)sport);
-        nfct_set_attr_u8(ct, ATTR_ICMP_CODE, (uint8_t)dport);
-        nfct_set_attr_u16(ct, ATTR_ICMP_ID, htons(icmp_id));
+    ip->nla_len = (uint16_t)(p - (unsigned char *)ip);
+    struct nlattr *proto = fm_nla_put(&p, CTA_TUPLE_PROTO | NLA_F_NESTED, NULL, 0);
+    fm_nla_put(&p, CTA_PROTO_NUM, &q->proto, 1);
+    if (q->proto == IPPROTO_ICMP || q->proto == IPPROTO_ICMPV6) {
+        int six = q->proto == IPPROTO_ICMPV6;
+        uint16_t id = htons(q->icmp_id);
+        uint8_t type = (uint8_t)q->sport, code = (uint8_t)q->dport;
+        fm_nla_put(&p, six ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID, &id, 2);
+        fm_nla_put(&p, six ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE, &type, 1);
+        fm_nla_put(&p, six ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE, &code, 1);
     } else {
-        nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(sport));
-        nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(dport));
+        uint16_t sp = htons(q->sport), dp = htons(q->dport);
+        fm_nla_put(&p, CTA_PROTO_SRC_PORT, &sp, 2);
+        fm_nla_put(&p, CTA_PROTO_DST_PORT, &dp, 2);
     }
-    if (zone) nfct_set_attr_u16(ct, ATTR_ZONE, zone);
-    int rc = nfct_query(h, NFCT_Q_GET, ct);
-    int e = errno;
-    nfct_destroy(ct);
-    errno = e;
-    return rc;
+    proto->nla_len = (uint16_t)(p - (unsigned char *)proto);
+    orig->nla_len = (uint16_t)(p - (unsigned char *)orig);
+    if (q->zone) {
+        uint16_t z = htons(q->zone);
+        fm_nla_put(&p, CTA_ZONE, &z, 2);
+    }
+    nlh->nlmsg_len = (uint32_t)(p - start);
+    return (int)nlh->nlmsg_len;
+}
+
+// Looks `n` entries up at once (IPCTNL_MSG_CT_GET): the requests go in one datagram (the
+// kernel answers each in turn), the answers are read with recvmmsg into `bufs` (`max_msgs`
+// datagrams of `buf_size` bytes). `found[i]` is 1 when out[i] holds the entry of q[i], 0 when
+// the kernel has no such entry, -1 when no answer came within `timeout_ms` (or another error
+// did). Requests carry sequence numbers seq0 + i; answers to other numbers (late ones of an
+// earlier call) are ignored. Each answer is a few hundred bytes: the caller keeps `n` small
+// (tens) so that they all fit in the socket's receive buffer. Returns 0, or -1 with errno set
+// when the requests could not be sent.
+static inline int fm_ct_get_many(int fd, uint32_t seq0, const struct fm_ct_query *q, int n, struct fm_ct *out,
+                                 int8_t *found, unsigned char *bufs, size_t buf_size, int max_msgs, int timeout_ms) {
+    if (n <= 0) return 0;
+    if ((size_t)n * FM_CT_QUERY_MAX > buf_size * (size_t)max_msgs) { errno = EINVAL; return -1; }
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        found[i] = -1;
+        len += (size_t)fm_ct_put_query(bufs + len, &q[i], seq0 + (uint32_t)i);
+    }
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    ssize_t sent;
+    do {
+        sent = sendto(fd, bufs, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return -1;
+    int pending = n;
+    if (max_msgs > 64) max_msgs = 64;
+    struct fm_mmsghdr msgs[64];
+    struct iovec iov[64];
+    while (pending > 0) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int rc = poll(&pfd, 1, timeout_ms);
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc <= 0) break;
+        memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
+        for (int i = 0; i < max_msgs; i++) {
+            iov[i].iov_base = bufs + (size_t)i * buf_size;
+            iov[i].iov_len = buf_size;
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int got = (int)syscall(SYS_recvmmsg, fd, msgs, (unsigned)max_msgs, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+            break;  // ENOBUFS and the like: what did not come stays unknown
+        }
+        for (int m = 0; m < got; m++) {
+            int mlen = (int)msgs[m].msg_len;
+            for (struct nlmsghdr *nlh = (struct nlmsghdr *)iov[m].iov_base; NLMSG_OK(nlh, mlen); nlh = NLMSG_NEXT(nlh, mlen)) {
+                uint32_t i = nlh->nlmsg_seq - seq0;
+                if (i >= (uint32_t)n || found[i] != -1) continue;
+                if (nlh->nlmsg_type == NLMSG_ERROR) {
+                    if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) continue;
+                    const struct nlmsgerr *err = (const struct nlmsgerr *)NLMSG_DATA(nlh);
+                    if (err->error == 0) continue;  // an acknowledgement (not asked for)
+                    found[i] = err->error == -ENOENT ? 0 : -2;
+                } else if (nlh->nlmsg_type >> 8 == NFNL_SUBSYS_CTNETLINK) {
+                    found[i] = fm_ct_parse(nlh, &out[i]) == 0 ? 1 : -2;
+                } else {
+                    continue;
+                }
+                pending--;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) if (found[i] == -2) found[i] = -1;
+    return 0;
 }
 
 // Event kinds for fm_ct_recv_events.
@@ -328,12 +433,6 @@ enum { FM_CT_NEW = 0, FM_CT_UPDATE = 1, FM_CT_DESTROY = 2 };
 // `max_msgs` datagrams of `buf_size` bytes each, in `bufs`) and parses each event into `out`
 // (at most `max_events`), its kind into `kinds`. Returns the number of events, or -1 with
 // errno set (EAGAIN: nothing queued; ENOBUFS: the kernel dropped events).
-// struct mmsghdr, which <sys/socket.h> declares only with _GNU_SOURCE.
-struct fm_mmsghdr {
-    struct msghdr msg_hdr;
-    unsigned int msg_len;
-};
-
 static inline int fm_ct_recv_events(int fd, unsigned char *bufs, size_t buf_size, int max_msgs,
                                     struct fm_ct *out, uint8_t *kinds, int max_events) {
     struct fm_mmsghdr msgs[64];

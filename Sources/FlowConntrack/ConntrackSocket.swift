@@ -38,16 +38,17 @@ public final class ConntrackSocket {
     private let sink = Sink()
 
     /// True when the kernel drops, before queueing them, the UPDATE events of the TCP states
-    /// SYN_RECV, FIN_WAIT, CLOSE_WAIT and LAST_ACK (see `init`).
+    /// SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT and LAST_ACK (see `init`).
     public private(set) var filtersTCPUpdates = false
 
     /// Opens a socket; `events` subscribes to NEW, UPDATE and DESTROY. `receiveBuffer` asks
     /// for a larger netlink buffer (bytes; forced when running as root).
     ///
     /// With `onlyDecisiveTCPUpdates`, a socket filter keeps, of TCP's UPDATE events, those that
-    /// enter ESTABLISHED, TIME_WAIT or CLOSE (and any without a TCP state): the steps between
-    /// say nothing a flow record keeps, and they are half of all events. NEW, DESTROY and the
-    /// other protocols' events all pass. `filtersTCPUpdates` tells whether the kernel took it.
+    /// enter SYN_SENT, TIME_WAIT or CLOSE (and any without a TCP state): the handshake and the
+    /// steps of an orderly close are more than half of all events, and the state of a
+    /// connection still open when it is written is looked up instead. NEW, DESTROY and the other
+    /// protocols' events all pass. `filtersTCPUpdates` tells whether the kernel took it.
     public init(events: Bool, receiveBuffer: Int = 8 << 20, onlyDecisiveTCPUpdates: Bool = false) throws(ConntrackError) {
         errno = 0
         guard let h = nfct_open(UInt8(CONNTRACK), events ? fm_ct_event_groups() : 0) else {
@@ -94,6 +95,8 @@ public final class ConntrackSocket {
         recvBuffers.deallocate()
         parsed.deallocate()
         kinds.deallocate()
+        queries.deallocate()
+        found.deallocate()
     }
 
     /// Every entry the kernel tracks now (IPv4 and IPv6), handed to `body` as the dump
@@ -104,24 +107,64 @@ public final class ConntrackSocket {
         if fm_ct_dump(handle) != 0 { throw .fromErrno("dump failed", errno) }
     }
 
-    /// The kernel's entry for this connection now (looked up by original tuple and zone), or
-    /// nil when it has none, or has one for another connection (another id) with that tuple.
-    public func get(_ e: ConntrackEntry) throws(ConntrackError) -> ConntrackEntry? {
-        var found: ConntrackEntry?
-        sink.body = { _, x in found = x }
-        defer { sink.body = { _, _ in } }
-        func bytes(_ a: IPAddress) -> [UInt8] {
-            withUnsafeBytes(of: a.hi.bigEndian, Array.init) + withUnsafeBytes(of: a.lo.bigEndian, Array.init)
-        }
-        let o = e.orig
-        let rc = fm_ct_get(handle, o.proto, bytes(o.src), bytes(o.dst), o.sport, o.dport, o.icmpID, e.zone)
-        if rc != 0 {
-            if errno == ENOENT { return nil }
-            throw .fromErrno("looking an entry up", errno)
-        }
-        guard let f = found, f.id == e.id else { return nil }
-        return f
+    /// What a lookup found.
+    public enum Lookup: Sendable, Equatable {
+        /// The kernel's entry now.
+        case found(ConntrackEntry)
+        /// The kernel has no entry for this connection (or one for another connection, another
+        /// id, with that tuple).
+        case missing
+        /// No answer came (the reply was lost, or another error): nothing is known.
+        case unanswered
     }
+
+    /// Looks many entries up, `lookupBatch` per request datagram (`fm_ct_get_many`): the kernel
+    /// answers each in turn, and the answers are read many per system call. `body` gets each
+    /// entry's index in `entries` and what was found, in order.
+    public func lookUp(_ entries: [ConntrackEntry], _ body: (Int, Lookup) -> Void) throws(ConntrackError) {
+        var base = 0
+        while base < entries.count {
+            let n = min(ConntrackSocket.lookupBatch, entries.count - base)
+            for i in 0..<n {
+                let o = entries[base + i].orig
+                var q = fm_ct_query()
+                q.proto = o.proto
+                q.sport = o.sport; q.dport = o.dport; q.icmp_id = o.icmpID; q.zone = entries[base + i].zone
+                withUnsafeMutableBytes(of: &q.src) { b in
+                    b.storeBytes(of: o.src.hi.bigEndian, toByteOffset: 0, as: UInt64.self)
+                    b.storeBytes(of: o.src.lo.bigEndian, toByteOffset: 8, as: UInt64.self)
+                }
+                withUnsafeMutableBytes(of: &q.dst) { b in
+                    b.storeBytes(of: o.dst.hi.bigEndian, toByteOffset: 0, as: UInt64.self)
+                    b.storeBytes(of: o.dst.lo.bigEndian, toByteOffset: 8, as: UInt64.self)
+                }
+                queries[i] = q
+            }
+            let seq = lookupSeq
+            lookupSeq &+= UInt32(n)
+            if fm_ct_get_many(fd, seq, queries, Int32(n), parsed, found, recvBuffers, ConntrackSocket.datagramSize,
+                              Int32(ConntrackSocket.batch), 1000) != 0 {
+                throw .fromErrno("looking entries up", errno)
+            }
+            for i in 0..<n {
+                switch found[i] {
+                case 1:
+                    let e = ConntrackSocket.entry(parsed[i])
+                    body(base + i, e.id == entries[base + i].id ? .found(e) : .missing)
+                case 0: body(base + i, .missing)
+                default: body(base + i, .unanswered)
+                }
+            }
+            base += n
+        }
+    }
+
+    /// Lookups per request datagram: their answers (a few hundred bytes each, in buffers of
+    /// about a kilobyte) must fit in the socket's receive buffer at once.
+    static let lookupBatch = 32
+    private var lookupSeq: UInt32 = 0x4000_0000
+    private let queries = UnsafeMutablePointer<fm_ct_query>.allocate(capacity: ConntrackSocket.lookupBatch)
+    private let found = UnsafeMutablePointer<Int8>.allocate(capacity: ConntrackSocket.lookupBatch)
 
     public enum ReadOutcome: Sendable, Equatable {
         /// Every queued event was read.

@@ -158,6 +158,9 @@ public final class ConntrackFlows {
         public var afterClose = 0
         /// Connections found in a dump that an earlier run had recorded (same uid kept).
         public var adopted = 0
+        /// DESTROY events that brought what the flow was written with (looked up when it
+        /// closed): nothing written again.
+        public var unchanged = 0
 
         public init(new: Int = 0, updates: Int = 0, destroys: Int = 0, endedUnseen: Int = 0, late: Int = 0,
                     afterClose: Int = 0) {
@@ -227,9 +230,11 @@ public final class ConntrackFlows {
             }
             active.values[i].merge(e, at: t)
             if active.values[i].isOver {
-                // TIME_WAIT or CLOSE: finished now; a small record waits for the DESTROY.
+                // TIME_WAIT or CLOSE: finished now; a small record waits for the DESTROY. An
+                // event brings no counters: the agent can look them up (`awaitingCounters`).
                 let f = end(at: i, k)
                 closing[k] = Closing(f)
+                if e.origPackets == nil { awaiting.append((k, finished.count - 1)) }
             } else {
                 changed.insert(k)
             }
@@ -272,9 +277,57 @@ public final class ConntrackFlows {
     private func applyToFinished(_ k: Key, _ e: ConntrackEntry, from records: inout [Key: Closing], remove: Bool) -> Bool {
         guard let c = remove ? records.removeValue(forKey: k) : records[k] else { return false }
         stats.afterClose += 1
+        // Written already with these counters and this state (looked up when it closed):
+        // nothing to write again.
+        if c.written != 0 && c.written == ConntrackFlows.signature(e) {
+            stats.unchanged += 1
+            return true
+        }
         finished.append(c.flow(k, e))
         return true
     }
+
+    /// What a row's final update would change (counters, state), hashed to 32 bits; 0 when the
+    /// entry has no counters.
+    static func signature(_ e: ConntrackEntry) -> UInt32 {
+        guard let op = e.origPackets else { return 0 }
+        let h = FlowUID.mix(op, e.origBytes ?? 0, e.replyPackets ?? 0, e.replyBytes ?? 0,
+                            UInt64(e.tcpState ?? 0) << 32 | UInt64(e.status & (ConntrackEntry.seenReply | ConntrackEntry.assured)))
+        return UInt32(truncatingIfNeeded: h) | 1
+    }
+
+    /// Flows that closed (TIME_WAIT, CLOSE) on an event, which carries no counters, since the
+    /// last `takeChanges`: (key, index in `finished`).
+    private var awaiting: [(Key, Int)] = []
+
+    /// The entries of the connections that closed without counters since the last call (the
+    /// agent looks them up, so that the flow is written once, with its counters, instead of
+    /// again when the DESTROY brings them).
+    public func takeAwaitingCounters() -> [ConntrackEntry] {
+        var out: [ConntrackEntry] = []
+        out.reserveCapacity(awaiting.count)
+        for (k, i) in awaiting where i < finished.count && finished[i].key == k && closing[k] != nil {
+            out.append(finished[i].entry)
+            awaitingIndex[k] = i
+        }
+        awaiting.removeAll(keepingCapacity: true)
+        return out
+    }
+    private var awaitingIndex: [Key: Int] = [:]
+
+    /// What a lookup found for a connection `takeAwaitingCounters` gave: its counters are taken
+    /// (the flow is still to be written), and its DESTROY, when it brings the same, writes
+    /// nothing.
+    public func applyClosedLookup(_ e: ConntrackEntry) {
+        let k = key(e)
+        guard let i = awaitingIndex.removeValue(forKey: k), i < finished.count, finished[i].key == k,
+              closing[k] != nil else { return }
+        finished[i].merge(e, at: finished[i].lastSeen)
+        closing[k]?.written = ConntrackFlows.signature(finished[i].entry)
+    }
+
+    /// Forgets the lookups of `takeAwaitingCounters` that brought nothing.
+    public func endClosedLookups() { awaitingIndex.removeAll(keepingCapacity: true) }
 
     /// A finished TCP connection whose entry lingers (TIME_WAIT, CLOSE) until its DESTROY, which
     /// brings the final counters (conntrack sends counters only with DESTROY and in dumps).
@@ -286,6 +339,8 @@ public final class ConntrackFlows {
         var lastSeen: Double
         var preexisting: Bool
         var serverListening: Bool
+        /// The `signature` of the counters and state the flow was written with, 0 when unknown.
+        var written: UInt32 = 0
 
         init(uid: String, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
             compactUID = CompactUID(uid); self.firstSeen = firstSeen; self.lastSeen = lastSeen
@@ -295,6 +350,7 @@ public final class ConntrackFlows {
         init(_ f: Flow) {
             self.init(uid: f.uid, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
                       preexisting: f.preexisting, serverListening: f.serverListening)
+            written = ConntrackFlows.signature(f.entry)
         }
 
         func flow(_ k: Key, _ e: ConntrackEntry) -> Flow {
@@ -371,6 +427,26 @@ public final class ConntrackFlows {
     /// The conntrack entries of the open flows, as last known (for a refresh that asks the
     /// kernel about each instead of dumping the whole table).
     public var openEntries: [ConntrackEntry] { active.values.map(\.entry) }
+
+    /// The entries of the open TCP flows to look up before a write, when the agent does not
+    /// hear of handshakes (its event filter drops them): those first seen since the last
+    /// `takeChanges`, so that they are written with their state and counters, and with
+    /// `handshaking`, those whose handshake was not complete when last seen (a SYN still
+    /// unanswered is looked up at each interval until it is answered, reset, or times out).
+    public func tcpEntriesToLookUp(handshaking: Bool) -> [ConntrackEntry] {
+        var out: [ConntrackEntry] = []
+        for k in changed {
+            guard let i = active.index(forKey: k) else { continue }
+            let f = active.values[i]
+            if f.isNew && f.entry.orig.proto == 6 { out.append(f.entry) }
+        }
+        if handshaking {
+            for f in active.values where !f.isNew && f.entry.orig.proto == 6 && (f.entry.tcpState ?? 3) < 3 {
+                out.append(f.entry)
+            }
+        }
+        return out
+    }
 
     /// What the kernel says now of an open flow's entry (a refresh's lookup): its counters and
     /// state are taken; nothing happens when the flow is no longer open.
@@ -469,6 +545,8 @@ public final class ConntrackFlows {
     public func takeChanges() -> [Flow] {
         var out = finished
         finished = []
+        awaiting.removeAll(keepingCapacity: true)
+        awaitingIndex.removeAll(keepingCapacity: true)
         for k in changed {
             guard let i = active.index(forKey: k) else { continue }
             out.append(active.values[i])

@@ -149,6 +149,10 @@ class DiscoveryAgent {
         var dumps = 0
         /// Open connections looked up one by one by periodic refreshes.
         var lookups = 0
+        /// Connections looked up when they closed (TIME_WAIT, CLOSE) for their counters.
+        var closedLookups = 0
+        /// New connections still open when written, looked up for their state and counters.
+        var openLookups = 0
         var packets = 0
         var localFlows = 0
         var attributedFlows = 0
@@ -387,6 +391,7 @@ final class ConntrackAgent: DiscoveryAgent {
                     }
                 } catch { throw UserError(message: error.description) }
                 apply(&pending)
+                try lookUpClosed()
                 if outcome == .overflow {
                     counters.overflows += 1
                     log("warning", "conntrack events were lost (netlink buffer overflow): dumping to reconcile")
@@ -453,13 +458,38 @@ final class ConntrackAgent: DiscoveryAgent {
     /// connection it no longer has is ended (its DESTROY, on its way, updates the same flow).
     func refreshOpen() throws(UserError) {
         let t = DiscoveryAgent.now()
-        for e in flows.openEntries {
-            let now: ConntrackEntry?
-            do { now = try dumper.get(e) } catch { throw UserError(message: error.description) }
-            counters.lookups += 1
-            if let now { flows.applyLookup(now, at: t) } else { flows.endMissing(e) }
-        }
+        let open = flows.openEntries
+        let flows = self.flows
+        do {
+            try dumper.lookUp(open) { i, found in
+                switch found {
+                case .found(let e): flows.applyLookup(e, at: t)
+                case .missing: flows.endMissing(open[i])
+                case .unanswered: break
+                }
+            }
+        } catch { throw UserError(message: error.description) }
+        counters.lookups += open.count
         lastSeen = t
+    }
+
+    /// Looks up the counters of the connections that just closed (TIME_WAIT, CLOSE): events
+    /// other than DESTROY carry none, and the DESTROY comes when the entry times out (two
+    /// minutes later by default). With them, the flow is written once; its DESTROY, bringing
+    /// the same, writes nothing. (Without, each closed connection was written twice: the
+    /// second write, to a page written a while before, cost the store as much as the first.)
+    func lookUpClosed() throws(UserError) {
+        guard accounting else { return }
+        let closed = flows.takeAwaitingCounters()
+        guard !closed.isEmpty else { return }
+        let flows = self.flows
+        do {
+            try dumper.lookUp(closed) { _, found in
+                if case .found(let e) = found { flows.applyClosedLookup(e) }
+            }
+        } catch { throw UserError(message: error.description) }
+        flows.endClosedLookups()
+        counters.closedLookups += closed.count
     }
 
     func dump(_ s: ConntrackSocket, reconcile: Bool) throws(UserError) {
@@ -511,6 +541,24 @@ final class ConntrackAgent: DiscoveryAgent {
     static let deferAt = 4096
 
     func flush(final: Bool, interval: Bool = true) throws(UserError) {
+        // The event filter drops TCP's handshake: connections that are still open are looked
+        // up before they are written (state, counters), and at each interval those still in
+        // their handshake when last seen. Those that closed already brought their state
+        // (TIME_WAIT, CLOSE) and were looked up then.
+        if events.filtersTCPUpdates && !final {
+            let open = flows.tcpEntriesToLookUp(handshaking: interval)
+            if !open.isEmpty {
+                let t = DiscoveryAgent.now()
+                let flows = self.flows
+                do {
+                    try dumper.lookUp(open) { _, found in
+                        if case .found(let e) = found { flows.applyLookup(e, at: t) }
+                    }
+                } catch { throw UserError(message: error.description) }
+                counters.openLookups += open.count
+                lastSeen = t
+            }
+        }
         var rows: [(FlowRecord, AgentFlowExtras)] = []
         for f in flows.takeChanges() {
             let e = f.entry
@@ -547,7 +595,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let st = flows.stats
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
-            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
+            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("closed_lookups", "\(counters.closedLookups)"), ("open_lookups", "\(counters.openLookups)"), ("unchanged_destroys", "\(st.unchanged)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"), ("adopted", "\(st.adopted)"),
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),

@@ -242,6 +242,76 @@ final class ConntrackFlowTests: XCTestCase {
         XCTAssertTrue(f.takeChanges().isEmpty)
         XCTAssertEqual(f.stats.endedUnseen, 1)
     }
+
+    /// A connection that closes (TIME_WAIT) on an event, which carries no counters: the agent
+    /// looks it up, the flow is written once with what the lookup found, and a DESTROY that
+    /// brings the same writes nothing. One that brings more is written.
+    func testClosedConnectionsLookedUpAreWrittenOnce() throws {
+        let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
+        let f = ConntrackFlows(hostID: "h")
+        f.apply(.new, tcp(id: 1, state: 1), at: 10)
+        f.apply(.new, tcp(id: 2, cport: 40001, state: 1), at: 10)
+        f.apply(.new, tcp(id: 3, cport: 40002, state: 1), at: 10)
+        // New and still open TCP flows, for the lookup before their first write.
+        XCTAssertEqual(Set(f.tcpEntriesToLookUp(handshaking: false).map(\.id)), [1, 2, 3])
+        f.apply(.update, tcp(id: 1, state: 7, status: replied), at: 10.2)
+        f.apply(.update, tcp(id: 2, cport: 40001, state: 7, status: replied), at: 10.3)
+        XCTAssertEqual(Set(f.tcpEntriesToLookUp(handshaking: false).map(\.id)), [3])
+        let closed = f.takeAwaitingCounters()
+        XCTAssertEqual(Set(closed.map(\.id)), [1, 2])
+        XCTAssertTrue(f.takeAwaitingCounters().isEmpty, "handed out once")
+        // The lookups: id 1 found (still in TIME_WAIT), id 2 not (its DESTROY is on its way).
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)))
+        f.endClosedLookups()
+        var out = Dictionary(uniqueKeysWithValues: f.takeChanges().map { ($0.key.id, $0) })
+        XCTAssertEqual(out[1]?.record.origPkts, 5)
+        XCTAssertEqual(out[1]?.record.respIPBytes, 900)
+        XCTAssertEqual(out[1]?.ended, true)
+        XCTAssertEqual(try XCTUnwrap(out[1]).record.duration, 0.2, accuracy: 1e-9, "a lookup does not move the last activity")
+        XCTAssertEqual(out[2]?.record.origPkts, 0)
+        XCTAssertTrue(f.tcpEntriesToLookUp(handshaking: false).isEmpty, "id 3 was written: no longer new")
+        XCTAssertEqual(f.tcpEntriesToLookUp(handshaking: true).map(\.id), [3], "its handshake is not known to be over")
+        f.applyLookup(tcp(id: 3, cport: 40002, state: 3, status: replied, counters: (3, 180, 2, 120)), at: 10.5)
+        _ = f.takeChanges()
+        XCTAssertTrue(f.tcpEntriesToLookUp(handshaking: true).isEmpty, "established")
+
+        f.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)), at: 130)
+        f.apply(.destroy, tcp(id: 2, cport: 40001, state: 7, status: replied, counters: (6, 360, 5, 1000)), at: 130)
+        out = Dictionary(uniqueKeysWithValues: f.takeChanges().map { ($0.key.id, $0) })
+        XCTAssertNil(out[1], "the DESTROY brought what was written")
+        XCTAssertEqual(out[2]?.record.origPkts, 6)
+        XCTAssertEqual(f.stats.unchanged, 1)
+        XCTAssertEqual(f.closingCount, 0)
+
+        // A lookup that found more than the DESTROY later brings (a retransmission counted in
+        // TIME_WAIT): written again.
+        f.apply(.update, tcp(id: 3, cport: 40002, state: 7, status: replied), at: 11)
+        XCTAssertEqual(f.takeAwaitingCounters().map(\.id), [3])
+        f.applyClosedLookup(tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (5, 300, 4, 900)))
+        f.endClosedLookups()
+        XCTAssertEqual(f.takeChanges().first?.record.origPkts, 5)
+        f.apply(.destroy, tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (6, 352, 4, 900)), at: 131)
+        XCTAssertEqual(f.takeChanges().first?.record.origPkts, 6)
+        XCTAssertEqual(f.stats.unchanged, 1)
+    }
+
+    /// A lookup that comes after its flow was written, or after the DESTROY, changes nothing.
+    func testStaleClosedLookupsAreIgnored() {
+        let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
+        let f = ConntrackFlows(hostID: "h")
+        f.apply(.new, tcp(id: 1, state: 1), at: 10)
+        f.apply(.update, tcp(id: 1, state: 7, status: replied), at: 10.2)
+        let closed = f.takeAwaitingCounters()
+        XCTAssertEqual(closed.count, 1)
+        f.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)), at: 10.3)
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (4, 240, 3, 800)))
+        f.endClosedLookups()
+        let out = f.takeChanges()
+        XCTAssertEqual(out.count, 1, "the flow, with the DESTROY's counters merged in")
+        XCTAssertEqual(out.first?.record.origPkts, 5)
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (9, 9, 9, 9)))
+        XCTAssertTrue(f.takeChanges().isEmpty)
+    }
 }
 
 final class ConntrackReuseTests: XCTestCase {

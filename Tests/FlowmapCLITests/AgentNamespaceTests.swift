@@ -328,6 +328,39 @@ final class AgentNamespaceTests: XCTestCase {
         XCTAssertTrue(summary.contains(#""refresh_lookups":"#) && !summary.contains(#""refresh_lookups":0"#), text)
     }
 
+    /// Rows are written with their state and counters the first time: a connection that
+    /// closed is looked up in TIME_WAIT (its DESTROY, which brings counters, comes two minutes
+    /// later), and one still open is looked up before it is written (the event filter drops
+    /// the handshake's events).
+    func testRowsAreWrittenWithStateAndCountersBeforeTheEntryEnds() throws {
+        func path(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        let agent = try startAgent(["--flush-interval", "1s", "--refresh-interval", "10m", "--log-format", "json"],
+                                   db: path("w.db"), err: path("w.err"))
+        defer { if agent.isRunning { agent.terminate() } }
+        let hold = #"import socket,time; s=socket.create_connection(("10.213.0.2",8081)); s.send(b"GET / HTTP/1.0\r\n\r\n"); time.sleep(4)"#
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        holder.arguments = ["netns", "exec", "fm-c-\(tag)", "/usr/bin/python3", "-c", hold]
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        XCTAssertEqual(try sh("\(cli) curl -sf -o /dev/null http://10.213.0.2:8080/blob").status, 0)
+        var closed: FlowRecord?, open: FlowRecord?
+        try waitFor("both rows with state and counters", timeout: 3) {
+            let flows = (try? FlowStore(path: path("w.db"), create: false).flows()) ?? []
+            closed = flows.first { $0.respP == 8080 && $0.connState == "SF" && $0.respIPBytes > 10_000 }
+            open = flows.first { $0.respP == 8081 && $0.connState == "S1" && $0.origPkts >= 3 }
+            return closed != nil && open != nil
+        }
+        XCTAssertEqual(closed?.history, "ShA")
+        XCTAssertEqual(open?.history, "ShA")
+        XCTAssertTrue(holder.isRunning, "the held connection was still open")
+        let text = stop(agent, err: path("w.err"))
+        let summary = text.split(separator: "\n").last { $0.contains(#""msg":"summary""#) } ?? ""
+        XCTAssertTrue(summary.contains(#""tcp_update_filter":true"#), text)
+        XCTAssertFalse(summary.contains(#""closed_lookups":0"#), text)
+        XCTAssertFalse(summary.contains(#""open_lookups":0"#), text)
+    }
+
     func testLiveCaptureWithAFilterAttributesBothEnds() throws {
         let db = dir.appendingPathComponent("live.db").path, err = dir.appendingPathComponent("live.err").path
         let agent = try startAgent(["--interface", "fms\(tag)", "--interface", "lo", "--bpf", "tcp", "--flush-interval", "10m"],
