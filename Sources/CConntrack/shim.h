@@ -382,15 +382,20 @@ static inline int fm_ct_get_many(int fd, uint32_t seq0, const struct fm_ct_query
         sent = sendto(fd, bufs, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
     } while (sent < 0 && errno == EINTR);
     if (sent < 0) return -1;
-    int pending = n;
+    int pending = n, wait = 0;
     if (max_msgs > 64) max_msgs = 64;
     struct fm_mmsghdr msgs[64];
     struct iovec iov[64];
     while (pending > 0) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        int rc = poll(&pfd, 1, timeout_ms);
-        if (rc < 0 && errno == EINTR) continue;
-        if (rc <= 0) break;
+        // The kernel answers while it handles the datagram: the answers are queued when sendto
+        // returns, and the socket is polled only when some are still missing.
+        if (wait) {
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
+            int rc = poll(&pfd, 1, timeout_ms);
+            if (rc < 0 && errno == EINTR) continue;
+            if (rc <= 0) break;
+        }
+        wait = 1;
         memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
         for (int i = 0; i < max_msgs; i++) {
             iov[i].iov_base = bufs + (size_t)i * buf_size;

@@ -191,6 +191,9 @@ public final class ConntrackSocket {
                 let kind: ConntrackEventKind = kinds[i] == UInt8(FM_CT_NEW) ? .new : kinds[i] == UInt8(FM_CT_DESTROY) ? .destroy : .update
                 body(kind, ConntrackSocket.entry(parsed[i]))
             }
+            // Fewer than a full batch: the queue was emptied (a system call saved; what comes
+            // meanwhile wakes the next poll).
+            if n < Int32(ConntrackSocket.batch) { return .drained }
         }
     }
 

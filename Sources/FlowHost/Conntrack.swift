@@ -120,7 +120,9 @@ public final class ConntrackFlows {
     public struct Flow: Sendable {
         public var key: Key
         public var entry: ConntrackEntry
-        public var uid: String
+        /// The flow's uid, held packed (no string until it is written).
+        var compactUID: CompactUID
+        public var uid: String { compactUID.string }
         public var firstSeen: Double
         public var lastSeen: Double
         public var ended: Bool
@@ -342,19 +344,19 @@ public final class ConntrackFlows {
         /// The `signature` of the counters and state the flow was written with, 0 when unknown.
         var written: UInt32 = 0
 
-        init(uid: String, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
-            compactUID = CompactUID(uid); self.firstSeen = firstSeen; self.lastSeen = lastSeen
+        init(uid: CompactUID, firstSeen: Double, lastSeen: Double, preexisting: Bool, serverListening: Bool) {
+            compactUID = uid; self.firstSeen = firstSeen; self.lastSeen = lastSeen
             self.preexisting = preexisting; self.serverListening = serverListening
         }
 
         init(_ f: Flow) {
-            self.init(uid: f.uid, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
+            self.init(uid: f.compactUID, firstSeen: f.firstSeen, lastSeen: f.lastSeen,
                       preexisting: f.preexisting, serverListening: f.serverListening)
             written = ConntrackFlows.signature(f.entry)
         }
 
         func flow(_ k: Key, _ e: ConntrackEntry) -> Flow {
-            var f = Flow(key: k, entry: e, uid: uid, firstSeen: firstSeen, lastSeen: lastSeen,
+            var f = Flow(key: k, entry: e, compactUID: compactUID, firstSeen: firstSeen, lastSeen: lastSeen,
                          ended: true, preexisting: preexisting)
             f.serverListening = serverListening
             return f
@@ -500,7 +502,7 @@ public final class ConntrackFlows {
     private func create(_ k: Key, _ e: ConntrackEntry, at t: Double, preexisting: Bool) {
         if preexisting, let known = adopt?(e) {
             // Recorded by an earlier run of the agent (a restart): the same flow, updated.
-            var f = Flow(key: k, entry: e, uid: known.uid, firstSeen: known.firstSeen, lastSeen: max(known.firstSeen, t),
+            var f = Flow(key: k, entry: e, compactUID: CompactUID(known.uid), firstSeen: known.firstSeen, lastSeen: max(known.firstSeen, t),
                          ended: false, preexisting: true)
             onNew?(&f)
             active[k] = f
@@ -514,7 +516,8 @@ public final class ConntrackFlows {
                             UInt64(o.sport) << 24 | UInt64(o.dport) << 8 | UInt64(o.proto),
                             UInt64(e.id) << 16 | UInt64(e.zone))
         let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
-        var f = Flow(key: k, entry: e, uid: FlowUID.timeOrdered(first, b), firstSeen: first, lastSeen: max(first, t), ended: false,
+        let (hi, lo) = FlowUID.timeOrderedDigits(first, b)
+        var f = Flow(key: k, entry: e, compactUID: CompactUID(packed: hi, lo), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
         f.isNew = true
         onNew?(&f)
@@ -556,13 +559,13 @@ public final class ConntrackFlows {
         // Stable: a flow finished and then updated again (its DESTROY's counters) within one
         // batch appears twice, in that order; it is written once, merged. The order is found on
         // small keys (a flow is a few hundred bytes: a sort that moves flows costs more).
-        var order = out.indices.map { (out[$0].firstSeen, out[$0].uid, $0) }
+        var order = out.indices.map { (out[$0].firstSeen, out[$0].compactUID, $0) }
         order.sort { a, b in a.0 != b.0 ? a.0 < b.0 : a.1 != b.1 ? a.1 < b.1 : a.2 < b.2 }
         var merged: [Flow] = []
         merged.reserveCapacity(out.count)
         for (_, _, i) in order {
             let f = out[i]
-            if let last = merged.last, last.uid == f.uid {
+            if let last = merged.last, last.compactUID == f.compactUID {
                 var m = f
                 m.origProcess = f.origProcess ?? last.origProcess
                 m.respProcess = f.respProcess ?? last.respProcess
@@ -627,7 +630,7 @@ extension ConntrackFlows.Flow {
 /// A flow uid held without a heap allocation when it has the form flowmap gives uids ("C" and
 /// 17 base-62 digits, longer than Swift keeps inline): the digits packed into two words. Any
 /// other uid (one an earlier run adopted from elsewhere) is kept as text.
-struct CompactUID: Equatable {
+struct CompactUID: Equatable, Comparable {
     private enum Storage: Equatable {
         case packed(UInt64, UInt64)
         case text(String)
@@ -643,6 +646,17 @@ struct CompactUID: Equatable {
         case 97...122: return UInt64(c - 97 + 36)
         default: return nil
         }
+    }
+
+    /// A uid of flowmap's form from its digits (`FlowUID.timeOrderedDigits`).
+    init(packed hi: UInt64, _ lo: UInt64) { storage = .packed(hi, lo) }
+
+    /// The order of the strings (packed digits sort as their characters do).
+    static func < (a: CompactUID, b: CompactUID) -> Bool {
+        if case .packed(let ah, let al) = a.storage, case .packed(let bh, let bl) = b.storage {
+            return ah != bh ? ah < bh : al < bl
+        }
+        return a.string < b.string
     }
 
     init(_ s: String) {

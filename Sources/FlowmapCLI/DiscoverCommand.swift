@@ -367,7 +367,6 @@ final class ConntrackAgent: DiscoveryAgent {
         var nextRefresh = started + refreshEvery
         var nextStatus = started + 1
         let showStatus = !cmd.quiet && Terminal.stderrIsTerminal && cmd.logFormat == .text
-        var pending: [(ConntrackEventKind, ConntrackEntry, Double)] = []
         var pfd = pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0)
 
         while agentStop.load(ordering: .relaxed) == 0 {
@@ -379,18 +378,9 @@ final class ConntrackAgent: DiscoveryAgent {
             let rc = poll(&pfd, 1, timeout)
             if rc > 0 {
                 let outcome: ConntrackSocket.ReadOutcome
-                do {
-                    // One clock reading for what is queued now: the events waited in the
-                    // socket for up to the pause below anyway.
-                    let t = DiscoveryAgent.now()
-                    // Applied in slices: after a stall (a refresh dump of a big table) thousands
-                    // of events wait, and holding them all at once cost megabytes.
-                    outcome = try events.readEvents { kind, e in
-                        pending.append((kind, e, t))
-                        if pending.count >= 512 { apply(&pending) }
-                    }
-                } catch { throw UserError(message: error.description) }
-                apply(&pending)
+                // One clock reading for what is queued now: the events waited in the socket for
+                // up to the pause below anyway.
+                outcome = try readEvents(at: DiscoveryAgent.now())
                 try lookUpClosed()
                 if outcome == .overflow {
                     counters.overflows += 1
@@ -430,28 +420,38 @@ final class ConntrackAgent: DiscoveryAgent {
             }
         }
         // Read what is queued, refresh counters of open flows, write everything.
-        _ = try? events.readEvents { kind, e in pending.append((kind, e, DiscoveryAgent.now())) }
-        apply(&pending)
+        _ = try? readEvents(at: DiscoveryAgent.now())
         try dump(dumper, reconcile: true)
         try flush(final: true)
         if showStatus { Terminal.stderr("\r\u{1B}[K") }
         summary()
     }
 
-    /// Applies queued events, reading the socket tables once for the batch when it has new flows.
-    func apply(_ pending: inout [(ConntrackEventKind, ConntrackEntry, Double)]) {
-        guard !pending.isEmpty else { return }
-        if pending.contains(where: { $0.0 != .destroy || flows.active[flows.key($0.1)] == nil }) {
-            host.refreshSockets()
-            host.allowRescan()
-        }
-        for (kind, e, t) in pending {
-            counters.events += 1
-            flows.apply(kind, e, at: t)
+    /// Reads and applies the queued events, observed at `t`. Each is applied as it is read (no
+    /// copy of the batch is held: after a stall, thousands wait). The socket tables are read
+    /// once, before the first event that can start a flow (whose ends are then looked up).
+    func readEvents(at t: Double) throws(UserError) -> ConntrackSocket.ReadOutcome {
+        var refreshed = false
+        var n = 0
+        let flows = self.flows, host = self.host
+        let outcome: ConntrackSocket.ReadOutcome
+        do {
+            outcome = try events.readEvents { kind, e in
+                if !refreshed && (kind != .destroy || flows.active.index(forKey: flows.key(e)) == nil) {
+                    host.refreshSockets()
+                    host.allowRescan()
+                    refreshed = true
+                }
+                flows.apply(kind, e, at: t)
+                n += 1
+            }
+        } catch { throw UserError(message: error.description) }
+        if n > 0 {
+            counters.events += n
             if firstSeen == nil { firstSeen = t }
             lastSeen = t
         }
-        pending.removeAll(keepingCapacity: true)
+        return outcome
     }
 
     /// Asks the kernel for the entry of each open connection: its counters are updated, and a

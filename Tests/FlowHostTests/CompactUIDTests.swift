@@ -47,4 +47,24 @@ final class CompactUIDTests: XCTestCase {
         // Deterministic: the same time and hash give the same uid (a restart re-derives it).
         XCTAssertEqual(FlowUID.timeOrdered(1_800_000_000.25, 1), now)
     }
+
+    /// The agent makes uids as digits, without the string: they are the strings
+    /// `FlowUID.timeOrdered` makes, and they sort as those strings do.
+    func testUIDsMadeAsDigitsAreTheTimeOrderedStrings() {
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var made: [CompactUID] = []
+        for i in 0..<3000 {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            let t = i % 3 == 0 ? Double(x % 4_000_000_000) + Double(x % 997) / 997 : [0, 1e-4, 1.4e10, 2e10][i % 4]
+            let (hi, lo) = FlowUID.timeOrderedDigits(t, x)
+            let u = CompactUID(packed: hi, lo)
+            XCTAssertEqual(u.string, FlowUID.timeOrdered(t, x))
+            made.append(u)
+        }
+        made.append(CompactUID("not-a-flowmap-uid"))
+        for (a, b) in zip(made, made.dropFirst()) {
+            XCTAssertEqual(a < b, a.string < b.string, "\(a.string) \(b.string)")
+            XCTAssertEqual(b < a, b.string < a.string)
+        }
+    }
 }
