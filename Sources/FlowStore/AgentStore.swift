@@ -196,19 +196,26 @@ extension FlowStore {
                               startedBy: Double?, notFrom: Int64? = nil) throws(StoreError) -> (uid: String, ts: Double)? {
         do {
             return try db.read { db in
-                var sql = """
-                    SELECT uid, ts FROM flow WHERE ct_id = ? AND host_id = ? AND coalesce(ct_zone, 0) = ?
-                      AND ip_proto = ? AND orig_h = ? AND orig_p = ?
-                    """
                 var args: [any DatabaseValueConvertible] = [Int64(id), hostID, Int(zone), Int(proto), origH.description, Int(origP)]
-                // Both forms match an index (flow_conntrack_time, flow_conntrack_open).
-                if let s = startedBy { sql += " AND ts BETWEEN ? AND ?"; args += [s - 1, s + 1] } else { sql += " AND open = 1" }
-                if let n = notFrom { sql += " AND source_id != ?"; args.append(n) }
-                sql += " ORDER BY ts DESC LIMIT 1"
+                if let s = startedBy { args += [s - 1, s + 1] }
+                if let n = notFrom { args.append(n) }
+                let sql = FlowStore.adoptionSQL(byStart: startedBy != nil, notFrom: notFrom != nil)
                 guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
                 return (row[0], row[1])
             }
         } catch { throw StoreError(path: path, reason: "\(error)") }
+    }
+
+    /// The adoption query: by start time (±1 s) or among open rows; both forms search an index
+    /// (flow_ts on (ts, ct_id), flow_conntrack_open), never scan the table.
+    static func adoptionSQL(byStart: Bool, notFrom: Bool) -> String {
+        var sql = """
+            SELECT uid, ts FROM flow WHERE ct_id = ? AND host_id = ? AND coalesce(ct_zone, 0) = ?
+              AND ip_proto = ? AND orig_h = ? AND orig_p = ?
+            """
+        sql += byStart ? " AND ts BETWEEN ? AND ?" : " AND open = 1"
+        if notFrom { sql += " AND source_id != ?" }
+        return sql + " ORDER BY ts DESC LIMIT 1"
     }
 
     /// The file's size on disk with its WAL, in bytes.

@@ -1,5 +1,6 @@
 import FlowCore
-import FlowStore
+@testable import FlowStore
+import GRDB
 import Foundation
 import XCTest
 
@@ -105,5 +106,22 @@ final class AgentStoreTests: XCTestCase {
         try store.upsert([(open, AgentFlowExtras(conntrackID: 77, zone: 0, open: true, isNew: true))], source: first,
                          kind: .conntrack, hostID: "h")
         XCTAssertEqual(try find(startedBy: nil, notFrom: second), "C0000000000000000p")
+    }
+
+    /// A restart looks each tracked connection up: by index, never by scanning the table.
+    func testAdoptionLookupsSearchAnIndex() throws {
+        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("p.db").path)
+        for byStart in [true, false] {
+            for notFrom in [true, false] {
+                let sql = FlowStore.adoptionSQL(byStart: byStart, notFrom: notFrom)
+                let plan = try store.db.read { db in
+                    try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql,
+                                     arguments: StatementArguments(Array(repeating: 1, count: sql.filter { $0 == "?" }.count)))
+                        .map { $0["detail"] as String }
+                }
+                XCTAssertTrue(plan.contains { $0.contains("USING INDEX") }, "\(plan)")
+                XCTAssertFalse(plan.contains { $0.hasPrefix("SCAN") }, "\(plan)")
+            }
+        }
     }
 }

@@ -86,7 +86,7 @@ final class CLITests: XCTestCase {
         let store = try FlowStore(path: db)
         XCTAssertEqual(try store.flowCount(), 34)
         XCTAssertEqual(try store.sources().count, 1)
-        XCTAssertEqual(try store.appliedMigrations(), ["v1", "v2: vlan", "v3: agent", "v4: agent indexes"])
+        XCTAssertEqual(try store.appliedMigrations(), ["v1", "v2: vlan", "v3: agent", "v4: agent indexes", "v5: fewer indexes"])
         XCTAssertGreaterThan(try store.nameCount(), 0)
         let src = try XCTUnwrap(store.sources().first)
         XCTAssertEqual(src.packets, 136)
