@@ -515,7 +515,13 @@ public final class ConntrackFlows {
         let a = FlowUID.mix(hostHash, o.src.hi ^ o.dst.hi, o.src.lo, o.dst.lo,
                             UInt64(o.sport) << 24 | UInt64(o.dport) << 8 | UInt64(o.proto),
                             UInt64(e.id) << 16 | UInt64(e.zone))
-        let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID))
+        // The count of flows made tells apart two connections with the same entry id and tuple
+        // seen at the same instant: events carry no start time (only a DESTROY does), and the
+        // agent reads the clock once per read, so a client port reused at once, with the
+        // kernel giving the new entry the old one's id, would otherwise get the same uid (and
+        // the two would be written as one row).
+        made &+= 1
+        let b = FlowUID.mix(a, first.bitPattern, UInt64(o.icmpID) | made << 16)
         let (hi, lo) = FlowUID.timeOrderedDigits(first, b)
         var f = Flow(key: k, entry: e, compactUID: CompactUID(packed: hi, lo), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
@@ -524,6 +530,9 @@ public final class ConntrackFlows {
         active[k] = f
         changed.insert(k)
     }
+
+    /// Flows made so far (a part of each uid).
+    private var made: UInt64 = 0
 
     private func update(_ k: Key, _ e: ConntrackEntry, at t: Double) {
         guard let i = active.index(forKey: k) else { return }

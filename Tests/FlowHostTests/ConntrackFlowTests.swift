@@ -312,6 +312,24 @@ final class ConntrackFlowTests: XCTestCase {
         f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (9, 9, 9, 9)))
         XCTAssertTrue(f.takeChanges().isEmpty)
     }
+
+    /// A client port reused at once, within one read: the kernel kills the old entry (a SYN on
+    /// a tuple in TIME_WAIT) and gives the new one the same id. Both connections are seen at
+    /// the same instant (one clock reading per read; events carry no start time), and each is
+    /// its own flow.
+    func testTwoConnectionsWithOneIdAndTupleInOneReadAreTwoFlows() {
+        let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
+        let f = ConntrackFlows(hostID: "h")
+        f.apply(.new, tcp(id: 9, state: 1), at: 50)
+        f.apply(.update, tcp(id: 9, state: 7, status: replied), at: 50)
+        f.apply(.destroy, tcp(id: 9, state: 7, status: replied, counters: (5, 300, 4, 900)), at: 50)
+        f.apply(.new, tcp(id: 9, state: 1), at: 50)
+        f.apply(.update, tcp(id: 9, state: 7, status: replied), at: 50)
+        let out = f.takeChanges()
+        XCTAssertEqual(out.count, 2, "\(out.map(\.uid))")
+        XCTAssertEqual(Set(out.map(\.uid)).count, 2)
+        XCTAssertEqual(out.map(\.record.origPkts).sorted(), [0, 5])
+    }
 }
 
 final class ConntrackReuseTests: XCTestCase {
