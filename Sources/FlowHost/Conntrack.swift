@@ -139,14 +139,14 @@ public final class ConntrackFlows {
         public var isNew = false
     }
 
-    public private(set) var active: [Key: Flow] = [:]
+    @exclusivity(unchecked) public private(set) var active: [Key: Flow] = [:]
     /// Keys of flows changed since the last `takeChanges`.
-    private var changed: Set<Key> = []
+    @exclusivity(unchecked) private var changed: Set<Key> = []
     /// Finished flows not yet taken (they leave memory once taken).
-    private var finished: [Flow] = []
+    @exclusivity(unchecked) private var finished: [Flow] = []
     public let hostID: String
     private let hostHash: UInt64
-    public private(set) var stats = Stats()
+    @exclusivity(unchecked) public private(set) var stats = Stats()
 
     public struct Stats: Sendable, Equatable {
         public var new = 0
@@ -249,14 +249,15 @@ public final class ConntrackFlows {
                 _ = applyToFinished(k, e, from: &replaced, remove: true)
                 return
             }
+            // The final counters of a connection finished in TIME_WAIT or CLOSE (most DESTROYs
+            // are of these; a key is never both closing and active).
+            if applyToFinished(k, e, from: &closing, remove: true) { return }
             if let i = active.index(forKey: k) {
                 active.values[i].merge(e, at: t)
                 _ = end(at: i, k)  // the stop time is when the entry timed out, not its last packet
                 return
             }
-            // The final counters of a connection finished in TIME_WAIT or CLOSE, or of one
-            // a reconcile ended while its events were lost (this DESTROY delivered again).
-            if applyToFinished(k, e, from: &closing, remove: true) { return }
+            // Or of one a reconcile ended while its events were lost (delivered again).
             if applyToFinished(k, e, from: &recentlyEnded, remove: true) { return }
             stats.late += 1
             create(k, e, at: t, preexisting: true)
@@ -300,36 +301,48 @@ public final class ConntrackFlows {
 
     /// Flows that closed (TIME_WAIT, CLOSE) on an event, which carries no counters, since the
     /// last `takeChanges`: (key, index in `finished`).
-    private var awaiting: [(Key, Int)] = []
+    @exclusivity(unchecked) private var awaiting: [(Key, Int)] = []
 
     /// The entries of the connections that closed without counters since the last call (the
     /// agent looks them up, so that the flow is written once, with its counters, instead of
-    /// again when the DESTROY brings them).
+    /// again when the DESTROY brings them). What the lookups find goes to `applyClosedLookup`,
+    /// then `endClosedLookups`, before the next call.
     public func takeAwaitingCounters() -> [ConntrackEntry] {
         var out: [ConntrackEntry] = []
         out.reserveCapacity(awaiting.count)
-        for (k, i) in awaiting where i < finished.count && finished[i].key == k && closing[k] != nil {
+        lookupSlots.removeAll(keepingCapacity: true)
+        for (k, i) in awaiting where i < finished.count && finished[i].key == k && isClosing(finished[i]) {
             out.append(finished[i].entry)
-            awaitingIndex[k] = i
+            lookupSlots.append(i)
         }
         awaiting.removeAll(keepingCapacity: true)
         return out
     }
-    private var awaitingIndex: [Key: Int] = [:]
+    /// Where in `finished` the flows of the last `takeAwaitingCounters` are.
+    @exclusivity(unchecked) private var lookupSlots: [Int] = []
 
-    /// What a lookup found for a connection `takeAwaitingCounters` gave: its counters are taken
-    /// (the flow is still to be written), and its DESTROY, when it brings the same, writes
-    /// nothing.
-    public func applyClosedLookup(_ e: ConntrackEntry) {
-        let k = key(e)
-        guard let i = awaitingIndex.removeValue(forKey: k), i < finished.count, finished[i].key == k,
-              closing[k] != nil else { return }
-        finished[i].merge(e, at: finished[i].lastSeen)
-        closing[k]?.written = ConntrackFlows.signature(finished[i].entry)
+    /// Whether `f` is the finished flow whose entry lingers now under its key (not one that its
+    /// DESTROY ended, nor an older one whose id and tuple a new connection took).
+    private func isClosing(_ f: Flow) -> Bool {
+        guard let c = closing.index(forKey: f.key) else { return false }
+        return closing.values[c].compactUID == f.compactUID
     }
 
-    /// Forgets the lookups of `takeAwaitingCounters` that brought nothing.
-    public func endClosedLookups() { awaitingIndex.removeAll(keepingCapacity: true) }
+    /// What the lookup of entry `n` of the last `takeAwaitingCounters` found: its counters are
+    /// taken (the flow is still to be written), and its DESTROY, when it brings the same,
+    /// writes nothing. (The kernel answers a lookup by tuple with the connection that holds
+    /// the tuple now: when two of one batch share it, only the later one takes the answer.)
+    public func applyClosedLookup(_ e: ConntrackEntry, entry n: Int) {
+        guard n < lookupSlots.count, lookupSlots[n] < finished.count else { return }
+        let i = lookupSlots[n]
+        guard let c = closing.index(forKey: finished[i].key), closing.values[c].compactUID == finished[i].compactUID
+        else { return }
+        finished[i].merge(e, at: finished[i].lastSeen)
+        closing.values[c].written = ConntrackFlows.signature(finished[i].entry)
+    }
+
+    /// Forgets the lookups of `takeAwaitingCounters`.
+    public func endClosedLookups() { lookupSlots.removeAll(keepingCapacity: true) }
 
     /// A finished TCP connection whose entry lingers (TIME_WAIT, CLOSE) until its DESTROY, which
     /// brings the final counters (conntrack sends counters only with DESTROY and in dumps).
@@ -362,9 +375,9 @@ public final class ConntrackFlows {
             return f
         }
     }
-    private var closing: [Key: Closing] = [:]
+    @exclusivity(unchecked) private var closing: [Key: Closing] = [:]
     /// Connections whose id and tuple a new connection took before their DESTROY came.
-    private var replaced: [Key: Closing] = [:]
+    @exclusivity(unchecked) private var replaced: [Key: Closing] = [:]
 
     /// A TCP connection in TIME_WAIT or CLOSE is over: its flow is finished at once (written
     /// at the next flush) and only a small `Closing` record waits for the final counters.
@@ -476,7 +489,7 @@ public final class ConntrackFlows {
     /// Flows a reconcile dump ended because their entry was gone, by key: a late event for one
     /// (its DESTROY, re-delivered after the overflow) updates the same flow instead of starting
     /// another. Bounded, oldest first out.
-    private var recentlyEnded: [Key: Closing] = [:]
+    @exclusivity(unchecked) private var recentlyEnded: [Key: Closing] = [:]
     private var endedOrder: [Key] = []
     private var endedHead = 0
     public var recentlyEndedCapacity = 65536
@@ -558,7 +571,7 @@ public final class ConntrackFlows {
         var out = finished
         finished = []
         awaiting.removeAll(keepingCapacity: true)
-        awaitingIndex.removeAll(keepingCapacity: true)
+        lookupSlots.removeAll(keepingCapacity: true)
         for k in changed {
             guard let i = active.index(forKey: k) else { continue }
             out.append(active.values[i])

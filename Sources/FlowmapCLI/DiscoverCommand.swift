@@ -304,7 +304,7 @@ class DiscoveryAgent {
 /// and then to refresh the counters of long-lived flows.
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
-    static let flushAt = 1024
+    static let flushAt = 4096
     /// How long events gather in the socket after a read (25 ms).
     static let gatherNanoseconds = 25_000_000
     let flows: ConntrackFlows
@@ -484,8 +484,8 @@ final class ConntrackAgent: DiscoveryAgent {
         guard !closed.isEmpty else { return }
         let flows = self.flows
         do {
-            try dumper.lookUp(closed) { _, found in
-                if case .found(let e) = found { flows.applyClosedLookup(e) }
+            try dumper.lookUp(closed) { i, found in
+                if case .found(let e) = found { flows.applyClosedLookup(e, entry: i) }
             }
         } catch { throw UserError(message: error.description) }
         flows.endClosedLookups()

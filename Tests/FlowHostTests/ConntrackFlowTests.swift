@@ -259,10 +259,10 @@ final class ConntrackFlowTests: XCTestCase {
         XCTAssertEqual(Set(f.tcpEntriesToLookUp(handshaking: false).map(\.id)), [3])
         let closed = f.takeAwaitingCounters()
         XCTAssertEqual(Set(closed.map(\.id)), [1, 2])
-        XCTAssertTrue(f.takeAwaitingCounters().isEmpty, "handed out once")
         // The lookups: id 1 found (still in TIME_WAIT), id 2 not (its DESTROY is on its way).
-        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)))
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)), entry: closed.firstIndex { $0.id == 1 }!)
         f.endClosedLookups()
+        XCTAssertTrue(f.takeAwaitingCounters().isEmpty, "handed out once")
         var out = Dictionary(uniqueKeysWithValues: f.takeChanges().map { ($0.key.id, $0) })
         XCTAssertEqual(out[1]?.record.origPkts, 5)
         XCTAssertEqual(out[1]?.record.respIPBytes, 900)
@@ -287,7 +287,7 @@ final class ConntrackFlowTests: XCTestCase {
         // TIME_WAIT): written again.
         f.apply(.update, tcp(id: 3, cport: 40002, state: 7, status: replied), at: 11)
         XCTAssertEqual(f.takeAwaitingCounters().map(\.id), [3])
-        f.applyClosedLookup(tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (5, 300, 4, 900)))
+        f.applyClosedLookup(tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (5, 300, 4, 900)), entry: 0)
         f.endClosedLookups()
         XCTAssertEqual(f.takeChanges().first?.record.origPkts, 5)
         f.apply(.destroy, tcp(id: 3, cport: 40002, state: 7, status: replied, counters: (6, 352, 4, 900)), at: 131)
@@ -304,12 +304,12 @@ final class ConntrackFlowTests: XCTestCase {
         let closed = f.takeAwaitingCounters()
         XCTAssertEqual(closed.count, 1)
         f.apply(.destroy, tcp(id: 1, state: 7, status: replied, counters: (5, 300, 4, 900)), at: 10.3)
-        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (4, 240, 3, 800)))
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (4, 240, 3, 800)), entry: 0)
         f.endClosedLookups()
         let out = f.takeChanges()
         XCTAssertEqual(out.count, 1, "the flow, with the DESTROY's counters merged in")
         XCTAssertEqual(out.first?.record.origPkts, 5)
-        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (9, 9, 9, 9)))
+        f.applyClosedLookup(tcp(id: 1, state: 7, status: replied, counters: (9, 9, 9, 9)), entry: 0)
         XCTAssertTrue(f.takeChanges().isEmpty)
     }
 
@@ -325,10 +325,16 @@ final class ConntrackFlowTests: XCTestCase {
         f.apply(.destroy, tcp(id: 9, state: 7, status: replied, counters: (5, 300, 4, 900)), at: 50)
         f.apply(.new, tcp(id: 9, state: 1), at: 50)
         f.apply(.update, tcp(id: 9, state: 7, status: replied), at: 50)
+        // Both closed in TIME_WAIT; only the second still lingers, and a lookup by its tuple
+        // finds it: the answer goes to it alone.
+        let closed = f.takeAwaitingCounters()
+        XCTAssertEqual(closed.count, 1)
+        f.applyClosedLookup(tcp(id: 9, state: 7, status: replied, counters: (7, 420, 6, 1200)), entry: 0)
+        f.endClosedLookups()
         let out = f.takeChanges()
         XCTAssertEqual(out.count, 2, "\(out.map(\.uid))")
         XCTAssertEqual(Set(out.map(\.uid)).count, 2)
-        XCTAssertEqual(out.map(\.record.origPkts).sorted(), [0, 5])
+        XCTAssertEqual(out.map(\.record.origPkts).sorted(), [5, 7])
     }
 }
 
