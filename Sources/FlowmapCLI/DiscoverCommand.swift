@@ -410,9 +410,13 @@ final class ConntrackAgent: DiscoveryAgent {
             // Every interval, and sooner when many flows wait (memory stays small under load).
             // (One transaction per interval, early batches joining it, wrote a fifth less but
             // held 3 MB more at 5,000 connections/s: not kept.)
-            if t >= nextFlush || flows.pendingChanges >= ConntrackAgent.flushAt {
-                try flush(final: false, interval: t >= nextFlush)
-                nextFlush = t + flushEvery
+            // (An early flush does not move the interval's: under load, early flushes come
+            // every few seconds, and the interval's work, the lookups of connections still in
+            // their handshake and the held-back final counters, would never be done.)
+            let due = t >= nextFlush
+            if due || flows.pendingChanges >= ConntrackAgent.flushAt {
+                try flush(final: false, interval: due)
+                if due { nextFlush = t + flushEvery }
             }
             if showStatus && t >= nextStatus {
                 status(flows: recorded + flows.activeCount, new: flows.stats.new, active: flows.activeCount)
