@@ -304,7 +304,7 @@ class DiscoveryAgent {
 /// and then to refresh the counters of long-lived flows.
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
-    static let flushAt = 4096
+    static let flushAt = 1024
     /// How long events gather in the socket after a read (25 ms).
     static let gatherNanoseconds = 25_000_000
     let flows: ConntrackFlows
