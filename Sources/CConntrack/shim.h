@@ -290,6 +290,22 @@ struct fm_mmsghdr {
     unsigned int msg_len;
 };
 
+// Receives up to `max_msgs` (at most 64) queued datagrams of at most `buf_size` bytes into
+// `bufs` with one recvmmsg(2) call, without waiting; `msgs` and `iov` (64 each) describe them
+// afterwards. Returns how many came, or -1 with errno set.
+static inline int fm_recv_many(int fd, unsigned char *bufs, size_t buf_size, int max_msgs,
+                               struct fm_mmsghdr *msgs, struct iovec *iov) {
+    if (max_msgs > 64) max_msgs = 64;
+    memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
+    for (int i = 0; i < max_msgs; i++) {
+        iov[i].iov_base = bufs + (size_t)i * buf_size;
+        iov[i].iov_len = buf_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return (int)syscall(SYS_recvmmsg, fd, msgs, (unsigned)max_msgs, MSG_DONTWAIT, NULL);
+}
+
 // One entry to look up by fm_ct_get_many: its original tuple (addresses 16 bytes, IPv4
 // mapped; ICMP: type and code in sport and dport) and zone.
 struct fm_ct_query {
@@ -383,7 +399,6 @@ static inline int fm_ct_get_many(int fd, uint32_t seq0, const struct fm_ct_query
     } while (sent < 0 && errno == EINTR);
     if (sent < 0) return -1;
     int pending = n, wait = 0;
-    if (max_msgs > 64) max_msgs = 64;
     struct fm_mmsghdr msgs[64];
     struct iovec iov[64];
     while (pending > 0) {
@@ -396,14 +411,7 @@ static inline int fm_ct_get_many(int fd, uint32_t seq0, const struct fm_ct_query
             if (rc <= 0) break;
         }
         wait = 1;
-        memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
-        for (int i = 0; i < max_msgs; i++) {
-            iov[i].iov_base = bufs + (size_t)i * buf_size;
-            iov[i].iov_len = buf_size;
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        int got = (int)syscall(SYS_recvmmsg, fd, msgs, (unsigned)max_msgs, MSG_DONTWAIT, NULL);
+        int got = fm_recv_many(fd, bufs, buf_size, max_msgs, msgs, iov);
         if (got < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
             break;  // ENOBUFS and the like: what did not come stays unknown
@@ -442,15 +450,7 @@ static inline int fm_ct_recv_events(int fd, unsigned char *bufs, size_t buf_size
                                     struct fm_ct *out, uint8_t *kinds, int max_events) {
     struct fm_mmsghdr msgs[64];
     struct iovec iov[64];
-    if (max_msgs > 64) max_msgs = 64;
-    memset(msgs, 0, sizeof(struct fm_mmsghdr) * max_msgs);
-    for (int i = 0; i < max_msgs; i++) {
-        iov[i].iov_base = bufs + (size_t)i * buf_size;
-        iov[i].iov_len = buf_size;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n = (int)syscall(SYS_recvmmsg, fd, msgs, (unsigned)max_msgs, MSG_DONTWAIT, NULL);
+    int n = fm_recv_many(fd, bufs, buf_size, max_msgs, msgs, iov);
     if (n < 0) return -1;
     int count = 0;
     for (int i = 0; i < n && count < max_events; i++) {

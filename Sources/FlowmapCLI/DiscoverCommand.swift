@@ -649,7 +649,8 @@ extension DiscoveryAgent {
         defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 8192)
         while fgets(&line, Int32(line.count), f) != nil {
-            let text = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(separator: " ", omittingEmptySubsequences: true)
             guard text.count >= 6, text[5].hasPrefix(exe), !text[1].contains("w") else { continue }
             let range = text[0].split(separator: "-")
             guard range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16), hi > lo,
