@@ -153,6 +153,8 @@ class DiscoveryAgent {
         var closedLookups = 0
         /// New connections still open when written, looked up for their state and counters.
         var openLookups = 0
+        /// Lookups that failed (the request could not be sent).
+        var lookupFailures = 0
         var packets = 0
         var localFlows = 0
         var attributedFlows = 0
@@ -381,7 +383,7 @@ final class ConntrackAgent: DiscoveryAgent {
                 // One clock reading for what is queued now: the events waited in the socket for
                 // up to the pause below anyway.
                 outcome = try readEvents(at: DiscoveryAgent.now())
-                try lookUpClosed()
+                lookUpClosed()
                 if outcome == .overflow {
                     counters.overflows += 1
                     log("warning", "conntrack events were lost (netlink buffer overflow): dumping to reconcile")
@@ -401,7 +403,7 @@ final class ConntrackAgent: DiscoveryAgent {
                 // each open connection instead of dumping the whole table (a busy host tracks
                 // a hundred thousand entries, nearly all of them in TIME_WAIT).
                 if events.reliableDestroyEvents {
-                    try refreshOpen()
+                    refreshOpen()
                 } else {
                     try dump(dumper, reconcile: true)
                 }
@@ -461,19 +463,17 @@ final class ConntrackAgent: DiscoveryAgent {
 
     /// Asks the kernel for the entry of each open connection: its counters are updated, and a
     /// connection it no longer has is ended (its DESTROY, on its way, updates the same flow).
-    func refreshOpen() throws(UserError) {
+    func refreshOpen() {
         let t = DiscoveryAgent.now()
         let open = flows.openEntries
         let flows = self.flows
-        do {
-            try dumper.lookUp(open) { i, found in
-                switch found {
-                case .found(let e): flows.applyLookup(e, at: t)
-                case .missing: flows.endMissing(open[i])
-                case .unanswered: break
-                }
+        lookUp(open) { i, found in
+            switch found {
+            case .found(let e): flows.applyLookup(e, at: t)
+            case .missing: flows.endMissing(open[i])
+            case .unanswered: break
             }
-        } catch { throw UserError(message: error.description) }
+        }
         counters.lookups += open.count
         lastSeen = t
     }
@@ -483,18 +483,30 @@ final class ConntrackAgent: DiscoveryAgent {
     /// minutes later by default). With them, the flow is written once; its DESTROY, bringing
     /// the same, writes nothing. (Without, each closed connection was written twice: the
     /// second write, to a page written a while before, cost the store as much as the first.)
-    func lookUpClosed() throws(UserError) {
+    func lookUpClosed() {
         guard accounting else { return }
         let closed = flows.takeAwaitingCounters()
         guard !closed.isEmpty else { return }
         let flows = self.flows
-        do {
-            try dumper.lookUp(closed) { i, found in
-                if case .found(let e) = found { flows.applyClosedLookup(e, entry: i) }
-            }
-        } catch { throw UserError(message: error.description) }
+        lookUp(closed) { i, found in
+            if case .found(let e) = found { flows.applyClosedLookup(e, entry: i) }
+        }
         flows.endClosedLookups()
         counters.closedLookups += closed.count
+    }
+
+    /// Looks entries up on the dump socket. A failure is not fatal: what was not looked up
+    /// comes later (a DESTROY brings a closed connection's counters; the next refresh, an open
+    /// one's). It is counted (`lookup_failures`) and said once.
+    func lookUp(_ entries: [ConntrackEntry], _ body: (Int, ConntrackSocket.Lookup) -> Void) {
+        do {
+            try dumper.lookUp(entries, body)
+        } catch {
+            counters.lookupFailures += 1
+            if counters.lookupFailures == 1 {
+                log("warning", "\(error.description): counters come with the DESTROY or the next refresh instead")
+            }
+        }
     }
 
     func dump(_ s: ConntrackSocket, reconcile: Bool) throws(UserError) {
@@ -555,11 +567,9 @@ final class ConntrackAgent: DiscoveryAgent {
             if !open.isEmpty {
                 let t = DiscoveryAgent.now()
                 let flows = self.flows
-                do {
-                    try dumper.lookUp(open) { _, found in
-                        if case .found(let e) = found { flows.applyLookup(e, at: t) }
-                    }
-                } catch { throw UserError(message: error.description) }
+                lookUp(open) { _, found in
+                    if case .found(let e) = found { flows.applyLookup(e, at: t) }
+                }
                 counters.openLookups += open.count
                 lastSeen = t
             }
@@ -600,7 +610,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let st = flows.stats
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
-            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("closed_lookups", "\(counters.closedLookups)"), ("open_lookups", "\(counters.openLookups)"), ("unchanged_destroys", "\(st.unchanged)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
+            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("closed_lookups", "\(counters.closedLookups)"), ("open_lookups", "\(counters.openLookups)"), ("lookup_failures", "\(counters.lookupFailures)"), ("unchanged_destroys", "\(st.unchanged)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"), ("adopted", "\(st.adopted)"),
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),
