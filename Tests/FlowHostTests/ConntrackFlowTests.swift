@@ -14,6 +14,15 @@ final class ConntrackFlowTests: XCTestCase {
             tcpState: state, status: status)
     }
 
+    /// Three TCP connections (ids 1, 2, 3; client ports 40000-40002) seen starting at 10.
+    func threeNewConnections() -> ConntrackFlows {
+        let f = ConntrackFlows(hostID: "h")
+        for (id, port) in [(UInt32(1), UInt16(40000)), (2, 40001), (3, 40002)] {
+            f.apply(.new, tcp(id: id, cport: port, state: 1), at: 10)
+        }
+        return f
+    }
+
     func testLifecycleUpdatesInPlaceAndForgetsEndedFlows() throws {
         let flows = ConntrackFlows(hostID: "h1")
         var seenNew = 0
@@ -213,10 +222,7 @@ final class ConntrackFlowTests: XCTestCase {
     /// updates the same flow; a lookup for a flow that is no longer open changes nothing.
     func testRefreshLookupsUpdateOrEndOpenFlows() throws {
         let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
-        let f = ConntrackFlows(hostID: "h")
-        f.apply(.new, tcp(id: 1, state: 1), at: 10)
-        f.apply(.new, tcp(id: 2, cport: 40001, state: 1), at: 10)
-        f.apply(.new, tcp(id: 3, cport: 40002, state: 1), at: 10)
+        let f = threeNewConnections()
         _ = f.takeChanges()
         XCTAssertEqual(Set(f.openEntries.map(\.id)), [1, 2, 3])
 
@@ -248,10 +254,7 @@ final class ConntrackFlowTests: XCTestCase {
     /// brings the same writes nothing. One that brings more is written.
     func testClosedConnectionsLookedUpAreWrittenOnce() throws {
         let replied = ConntrackEntry.seenReply | ConntrackEntry.assured
-        let f = ConntrackFlows(hostID: "h")
-        f.apply(.new, tcp(id: 1, state: 1), at: 10)
-        f.apply(.new, tcp(id: 2, cport: 40001, state: 1), at: 10)
-        f.apply(.new, tcp(id: 3, cport: 40002, state: 1), at: 10)
+        let f = threeNewConnections()
         // New and still open TCP flows, for the lookup before their first write.
         XCTAssertEqual(Set(f.tcpEntriesToLookUp(handshaking: false).map(\.id)), [1, 2, 3])
         f.apply(.update, tcp(id: 1, state: 7, status: replied), at: 10.2)
