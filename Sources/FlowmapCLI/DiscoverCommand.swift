@@ -304,6 +304,32 @@ class DiscoveryAgent {
 
 /// The conntrack agent: an initial dump, then events; dumps again after an overflow and now
 /// and then to refresh the counters of long-lived flows.
+/// When the agent flushes: every interval, and sooner when many flows wait (memory stays small
+/// under load). An early flush does not move the interval's: under load, early flushes come
+/// every few seconds, and the interval's own work (lookups of connections still in their
+/// handshake, held-back final counters) would otherwise never be done.
+struct FlushSchedule {
+    /// When the next interval's flush is due.
+    private(set) var next: Double
+    let every: Double
+    /// Flows waiting that bring a flush early.
+    let early: Int
+
+    init(start: Double, every: Double, early: Int) {
+        next = start + every
+        self.every = every
+        self.early = early
+    }
+
+    /// Whether to flush at `t` with `pending` flows waiting: nil for no, else whether it is the
+    /// interval's flush.
+    mutating func take(at t: Double, pending: Int) -> Bool? {
+        let due = t >= next
+        if due { next = t + every }
+        return due || pending >= early ? due : nil
+    }
+}
+
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
     static let flushAt = 1024
@@ -373,7 +399,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let flushEvery = Durations.parse(cmd.flushInterval) ?? 10
         let refreshEvery = Durations.parse(cmd.refreshInterval) ?? 60
         let deadline = cmd.duration.flatMap(Durations.parse).map { started + $0 }
-        var nextFlush = started + flushEvery
+        var flushes = FlushSchedule(start: started, every: flushEvery, early: ConntrackAgent.flushAt)
         var nextRefresh = started + refreshEvery
         var nextStatus = started + 1
         let showStatus = !cmd.quiet && Terminal.stderrIsTerminal && cmd.logFormat == .text
@@ -382,7 +408,7 @@ final class ConntrackAgent: DiscoveryAgent {
         while agentStop.load(ordering: .relaxed) == 0 {
             let mono = Terminal.monotonic()
             if let d = deadline, mono >= d { break }
-            var wake = min(nextFlush, nextRefresh, showStatus ? nextStatus : .infinity)
+            var wake = min(flushes.next, nextRefresh, showStatus ? nextStatus : .infinity)
             if let d = deadline { wake = min(wake, d) }
             let timeout = Int32(max(0, min(1000, (wake - mono) * 1000)).rounded(.up))
             let rc = poll(&pfd, 1, timeout)
@@ -417,17 +443,11 @@ final class ConntrackAgent: DiscoveryAgent {
                 }
                 nextRefresh = t + refreshEvery
             }
-            // Every interval, and sooner when many flows wait (memory stays small under load).
             // (One transaction per interval, early batches joining it, wrote a fifth less when
             // each connection was written twice, and made no difference once it was written
             // once: not kept.)
-            // (An early flush does not move the interval's: under load, early flushes come
-            // every few seconds, and the interval's work, the lookups of connections still in
-            // their handshake and the held-back final counters, would never be done.)
-            let due = t >= nextFlush
-            if due || flows.pendingChanges >= ConntrackAgent.flushAt {
-                try flush(final: false, interval: due)
-                if due { nextFlush = t + flushEvery }
+            if let interval = flushes.take(at: t, pending: flows.pendingChanges) {
+                try flush(final: false, interval: interval)
             }
             if showStatus && t >= nextStatus {
                 status(flows: recorded + flows.activeCount, new: flows.stats.new, active: flows.activeCount)
