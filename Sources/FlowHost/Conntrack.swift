@@ -658,7 +658,6 @@ struct CompactUID: Equatable, Comparable {
         case text(String)
     }
     private let storage: Storage
-    private static let digits = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
 
     @inline(__always)
     private static func value(_ c: UInt8) -> UInt64? {
@@ -703,13 +702,8 @@ struct CompactUID: Equatable, Comparable {
     var string: String {
         switch storage {
         case .text(let s): return s
-        case .packed(var hi, var lo):
-            return String(unsafeUninitializedCapacity: 18) { b in
-                b[0] = UInt8(ascii: "C")
-                for i in stride(from: 17, through: 10, by: -1) { b[i] = CompactUID.digits[Int(lo % 62)]; lo /= 62 }
-                for i in stride(from: 9, through: 1, by: -1) { b[i] = CompactUID.digits[Int(hi % 62)]; hi /= 62 }
-                return 18
-            }
+        case .packed(let hi, let lo):
+            return FlowUID.packedUID(hi, lo)
         }
     }
 }

@@ -48,6 +48,18 @@ final class CompactUIDTests: XCTestCase {
         XCTAssertEqual(FlowUID.timeOrdered(1_800_000_000.25, 1), now)
     }
 
+    /// The time-ordered layout, written out independently: "C", eight base-62 digits of the
+    /// time in 1/3,844 s (most significant first), nine of the hash (least significant first).
+    func reference(_ t: Double, _ h: UInt64) -> String {
+        let abc = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        var ticks = UInt64(max(0, min(t, 1.4e10)) * 3844) % 218_340_105_584_896
+        var time: [UInt8] = [], hash: [UInt8] = []
+        for _ in 0..<8 { time.insert(abc[Int(ticks % 62)], at: 0); ticks /= 62 }
+        var y = h
+        for _ in 0..<9 { hash.append(abc[Int(y % 62)]); y /= 62 }
+        return String(decoding: [UInt8(ascii: "C")] + time + hash, as: UTF8.self)
+    }
+
     /// The agent makes uids as digits, without the string: they are the strings
     /// `FlowUID.timeOrdered` makes, and they sort as those strings do.
     func testUIDsMadeAsDigitsAreTheTimeOrderedStrings() {
@@ -58,7 +70,9 @@ final class CompactUIDTests: XCTestCase {
             let t = i % 3 == 0 ? Double(x % 4_000_000_000) + Double(x % 997) / 997 : [0, 1e-4, 1.4e10, 2e10][i % 4]
             let (hi, lo) = FlowUID.timeOrderedDigits(t, x)
             let u = CompactUID(packed: hi, lo)
-            XCTAssertEqual(u.string, FlowUID.timeOrdered(t, x))
+            XCTAssertEqual(u.string, reference(t, x))
+            XCTAssertEqual(FlowUID.timeOrdered(t, x), reference(t, x))
+            XCTAssertEqual(CompactUID(reference(t, x)), u, "parsed back to the same digits")
             made.append(u)
         }
         made.append(CompactUID("not-a-flowmap-uid"))

@@ -165,6 +165,11 @@ public enum FlowUID {
     /// since the epoch, most significant first, to 1/3,844 s), then nine digits of the hash `h`.
     /// Uids made close in time are close in a sorted index (a store appends to its uid index
     /// instead of writing a page anywhere in it for every flow).
+    public static func timeOrdered(_ time: Double, _ h: UInt64) -> String {
+        let (hi, lo) = timeOrderedDigits(time, h)
+        return packedUID(hi, lo)
+    }
+
     /// The digits of `timeOrdered(time, h)` as two numbers, without making the string: the
     /// values of characters 1–9 and of characters 10–17, each read as a base-62 number (most
     /// significant first). The alphabet sorts as the digit values do, so the pairs sort as
@@ -177,15 +182,16 @@ public enum FlowUID {
         return (hi, lo)
     }
 
-    public static func timeOrdered(_ time: Double, _ h: UInt64) -> String {
-        let ticks = UInt64(max(0, min(time, 1.4e10)) * 3844) % 218_340_105_584_896  // 62^8
-        return String(unsafeUninitializedCapacity: 18) { buf in
+    /// The uid "C" + characters 1–9 (the base-62 number `hi`) + characters 10–17 (`lo`), as
+    /// `timeOrderedDigits` gives them.
+    public static func packedUID(_ hi: UInt64, _ lo: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 18) { buf in
             alphabet.withUnsafeBufferPointer { abc in
                 buf[0] = UInt8(ascii: "C")
-                var x = ticks
-                for i in stride(from: 8, through: 1, by: -1) { buf[i] = abc[Int(x % 62)]; x /= 62 }
-                x = h
-                for i in 9...17 { buf[i] = abc[Int(x % 62)]; x /= 62 }
+                var x = hi
+                for i in stride(from: 9, through: 1, by: -1) { buf[i] = abc[Int(x % 62)]; x /= 62 }
+                x = lo
+                for i in stride(from: 17, through: 10, by: -1) { buf[i] = abc[Int(x % 62)]; x /= 62 }
             }
             return 18
         }
