@@ -279,7 +279,13 @@ static inline int fm_ct_attach_update_filter(int fd) {
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
 }
 
+// A dump through the library. Answers left unread on the socket first are read and dropped:
+// the socket also carries batched lookups (fm_ct_get_many), and one that gave up waiting can
+// leave an answer behind, which the library would take for a reply out of sequence (EILSEQ)
+// and fail the dump.
 static inline int fm_ct_dump(struct nfct_handle *h) {
+    unsigned char stale[8192];
+    while (recv(nfct_fd(h), stale, sizeof stale, MSG_DONTWAIT) >= 0) {}
     uint32_t family = AF_UNSPEC;
     return nfct_query(h, NFCT_Q_DUMP, &family);
 }
