@@ -68,8 +68,9 @@ extension FlowStore {
     /// were new (as the writer says in `isNew`, else looked up).
     ///
     /// A row the writer knows exists and that brings no attribution and no verdict (the final
-    /// counters of a closed connection, from its DESTROY) is written by a narrow UPDATE of the
-    /// columns that change: half of the agent's rows, at a fraction of an upsert's cost.
+    /// counters of a closed connection, from a DESTROY that brought more than the lookup at its
+    /// close, or a refresh's counters) is written by a narrow UPDATE of the columns that
+    /// change, at a fraction of an upsert's cost.
     @discardableResult
     public func upsert(_ flows: [(FlowRecord, AgentFlowExtras)], source: Int64, kind: SourceKind,
                        hostID: String, totals: SourceTotals? = nil) throws(StoreError) -> Int {

@@ -123,5 +123,12 @@ final class AgentStoreTests: XCTestCase {
                 XCTAssertFalse(plan.contains { $0.hasPrefix("SCAN") }, "\(plan)")
             }
         }
+        // Three indexes on flows (v5), the time one carrying the conntrack id.
+        let (indexes, timeColumns) = try store.db.read { db in
+            (try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'flow' ORDER BY name"),
+             try String.fetchAll(db, sql: "SELECT name FROM pragma_index_info('flow_ts') ORDER BY seqno"))
+        }
+        XCTAssertEqual(indexes, ["flow_conntrack_open", "flow_ts", "sqlite_autoindex_flow_1"])
+        XCTAssertEqual(timeColumns, ["ts", "ct_id"])
     }
 }
