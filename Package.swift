@@ -26,6 +26,8 @@ let package = Package(
             pkgConfig: "libnetfilter_conntrack",
             providers: [.apt(["libnetfilter-conntrack-dev"])]
         ),
+        // System library: two process-wide SQLite settings (sqlite3_config) before any open.
+        .systemLibrary(name: "CSQLiteSetup"),
         // PURE: wire decoding, flow table, DNS names, renderers. No C module, no I/O.
         .target(name: "FlowCore", swiftSettings: [
             // The per-packet path: bounds are checked by the decoders themselves; exclusivity
@@ -60,7 +62,7 @@ let package = Package(
         .target(name: "FlowConntrack", dependencies: ["CConntrack", "FlowHost", "FlowCore"]),
         // ADAPTER: SQLite store through GRDB.
         .target(name: "FlowStore", dependencies: [
-            "FlowCore", "FlowGraph", .product(name: "GRDB", package: "GRDB.swift"),
+            "FlowCore", "FlowGraph", "CSQLiteSetup", .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
         // ArgumentParser commands.

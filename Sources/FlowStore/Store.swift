@@ -1,5 +1,7 @@
+import CSQLiteSetup
 import FlowCore
 import GRDB
+import GRDBSQLite
 
 #if canImport(Glibc)
 import Glibc
@@ -50,6 +52,7 @@ public final class FlowStore {
         if !create && !FlowStore.fileExists(path) {
             throw StoreError(path: path, reason: "no such file (write one with `flowmap ingest --db`)")
         }
+        _ = FlowStore.sqliteSetup
         do {
             var config = Configuration()
             config.foreignKeysEnabled = true
@@ -63,6 +66,18 @@ public final class FlowStore {
         } catch {
             throw StoreError(path: path, reason: "cannot open database: \(error)")
         }
+    }
+
+    /// SQLite's process-wide settings, made once before the first store opens: multi-thread
+    /// mode (GRDB serializes each connection's use, so SQLite's own mutex around every call,
+    /// each bind included, only costs) and no memory statistics (a global mutex around every
+    /// allocation). Not 0 when SQLite refused them (it then keeps its defaults: slower, as safe).
+    static let sqliteSetup: Int32 = fm_sqlite_setup()
+
+    /// Whether SQLite locks a mutex around each call on this store's writing connection
+    /// (false once `sqliteSetup` took: multi-thread mode).
+    public var sqliteLocksEachCall: Bool {
+        (try? db.write { db in sqlite3_db_mutex(db.sqliteConnection) != nil }) ?? true
     }
 
     static func fileExists(_ path: String) -> Bool {

@@ -34,6 +34,18 @@ final class AgentStoreTests: XCTestCase {
         return try store.beginSource(info)
     }
 
+    /// SQLite runs in multi-thread mode (GRDB serializes each connection's use): no mutex is
+    /// locked around each bind and step of the agent's writes.
+    func testStoreConnectionsTakeNoPerCallMutex() throws {
+        let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
+        XCTAssertEqual(FlowStore.sqliteSetup, 0, "sqlite3_config took multi-thread mode")
+        XCTAssertFalse(store.sqliteLocksEachCall)
+        // The store works as before.
+        let source = try store.beginSource(SourceInfo(kind: .conntrack, hostID: "h", path: "conntrack:h", sha256: nil, linkType: nil))
+        XCTAssertEqual(try store.upsert([(record("C1", pkts: 3, state: "SF", process: nil), AgentFlowExtras(open: false))],
+                                        source: source, kind: .conntrack, hostID: "h"), 1)
+    }
+
     func testFinalCountersUpdateTheRowAndKeepItsAttribution() throws {
         let store = try FlowStore.openPrivate(path: dir.appendingPathComponent("a.db").path)
         let source = try run(store)
