@@ -137,11 +137,18 @@ public final class ConntrackFlows {
         public var serverListening = false
         /// True until the flow is first handed out by `takeChanges` (then its row exists).
         public var isNew = false
+        /// True while the flow has changes `takeChanges` has not handed out (its key is then in
+        /// `changedKeys`).
+        var pending = false
     }
 
-    @exclusivity(unchecked) public private(set) var active: [Key: Flow] = [:]
-    /// Keys of flows changed since the last `takeChanges`.
-    @exclusivity(unchecked) private var changed: Set<Key> = []
+    /// The open flows.
+    private let active = KeyTable<Flow>()
+    /// Keys of flows changed since the last `takeChanges` (each flow's `pending` says whether
+    /// its key here is still due: a flow that ended since is handed out as finished instead).
+    @exclusivity(unchecked) private var changedKeys: [Key] = []
+    /// How many open flows are `pending`.
+    private var changedCount = 0
     /// Finished flows not yet taken (they leave memory once taken).
     @exclusivity(unchecked) private var finished: [Flow] = []
     public let hostID: String
@@ -189,86 +196,101 @@ public final class ConntrackFlows {
 
     public func key(_ e: ConntrackEntry) -> Key { Key(id: e.id, orig: e.orig, zone: e.zone) }
 
+    /// Whether the connection of `e` is open here.
+    public func isActive(_ e: ConntrackEntry) -> Bool { active.contains(key(e)) }
+
+    /// The open flows (a copy, in no particular order).
+    public var activeFlows: [Flow] { active.values }
+
+    /// Notes that the open flow in slot `i` changed.
+    @inline(__always)
+    private func markChanged(_ i: Int) {
+        guard !active[slot: i].pending else { return }
+        active[slot: i].pending = true
+        changedKeys.append(active.key(at: i))
+        changedCount += 1
+    }
+
     /// Applies one event observed at `t` (seconds since the epoch).
     public func apply(_ kind: ConntrackEventKind, _ e: ConntrackEntry, at t: Double) {
         let k = key(e)
         switch kind {
         case .new:
             stats.new += 1
-            let c = closing[k]
-            if let c, c.preexisting {
+            let ci = closing.slot(of: k)
+            if let ci, closing[slot: ci].preexisting {
                 // A dump brought this connection in and saw it closed; its NEW was still queued.
                 stats.afterClose += 1
                 break
             }
-            let held = active.index(forKey: k)
-            if let i = held, active.values[i].preexisting {
+            let held = active.slot(of: k)
+            if let i = held, active[slot: i].preexisting {
                 // A dump (taken after an overflow) already brought this connection in; its
                 // NEW event was still queued.
-                update(at: i, k, e, at: t)
+                update(at: i, e, at: t)
                 break
             }
             // The same id and tuple as a connection we know: the kernel reused both for a new
             // connection (a client port reused at once). The old one is over; its DESTROY
             // may still come, after this NEW, with its final counters.
-            if let c {
-                closing[k] = nil
-                replaced[k] = c
-            }
+            if let ci { replaced[k] = closing.remove(at: ci) }
             if let i = held {
-                let old = end(at: i, k)
+                let old = end(at: i)
                 replaced[k] = Closing(old)
             }
             create(k, e, at: t, preexisting: false)
         case .update:
             stats.updates += 1
-            guard let i = active.index(forKey: k) else {
-                if closing[k] != nil { stats.afterClose += 1; return }
-                if applyToFinished(k, e, from: &recentlyEnded, remove: false) { return }
+            guard let i = active.slot(of: k) else {
+                if closing.contains(k) { stats.afterClose += 1; return }
+                if applyToFinished(k, e, from: recentlyEnded, remove: false) { return }
                 stats.late += 1
                 create(k, e, at: t, preexisting: true)
                 closeIfOver(k)
                 return
             }
-            active.values[i].merge(e, at: t)
-            if active.values[i].isOver {
+            active[slot: i].merge(e, at: t)
+            if active[slot: i].isOver {
                 // TIME_WAIT or CLOSE: finished now; a small record waits for the DESTROY. An
                 // event brings no counters: the agent can look them up (`awaitingCounters`).
-                let f = end(at: i, k)
+                let f = end(at: i)
                 closing[k] = Closing(f)
                 if e.origPackets == nil { awaiting.append((k, finished.count - 1)) }
             } else {
-                changed.insert(k)
+                markChanged(i)
             }
         case .destroy:
             stats.destroys += 1
             // The DESTROY of an older entry with the same id and tuple (it stopped before the
             // flow we hold began): it belongs to the connection that was replaced.
-            if !replaced.isEmpty, let stop = e.stop, replaced[k] != nil,
+            if !replaced.isEmpty, let stop = e.stop, replaced.contains(k),
                (active[k]?.firstSeen ?? closing[k]?.firstSeen).map({ stop < $0 }) ?? true {
-                _ = applyToFinished(k, e, from: &replaced, remove: true)
+                _ = applyToFinished(k, e, from: replaced, remove: true)
                 return
             }
             // The final counters of a connection finished in TIME_WAIT or CLOSE (most DESTROYs
             // are of these; a key is never both closing and active).
-            if applyToFinished(k, e, from: &closing, remove: true) { return }
-            if let i = active.index(forKey: k) {
-                active.values[i].merge(e, at: t)
-                _ = end(at: i, k)  // the stop time is when the entry timed out, not its last packet
+            if applyToFinished(k, e, from: closing, remove: true) { return }
+            if let i = active.slot(of: k) {
+                active[slot: i].merge(e, at: t)
+                _ = end(at: i)  // the stop time is when the entry timed out, not its last packet
                 return
             }
             // Or of one a reconcile ended while its events were lost (delivered again).
-            if applyToFinished(k, e, from: &recentlyEnded, remove: true) { return }
+            if applyToFinished(k, e, from: recentlyEnded, remove: true) { return }
             stats.late += 1
             create(k, e, at: t, preexisting: true)
             finish(k, at: nil)
         }
     }
 
-    /// Ends the flow at `i` (its key `k`; last active at `t` when that is known) and returns it.
-    private func end(at i: [Key: Flow].Index, _ k: Key, lastActive t: Double? = nil) -> Flow {
-        var f = active.remove(at: i).value
-        changed.remove(k)
+    /// Ends the flow in slot `i` (last active at `t` when that is known) and returns it.
+    private func end(at i: Int, lastActive t: Double? = nil) -> Flow {
+        var f = active.remove(at: i)
+        if f.pending {
+            f.pending = false
+            changedCount -= 1
+        }
         f.ended = true
         if let t { f.lastSeen = max(f.lastSeen, t) }
         finished.append(f)
@@ -277,7 +299,7 @@ public final class ConntrackFlows {
 
     /// An event for a connection already finished: if `records` knows it, its flow is written
     /// again (same uid) with what the event brings. Returns whether it was known.
-    private func applyToFinished(_ k: Key, _ e: ConntrackEntry, from records: inout [Key: Closing], remove: Bool) -> Bool {
+    private func applyToFinished(_ k: Key, _ e: ConntrackEntry, from records: KeyTable<Closing>, remove: Bool) -> Bool {
         guard let c = remove ? records.removeValue(forKey: k) : records[k] else { return false }
         stats.afterClose += 1
         // Written already with these counters and this state (looked up when it closed):
@@ -324,8 +346,8 @@ public final class ConntrackFlows {
     /// Whether `f` is the finished flow whose entry lingers now under its key (not one that its
     /// DESTROY ended, nor an older one whose id and tuple a new connection took).
     private func isClosing(_ f: Flow) -> Bool {
-        guard let c = closing.index(forKey: f.key) else { return false }
-        return closing.values[c].compactUID == f.compactUID
+        guard let c = closing.slot(of: f.key) else { return false }
+        return closing[slot: c].compactUID == f.compactUID
     }
 
     /// What the lookup of entry `n` of the last `takeAwaitingCounters` found: its counters are
@@ -335,10 +357,10 @@ public final class ConntrackFlows {
     public func applyClosedLookup(_ e: ConntrackEntry, entry n: Int) {
         guard n < lookupSlots.count, lookupSlots[n] < finished.count else { return }
         let i = lookupSlots[n]
-        guard let c = closing.index(forKey: finished[i].key), closing.values[c].compactUID == finished[i].compactUID
+        guard let c = closing.slot(of: finished[i].key), closing[slot: c].compactUID == finished[i].compactUID
         else { return }
         finished[i].merge(e, at: finished[i].lastSeen)
-        closing.values[c].written = ConntrackFlows.signature(finished[i].entry)
+        closing[slot: c].written = ConntrackFlows.signature(finished[i].entry)
     }
 
     /// Forgets the lookups of `takeAwaitingCounters`.
@@ -375,15 +397,15 @@ public final class ConntrackFlows {
             return f
         }
     }
-    @exclusivity(unchecked) private var closing: [Key: Closing] = [:]
+    private let closing = KeyTable<Closing>()
     /// Connections whose id and tuple a new connection took before their DESTROY came.
-    @exclusivity(unchecked) private var replaced: [Key: Closing] = [:]
+    private let replaced = KeyTable<Closing>()
 
     /// A TCP connection in TIME_WAIT or CLOSE is over: its flow is finished at once (written
     /// at the next flush) and only a small `Closing` record waits for the final counters.
     private func closeIfOver(_ k: Key) {
-        guard let i = active.index(forKey: k), active.values[i].isOver else { return }
-        let f = end(at: i, k)
+        guard let i = active.slot(of: k), active[slot: i].isOver else { return }
+        let f = end(at: i)
         closing[k] = Closing(f)
     }
 
@@ -414,12 +436,12 @@ public final class ConntrackFlows {
     public func applyDumpEntry(_ e: ConntrackEntry, at t: Double) {
         let k = key(e)
         dumpSeen.insert(k)
-        if active[k] == nil {
+        if let i = active.slot(of: k) {
+            update(at: i, e, at: t)
+        } else {
             // Finished already; the dump brings its counters.
             if let c = closing[k] { finished.append(c.flow(k, e)); return }
             create(k, e, at: t, preexisting: true)
-        } else {
-            update(k, e, at: t)
         }
         closeIfOver(k)
     }
@@ -431,11 +453,11 @@ public final class ConntrackFlows {
         // Finished connections whose entries are gone: their DESTROY was lost, and may
         // still come (re-delivered). (The keys are gathered first: removing while iterating
         // would copy the whole map.)
-        for k in closing.keys.filter({ !seen.contains($0) }) {
+        for k in closing.allKeys where !seen.contains(k) {
             if let c = closing.removeValue(forKey: k) { remember(k, c) }
         }
-        for k in replaced.keys.filter({ !seen.contains($0) }) { replaced[k] = nil }
-        for k in active.keys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) { endUnseen(k) }
+        for k in replaced.allKeys where !seen.contains(k) { replaced[k] = nil }
+        for k in active.allKeys.sorted(by: ConntrackFlows.keyOrder) where !seen.contains(k) { endUnseen(k) }
     }
     private var dumpSeen = Set<Key>()
 
@@ -450,14 +472,15 @@ public final class ConntrackFlows {
     /// unanswered is looked up at each interval until it is answered, reset, or times out).
     public func tcpEntriesToLookUp(handshaking: Bool) -> [ConntrackEntry] {
         var out: [ConntrackEntry] = []
-        for k in changed {
-            guard let i = active.index(forKey: k) else { continue }
-            let f = active.values[i]
+        for k in changedKeys {
+            guard let i = active.slot(of: k), active[slot: i].pending else { continue }
+            let f = active[slot: i]
             if f.isNew && f.entry.orig.proto == 6 { out.append(f.entry) }
         }
         if handshaking {
-            for f in active.values where !f.isNew && f.entry.orig.proto == 6 && (f.entry.tcpState ?? 3) < 3 {
-                out.append(f.entry)
+            active.forEachSlot { i in
+                let f = active[slot: i]
+                if !f.isNew && f.entry.orig.proto == 6 && (f.entry.tcpState ?? 3) < 3 { out.append(f.entry) }
             }
         }
         return out
@@ -467,8 +490,8 @@ public final class ConntrackFlows {
     /// state are taken; nothing happens when the flow is no longer open.
     public func applyLookup(_ e: ConntrackEntry, at t: Double) {
         let k = key(e)
-        guard active[k] != nil else { return }
-        update(k, e, at: t)
+        guard let i = active.slot(of: k) else { return }
+        update(at: i, e, at: t)
         closeIfOver(k)
     }
 
@@ -476,7 +499,7 @@ public final class ConntrackFlows {
     /// it comes, it updates the same flow), as a reconcile does.
     public func endMissing(_ e: ConntrackEntry) {
         let k = key(e)
-        if active[k] != nil { endUnseen(k) }
+        if active.contains(k) { endUnseen(k) }
     }
 
     private func endUnseen(_ k: Key) {
@@ -489,7 +512,7 @@ public final class ConntrackFlows {
     /// Flows a reconcile dump ended because their entry was gone, by key: a late event for one
     /// (its DESTROY, re-delivered after the overflow) updates the same flow instead of starting
     /// another. Bounded, oldest first out.
-    @exclusivity(unchecked) private var recentlyEnded: [Key: Closing] = [:]
+    private let recentlyEnded = KeyTable<Closing>()
     private var endedOrder: [Key] = []
     private var endedHead = 0
     public var recentlyEndedCapacity = 65536
@@ -507,7 +530,7 @@ public final class ConntrackFlows {
         // Keys whose DESTROY came are gone from the map but not from the order: drop them
         // now and then, so the order stays as small as the map.
         if endedOrder.count - endedHead > 2 * recentlyEndedCapacity {
-            endedOrder = endedOrder[endedHead...].filter { recentlyEnded[$0] != nil }
+            endedOrder = endedOrder[endedHead...].filter { recentlyEnded.contains($0) }
             endedHead = 0
         }
     }
@@ -518,8 +541,7 @@ public final class ConntrackFlows {
             var f = Flow(key: k, entry: e, compactUID: CompactUID(known.uid), firstSeen: known.firstSeen, lastSeen: max(known.firstSeen, t),
                          ended: false, preexisting: true)
             onNew?(&f)
-            active[k] = f
-            changed.insert(k)
+            insert(f, k)
             stats.adopted += 1
             return
         }
@@ -540,28 +562,31 @@ public final class ConntrackFlows {
                      preexisting: preexisting)
         f.isNew = true
         onNew?(&f)
-        active[k] = f
-        changed.insert(k)
+        insert(f, k)
+    }
+
+    /// Adds an open flow, changed.
+    private func insert(_ f: Flow, _ k: Key) {
+        var f = f
+        f.pending = true
+        changedKeys.append(k)
+        changedCount += 1
+        if let old = active.updateValue(f, forKey: k), old.pending { changedCount -= 1 }
     }
 
     /// Flows made so far (a part of each uid).
     private var made: UInt64 = 0
 
-    private func update(_ k: Key, _ e: ConntrackEntry, at t: Double) {
-        guard let i = active.index(forKey: k) else { return }
-        update(at: i, k, e, at: t)
-    }
-
-    private func update(at i: [Key: Flow].Index, _ k: Key, _ e: ConntrackEntry, at t: Double) {
-        active.values[i].merge(e, at: t)  // in place: a flow is not copied out and back
-        changed.insert(k)
+    private func update(at i: Int, _ e: ConntrackEntry, at t: Double) {
+        active[slot: i].merge(e, at: t)  // in place: a flow is not copied out and back
+        markChanged(i)
     }
 
     /// Ends a flow; `t` is when it was last known active (the kernel's stop time, or nil
     /// when it vanished unseen and its last activity stays as known).
     private func finish(_ k: Key, at t: Double?, unseen: Bool = false) {
-        guard let i = active.index(forKey: k) else { return }
-        let f = end(at: i, k, lastActive: t)
+        guard let i = active.slot(of: k) else { return }
+        let f = end(at: i, lastActive: t)
         if unseen { remember(k, Closing(f)) }
     }
 
@@ -572,12 +597,14 @@ public final class ConntrackFlows {
         finished = []
         awaiting.removeAll(keepingCapacity: true)
         lookupSlots.removeAll(keepingCapacity: true)
-        for k in changed {
-            guard let i = active.index(forKey: k) else { continue }
-            out.append(active.values[i])
-            active.values[i].isNew = false
+        for k in changedKeys {
+            guard let i = active.slot(of: k), active[slot: i].pending else { continue }
+            active[slot: i].pending = false
+            out.append(active[slot: i])
+            active[slot: i].isNew = false
         }
-        changed.removeAll(keepingCapacity: true)
+        changedKeys.removeAll(keepingCapacity: true)
+        changedCount = 0
         // Stable: a flow finished and then updated again (its DESTROY's counters) within one
         // batch appears twice, in that order; it is written once, merged. The order is found on
         // small keys (a flow is a few hundred bytes: a sort that moves flows costs more).
@@ -604,7 +631,7 @@ public final class ConntrackFlows {
     public var activeCount: Int { active.count }
 
     /// How many flows `takeChanges` would return now (the agent flushes early when many wait).
-    public var pendingChanges: Int { changed.count + finished.count }
+    public var pendingChanges: Int { changedCount + finished.count }
 }
 
 extension ConntrackFlows.Flow {

@@ -472,7 +472,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let outcome: ConntrackSocket.ReadOutcome
         do {
             outcome = try events.readEvents { kind, e in
-                if !refreshed && (kind != .destroy || flows.active.index(forKey: flows.key(e)) == nil) {
+                if !refreshed && (kind != .destroy || !flows.isActive(e)) {
                     host.refreshSockets()
                     host.allowRescan()
                     refreshed = true

@@ -364,7 +364,7 @@ final class ConntrackReuseTests: XCTestCase {
         XCTAssertTrue(old.allSatisfy(\.ended))
         XCTAssertEqual(old.last?.record.origPkts, 5)
         XCTAssertEqual(flows.activeCount, 1)
-        XCTAssertEqual(flows.active.values.first?.firstSeen, 10.5)
+        XCTAssertEqual(flows.activeFlows.first?.firstSeen, 10.5)
         XCTAssertEqual(flows.stats.late, 0)
     }
 
