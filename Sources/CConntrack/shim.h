@@ -17,6 +17,7 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/filter.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 struct fm_ct_tuple {
     uint8_t src[16];
@@ -277,6 +278,103 @@ static inline int fm_ct_attach_update_filter(int fd) {
     };
     struct sock_fprog prog = { .len = sizeof code / sizeof code[0], .filter = code };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
+// The wake-up filter: a socket filter for a socket that hears only NEW events, keeping those
+// whose original source address is one of the host's (`v4`: `n4` IPv4 addresses, each the
+// four bytes in network order read as a big-endian number; `v6`: `n6` IPv6 addresses, 16
+// bytes each), or in 127.0.0.0/8. A connection from a local address has a local client end,
+// whose socket must be looked up while it exists: the agent reads its events at once, and
+// lets the others gather. Returns 0, or -1 with errno set (E2BIG: too many addresses for one
+// program; the caller then keeps every NEW).
+static inline int fm_ct_attach_local_source_filter(int fd, const uint32_t *v4, int n4, const uint8_t *v6, int n6) {
+    const uint32_t attrs = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+    enum { KEEP = 0xffff };
+    int max = 32 + 2 * n4 + 9 * n6;  // at most 29 besides the addresses
+    if (n4 < 0 || n6 < 0 || max > BPF_MAXINSNS) { errno = E2BIG; return -1; }
+    struct sock_filter *code = calloc((size_t)max, sizeof *code);
+    if (!code) return -1;
+    int n = 0;
+    // The CTA_TUPLE_IP of CTA_TUPLE_ORIG (its offset kept in M[0]).
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, attrs);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LDX | BPF_IMM, CTA_TUPLE_ORIG);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR);
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LDX | BPF_IMM, CTA_TUPLE_IP);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR_NEST);
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_ST, 0);
+    // IPv4: CTA_IP_V4_SRC, or on to IPv6.
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LDX | BPF_IMM, CTA_IP_V4_SRC);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR_NEST);
+    int to_v6 = n;
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0);  // k set below
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_MISC | BPF_TAX, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_IND, NLA_HDRLEN);
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x7f000000u, 0, 2);   // 127/8
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x80000000u, 1, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, KEEP);
+    for (int i = 0; i < n4; i++) {
+        code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, v4[i], 0, 1);
+        code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, KEEP);
+    }
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+    code[to_v6 + 1].k = (uint32_t)(n - (to_v6 + 2));
+    // IPv6: CTA_IP_V6_SRC, compared a word at a time.
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_MEM, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LDX | BPF_IMM, CTA_IP_V6_SRC);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_NLATTR_NEST);
+    code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_MISC | BPF_TAX, 0);
+    for (int i = 0; i < n6; i++) {
+        for (int w = 0; w < 4; w++) {
+            const uint8_t *b = v6 + 16 * i + 4 * w;
+            uint32_t word = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+            code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_IND, NLA_HDRLEN + 4 * w);
+            code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, word, 0, (uint8_t)(7 - 2 * w));
+        }
+        code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, KEEP);
+    }
+    code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+    struct sock_fprog prog = { .len = (unsigned short)n, .filter = code };
+    int rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    int saved = errno;
+    free(code);
+    errno = saved;
+    return rc;
+}
+
+// A netlink socket that hears conntrack's NEW events only (the agent's wake-up socket; its
+// messages are never parsed). Non-blocking. Returns the descriptor, or -1 with errno set.
+static inline int fm_ct_open_new_events(int receive_buffer) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+    if (fd < 0) return -1;
+    struct sockaddr_nl a = { .nl_family = AF_NETLINK, .nl_groups = NF_NETLINK_CONNTRACK_NEW };
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    return fd;
+}
+
+// Reads and drops what is queued on `fd` (an overflow, ENOBUFS, only means there was more).
+// Returns how many datagrams were dropped.
+static inline int fm_drain(int fd) {
+    unsigned char buf[256];
+    int count = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+        if (r >= 0) { count++; continue; }
+        if (errno == EINTR || errno == ENOBUFS) continue;
+        return count;
+    }
 }
 
 // A dump through the library. Answers left unread on the socket first are read and dropped:

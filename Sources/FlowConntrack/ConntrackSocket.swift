@@ -41,6 +41,14 @@ public final class ConntrackSocket {
     /// SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT and LAST_ACK (see `init`).
     public private(set) var filtersTCPUpdates = false
 
+    /// The socket's receive buffer as the kernel sized it (bytes; it counts each queued
+    /// message's whole allocation, about a kilobyte for a conntrack event).
+    public var receiveBufferBytes: Int {
+        var size: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &len) == 0 ? Int(size) : 0
+    }
+
     /// Opens a socket; `events` subscribes to NEW, UPDATE and DESTROY. `receiveBuffer` asks
     /// for a larger netlink buffer (bytes; forced when running as root).
     ///

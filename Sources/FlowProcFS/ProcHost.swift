@@ -263,6 +263,9 @@ public final class ProcHost {
         interfaceAddresses.contains(a) || index.localAddresses.contains(a)
     }
 
+    /// The addresses `isLocal` knows (the interfaces', and those local sockets are bound to).
+    public var localAddresses: Set<IPAddress> { interfaceAddresses.union(index.localAddresses) }
+
     /// The identity of process `pid` (cached while its start time is the same).
     public func process(_ pid: Int32) -> ProcessAttribution? {
         let now = ProcHost.monotonic()

@@ -155,6 +155,10 @@ class DiscoveryAgent {
         var openLookups = 0
         /// Lookups that failed (the request could not be sent).
         var lookupFailures = 0
+        /// Reads of the event stream, and those a connection from a local address asked for
+        /// (the wake-up socket) rather than the end of a gather.
+        var reads = 0
+        var promptReads = 0
         var packets = 0
         var localFlows = 0
         var attributedFlows = 0
@@ -333,8 +337,17 @@ struct FlushSchedule {
 final class ConntrackAgent: DiscoveryAgent {
     /// Flows waiting to be written that trigger a flush before the interval ends.
     static let flushAt = 1024
-    /// How long events gather in the socket after a read (25 ms).
-    static let gatherNanoseconds = 25_000_000
+    /// How long events may gather in the socket before they are read (100 ms), unless a
+    /// connection from a local address comes (the wake-up socket).
+    static let gather = 0.1
+    /// The shortest time between two reads (25 ms): a stream of connections from local
+    /// addresses is read in batches, not one wake-up each; and the gather when busy.
+    static let minimumGather = 0.025
+    /// A read of more events than a quarter of what the events socket holds (about a kilobyte
+    /// each) makes the next gather the shortest: at tens of thousands of events a second, a
+    /// gather's worth would not fit. So does an overflow, for the next 10 s: the kernel
+    /// re-delivers the DESTROYs it could not deliver as the socket empties.
+    static func busyEvents(bufferBytes: Int) -> Int { max(16, bufferBytes / 4096) }
     /// How late the event loop's timers may fire (the thread's timer slack).
     static let timerSlackNanoseconds = 4_000_000
     let flows: ConntrackFlows
@@ -342,6 +355,9 @@ final class ConntrackAgent: DiscoveryAgent {
 
     let events: ConntrackSocket
     let dumper: ConntrackSocket
+    /// Hears the NEWs of connections from local addresses (nil when it could not be opened:
+    /// events are then read every `minimumGather`).
+    let wakeSocket: ConntrackWakeSocket?
 
     /// Opens conntrack before the store, so that a host without it (or a user without the
     /// right) gets its error and no store file.
@@ -356,6 +372,7 @@ final class ConntrackAgent: DiscoveryAgent {
             events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer, onlyDecisiveTCPUpdates: !all)
             dumper = try ConntrackSocket(events: false)
         } catch { throw UserError(message: error.description) }
+        wakeSocket = try? ConntrackWakeSocket()
         flows = ConntrackFlows(hostID: cmd.hostID ?? DiscoveryAgent.hostName())
         try super.init(cmd)
     }
@@ -386,12 +403,13 @@ final class ConntrackAgent: DiscoveryAgent {
         }
 
         try dump(dumper, reconcile: false)
+        listenForLocalClients()
         DiscoveryAgent.releaseStartupPages()
-        // The event loop's timers (the gather pause, poll's timeout) may fire up to 4 ms late
-        // (one tick at HZ=250): the kernel then serves them with a timer it fires anyway
-        // instead of one of their own. About 4 % of the agent's CPU at 1,000 connections/s
-        // (each wake-up in a virtual machine costs a timer to program and an interrupt); the
-        // gather becomes 25-29 ms.
+        // The event loop's timers (the gathers, poll's timeouts) may fire up to 4 ms late (one
+        // tick at HZ=250): the kernel then serves them with a timer it fires anyway instead of
+        // one of their own. About 4 % of the agent's CPU at 1,000 connections/s when it woke
+        // every 25 ms (each wake-up in a virtual machine costs a timer to program and an
+        // interrupt). A connection from a local address is still read within a few ms.
         _ = agentPrctl(29 /* PR_SET_TIMERSLACK */, UInt(ConntrackAgent.timerSlackNanoseconds))
         if !cmd.quiet || cmd.logFormat == .json {
             log("info", "discover: recording conntrack events into \(cmd.db) (host \(hostID), \(flows.activeCount) connections open)")
@@ -403,32 +421,54 @@ final class ConntrackAgent: DiscoveryAgent {
         var nextRefresh = started + refreshEvery
         var nextStatus = started + 1
         let showStatus = !cmd.quiet && Terminal.stderrIsTerminal && cmd.logFormat == .text
-        var pfd = pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0)
+        var pfds = [pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: wakeSocket?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
+        var readAt = -Double.infinity
+        var gather = ConntrackAgent.gather
+        var busyUntil = -Double.infinity
+        let busyEvents = ConntrackAgent.busyEvents(bufferBytes: events.receiveBufferBytes)
 
         while agentStop.load(ordering: .relaxed) == 0 {
             let mono = Terminal.monotonic()
             if let d = deadline, mono >= d { break }
             var wake = min(flushes.next, nextRefresh, showStatus ? nextStatus : .infinity)
             if let d = deadline { wake = min(wake, d) }
-            let timeout = Int32(max(0, min(1000, (wake - mono) * 1000)).rounded(.up))
-            let rc = poll(&pfd, 1, timeout)
-            if rc > 0 {
-                let outcome: ConntrackSocket.ReadOutcome
-                // One clock reading for what is queued now: the events waited in the socket for
-                // up to the pause below anyway.
-                outcome = try readEvents(at: DiscoveryAgent.now())
+            if poll(&pfds, 2, ConntrackAgent.milliseconds(until: wake)) > 0 {
+                // Events are queued. A connection from a local address is read at once: its
+                // client end's socket must be looked up while it exists. The others may wait
+                // and gather (a wake-up costs the agent more than reading what gathered: a
+                // fifth of its CPU at 1,000 connections/s between waking every 25 ms and every
+                // 100 ms); their server ends are attributed through the listening socket.
+                var local = pfds[1].revents & Int16(POLLIN) != 0
+                if !local && wakeSocket != nil {
+                    var one = pfds[1]
+                    let until = min(wake, Terminal.monotonic() + gather)
+                    local = poll(&one, 1, ConntrackAgent.milliseconds(until: until)) > 0
+                }
+                if local { counters.promptReads += 1 }
+                if local || wakeSocket == nil {
+                    // Not more often than every `minimumGather`.
+                    let ready = readAt + ConntrackAgent.minimumGather - Terminal.monotonic()
+                    if ready > 0 {
+                        var pause = timespec(tv_sec: 0, tv_nsec: Int(ready * 1e9))
+                        nanosleep(&pause, nil)
+                    }
+                    wakeSocket?.drain()
+                }
+                // One clock reading for what is queued now: the events waited in the socket
+                // for up to the gather anyway.
+                let (outcome, n) = try readEvents(at: DiscoveryAgent.now())
+                readAt = Terminal.monotonic()
+                counters.reads += 1
+                if outcome == .overflow { busyUntil = readAt + 10 }
+                gather = n >= busyEvents || readAt < busyUntil ? ConntrackAgent.minimumGather : ConntrackAgent.gather
                 lookUpClosed()
+                listenForLocalClients()
                 if outcome == .overflow {
                     counters.overflows += 1
                     log("warning", "conntrack events were lost (netlink buffer overflow): dumping to reconcile")
                     try dump(dumper, reconcile: true)
                 }
-                // Let events gather: one wake-up per batch, not per event. Waking costs the
-                // agent more than reading (a third of its CPU at 1,000 connections/s with an
-                // 8 ms pause, against a fifth at 25 ms). A new connection is still looked up
-                // within ~30 ms of its first packet: its socket exists if it lives 100 ms.
-                var pause = timespec(tv_sec: 0, tv_nsec: ConntrackAgent.gatherNanoseconds)
-                nanosleep(&pause, nil)
             }
             let t = Terminal.monotonic()
             if t >= nextRefresh {
@@ -465,7 +505,7 @@ final class ConntrackAgent: DiscoveryAgent {
     /// Reads and applies the queued events, observed at `t`. Each is applied as it is read (no
     /// copy of the batch is held: after a stall, thousands wait). The socket tables are read
     /// once, before the first event that can start a flow (whose ends are then looked up).
-    func readEvents(at t: Double) throws(UserError) -> ConntrackSocket.ReadOutcome {
+    func readEvents(at t: Double) throws(UserError) -> (ConntrackSocket.ReadOutcome, Int) {
         var refreshed = false
         var n = 0
         let flows = self.flows, host = self.host
@@ -486,7 +526,25 @@ final class ConntrackAgent: DiscoveryAgent {
             if firstSeen == nil { firstSeen = t }
             lastSeen = t
         }
-        return outcome
+        return (outcome, n)
+    }
+
+    /// Points the wake-up socket's kernel filter at the host's addresses, when they changed
+    /// (the socket tables re-read them at most once a second).
+    func listenForLocalClients() {
+        guard let w = wakeSocket else { return }
+        let local = host.localAddresses
+        guard local != w.localSources else { return }
+        if !w.wake(forSources: local) && !wakeFilterRefused {
+            wakeFilterRefused = true
+            log("warning", "conntrack: the kernel did not take the wake-up filter for \(local.count) local addresses: events are read every \(Int(ConntrackAgent.minimumGather * 1000)) ms")
+        }
+    }
+    var wakeFilterRefused = false
+
+    /// poll(2)'s timeout until monotonic time `t` (at most a second, at least 0).
+    static func milliseconds(until t: Double) -> Int32 {
+        Int32(max(0, min(1000, (t - Terminal.monotonic()) * 1000)).rounded(.up))
     }
 
     /// Asks the kernel for the entry of each open connection: its counters are updated, and a
@@ -638,7 +696,7 @@ final class ConntrackAgent: DiscoveryAgent {
         let st = flows.stats
         return super.summaryFields() + [
             ("events", "\(counters.events)"), ("new", "\(st.new)"), ("destroyed", "\(st.destroys)"),
-            ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("closed_lookups", "\(counters.closedLookups)"), ("open_lookups", "\(counters.openLookups)"), ("lookup_failures", "\(counters.lookupFailures)"), ("unchanged_destroys", "\(st.unchanged)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
+            ("reads", "\(counters.reads)"), ("prompt_reads", "\(counters.promptReads)"), ("dumps", "\(counters.dumps)"), ("refresh_lookups", "\(counters.lookups)"), ("closed_lookups", "\(counters.closedLookups)"), ("open_lookups", "\(counters.openLookups)"), ("lookup_failures", "\(counters.lookupFailures)"), ("unchanged_destroys", "\(st.unchanged)"), ("overflows", "\(counters.overflows)"), ("ended_unseen", "\(st.endedUnseen)"),
             ("late", "\(st.late)"), ("after_close", "\(st.afterClose)"), ("adopted", "\(st.adopted)"),
             ("held_active", "\(flows.sizes.active)"), ("held_closing", "\(flows.sizes.closing)"),
             ("held_replaced", "\(flows.sizes.replaced)"), ("held_ended", "\(flows.sizes.recentlyEnded)"),

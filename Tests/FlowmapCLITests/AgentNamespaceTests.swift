@@ -110,6 +110,11 @@ final class AgentNamespaceTests: XCTestCase {
         XCTAssertEqual(local.count, 1, "\(flows)")
         let brief = local.first { $0.origProcess?.comm == "python3" }
         XCTAssertNotNil(brief, "a connection closed within 100 ms is attributed")
+        // Read at once, not at the end of a 100 ms gather: its NEW came from a local address
+        // (the wake-up socket).
+        let promptReads = err.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix("prompt_reads=") }
+            .flatMap { Int($0.dropFirst("prompt_reads=".count)) }
+        XCTAssertGreaterThanOrEqual(promptReads ?? 0, 1, err)
         XCTAssertTrue(brief?.origProcess?.cmdline?.contains("create_connection") ?? false)
         XCTAssertTrue(nobodyServer(brief?.respProcess))
         let curl = try store.flows().first { $0.respP == 8081 }
