@@ -541,6 +541,7 @@ public final class ConntrackFlows {
             var f = Flow(key: k, entry: e, compactUID: CompactUID(known.uid), firstSeen: known.firstSeen, lastSeen: max(known.firstSeen, t),
                          ended: false, preexisting: true)
             onNew?(&f)
+            f.pending = true
             insert(f, k)
             stats.adopted += 1
             return
@@ -561,14 +562,13 @@ public final class ConntrackFlows {
         var f = Flow(key: k, entry: e, compactUID: CompactUID(packed: hi, lo), firstSeen: first, lastSeen: max(first, t), ended: false,
                      preexisting: preexisting)
         f.isNew = true
+        f.pending = true
         onNew?(&f)
         insert(f, k)
     }
 
-    /// Adds an open flow, changed.
+    /// Adds an open flow, changed (`pending` set).
     private func insert(_ f: Flow, _ k: Key) {
-        var f = f
-        f.pending = true
         changedKeys.append(k)
         changedCount += 1
         if let old = active.updateValue(f, forKey: k), old.pending { changedCount -= 1 }
