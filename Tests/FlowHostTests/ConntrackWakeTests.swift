@@ -1,4 +1,3 @@
-import CConntrack
 @testable import FlowConntrack
 import FlowCore
 import XCTest
@@ -11,23 +10,42 @@ import Glibc
 /// pair (a socket filter reads a datagram the same way whatever the socket): only connections
 /// from the given addresses, or from 127.0.0.0/8, get through.
 final class ConntrackWakeTests: XCTestCase {
+    /// A conntrack message as the kernel sends it, as far as the filter reads: the netlink and
+    /// nfnetlink headers, then CTA_TUPLE_ORIG holding CTA_TUPLE_IP (source, destination) and
+    /// CTA_TUPLE_PROTO. (Built here rather than with the C module's helpers: importing that
+    /// module into this test target hides the socket constants from the target's other files.)
     func message(from src: String, to dst: String, seq: UInt32) -> [UInt8] {
-        func bytes(_ a: IPAddress) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) {
-            var t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
-                = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            withUnsafeMutableBytes(of: &t) { b in
-                for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: a.hi >> UInt64(56 - 8 * i)) }
-                for i in 0..<8 { b[8 + i] = UInt8(truncatingIfNeeded: a.lo >> UInt64(56 - 8 * i)) }
-            }
-            return t
+        func attr(_ type: UInt16, _ payload: [UInt8], nested: Bool = false) -> [UInt8] {
+            let len = UInt16(4 + payload.count)
+            let t: UInt16 = type | (nested ? 0x8000 : 0)
+            var a: [UInt8] = withUnsafeBytes(of: len) { Array($0) }  // netlink headers are in host order
+            a += withUnsafeBytes(of: t) { Array($0) }
+            a += payload
+            while a.count % 4 != 0 { a.append(0) }
+            return a
         }
-        var q = fm_ct_query()
-        q.proto = 6; q.sport = 40000; q.dport = 443
-        q.src = bytes(IPAddress(src)!)
-        q.dst = bytes(IPAddress(dst)!)
-        var buf = [UInt8](repeating: 0, count: Int(FM_CT_QUERY_MAX))
-        let n = fm_ct_put_query(&buf, &q, seq)
-        return Array(buf[..<Int(n)])
+        func bytes(_ a: IPAddress) -> [UInt8] {
+            var all: [UInt8] = []
+            for i in 0..<8 { all.append(UInt8(truncatingIfNeeded: a.hi >> UInt64(56 - 8 * i))) }
+            for i in 0..<8 { all.append(UInt8(truncatingIfNeeded: a.lo >> UInt64(56 - 8 * i))) }
+            return a.isV6 ? all : Array(all[12...])
+        }
+        let s = IPAddress(src)!, d = IPAddress(dst)!
+        // CTA_IP_V4_SRC/DST (1, 2) or CTA_IP_V6_SRC/DST (3, 4), in CTA_TUPLE_IP (1); CTA_PROTO_NUM
+        // in CTA_TUPLE_PROTO (2); both in CTA_TUPLE_ORIG (1).
+        let ip: [UInt8] = s.isV6 ? attr(3, bytes(s)) + attr(4, bytes(d)) : attr(1, bytes(s)) + attr(2, bytes(d))
+        let tupleIP: [UInt8] = attr(1, ip, nested: true)
+        let tupleProto: [UInt8] = attr(2, attr(1, [6]), nested: true)
+        let orig: [UInt8] = attr(1, tupleIP + tupleProto, nested: true)
+        let family: UInt8 = s.isV6 ? 10 : 2
+        let body: [UInt8] = [family, 0, 0, 0] + orig  // struct nfgenmsg
+        func host<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
+        var m: [UInt8] = host(UInt32(16 + body.count))
+        m += host(UInt16(1 << 8))    // ctnetlink, IPCTNL_MSG_CT_NEW
+        m += host(UInt16(0x600))     // NLM_F_CREATE | NLM_F_EXCL
+        m += host(seq)
+        m += host(UInt32(0))
+        return m + body
     }
 
     func testOnlyConnectionsFromLocalAddressesWake() throws {
