@@ -28,15 +28,18 @@ final class KeyTable<Value> {
     private static var minimumCapacity: Int { 16 }
 
     init(capacity requested: Int = 16) {
+        (capacity, mask, shift, ctrl, keys, vals) = KeyTable.storage(for: requested)
+    }
+
+    /// Empty storage of at least `n` slots (a power of two): capacity, mask, shift, and the
+    /// control bytes (all empty), keys and values.
+    private static func storage(for n: Int) -> (Int, Int, UInt64, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<Key>,
+                                                UnsafeMutablePointer<Value>) {
         var c = KeyTable.minimumCapacity
-        while c < requested { c <<= 1 }
-        capacity = c
-        mask = c - 1
-        shift = UInt64(64 - c.trailingZeroBitCount)
-        ctrl = .allocate(capacity: c)
+        while c < n { c <<= 1 }
+        let ctrl = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
         ctrl.initialize(repeating: KeyTable.empty, count: c)
-        keys = .allocate(capacity: c)
-        vals = .allocate(capacity: c)
+        return (c, c - 1, UInt64(64 - c.trailingZeroBitCount), ctrl, .allocate(capacity: c), .allocate(capacity: c))
     }
 
     deinit {
@@ -145,14 +148,6 @@ final class KeyTable<Value> {
         return remove(at: i)
     }
 
-    func removeAll() {
-        for i in 0..<capacity where ctrl[i] & 0x80 != 0 { (vals + i).deinitialize(count: 1) }
-        ctrl.initialize(repeating: KeyTable.empty, count: capacity)
-        count = 0
-        deleted = 0
-        if capacity > 1024 { resize(for: 0) }
-    }
-
     /// The occupied slots, in slot order (valid until the next insertion).
     var slots: [Int] {
         var out: [Int] = []
@@ -171,16 +166,8 @@ final class KeyTable<Value> {
 
     /// Rehashes into a table sized for `n` entries (at most half full), dropping the markers.
     private func resize(for n: Int) {
-        var c = KeyTable.minimumCapacity
-        while c < 2 * n { c <<= 1 }
         let oldCtrl = ctrl, oldKeys = keys, oldVals = vals, oldCapacity = capacity
-        capacity = c
-        mask = c - 1
-        shift = UInt64(64 - c.trailingZeroBitCount)
-        ctrl = .allocate(capacity: c)
-        ctrl.initialize(repeating: KeyTable.empty, count: c)
-        keys = .allocate(capacity: c)
-        vals = .allocate(capacity: c)
+        (capacity, mask, shift, ctrl, keys, vals) = KeyTable.storage(for: 2 * n)
         deleted = 0
         for j in 0..<oldCapacity where oldCtrl[j] & 0x80 != 0 {
             let k = oldKeys[j]
