@@ -409,7 +409,7 @@ final class ConntrackAgent: DiscoveryAgent {
         // tick at HZ=250): the kernel then serves them with a timer it fires anyway instead of
         // one of their own. About 4 % of the agent's CPU at 1,000 connections/s when it woke
         // every 25 ms (each wake-up in a virtual machine costs a timer to program and an
-        // interrupt). A connection from a local address is still read within a few ms.
+        // interrupt). A connection from a local address is still read at once (25 ms at most).
         _ = agentPrctl(29 /* PR_SET_TIMERSLACK */, UInt(ConntrackAgent.timerSlackNanoseconds))
         if !cmd.quiet || cmd.logFormat == .json {
             log("info", "discover: recording conntrack events into \(cmd.db) (host \(hostID), \(flows.activeCount) connections open)")
