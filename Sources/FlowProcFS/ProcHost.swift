@@ -226,6 +226,19 @@ public final class ProcHost {
     }
 
     /// Whether a socket listens on (TCP) or is bound to (UDP) `local`:`lport`.
+    /// A local server end at once: `attribute(..., server: true)` and `isListening`, with one
+    /// listener lookup for both (the agent asks both for every connection to a local server).
+    public func attributeServer(proto: SocketProtocol, local: IPAddress, lport: UInt16, remote: IPAddress,
+                                rport: UInt16) -> (process: ProcessAttribution?, listening: Bool) {
+        let inode = listenerInode(proto: proto, local: local, lport: lport)
+        if let inode, isLocal(local), let pid = owner(inode: inode), let info = process(pid) {
+            stats.lookups += 1
+            stats.attributed += 1
+            return (info, true)
+        }
+        return (attribute(proto: proto, local: local, lport: lport, remote: remote, rport: rport), inode != nil)
+    }
+
     public func isListening(proto: SocketProtocol, local: IPAddress, lport: UInt16) -> Bool {
         listenerInode(proto: proto, local: local, lport: lport) != nil
     }

@@ -212,10 +212,9 @@ class DiscoveryAgent {
         }
         if serverLocal {
             counters.localEnds += 1
-            s = host.attribute(proto: proto, local: server.0, lport: server.1, remote: serverPeer.0, rport: serverPeer.1,
-                               server: true)
+            (s, listening) = host.attributeServer(proto: proto, local: server.0, lport: server.1, remote: serverPeer.0,
+                                                  rport: serverPeer.1)
             count(s)
-            listening = host.isListening(proto: proto, local: server.0, lport: server.1)
         }
         if clientLocal || serverLocal {
             counters.localFlows += 1

@@ -176,6 +176,30 @@ final class ProcHostTests: XCTestCase {
         XCTAssert(h.isLocal(ip("10.0.0.2")) && !h.isLocal(ip("10.0.0.5")))
     }
 
+    /// A server end asked for at once (process and whether a socket listens) gives what the two
+    /// questions give apart.
+    func testAttributeServerIsAttributeAndIsListening() throws {
+        let ends: [(SocketProtocol, String, UInt16, String, UInt16)] = [
+            (.tcp, "10.0.0.2", 80, "10.0.0.77", 40001),     // nginx, listening
+            (.tcp, "10.0.0.2", 8443, "10.0.0.7", 60000),    // envoy
+            (.udp, "10.0.0.2", 33333, "10.0.0.1", 53),      // a UDP socket
+            (.tcp, "127.0.0.1", 6379, "127.0.0.1", 50000),  // redis on loopback
+            (.tcp, "::1", 8080, "::1", 50000),              // a listener whose process is gone
+            (.tcp, "10.0.0.2", 40001, "10.0.0.5", 5432),    // nothing there
+        ]
+        for (proto, local, lport, remote, rport) in ends {
+            let apart = host(), together = host()
+            let p = apart.attribute(proto: proto, local: ip(local), lport: lport, remote: ip(remote), rport: rport, server: true)
+            let l = apart.isListening(proto: proto, local: ip(local), lport: lport)
+            let both = together.attributeServer(proto: proto, local: ip(local), lport: lport, remote: ip(remote), rport: rport)
+            XCTAssert(both.process == p, "\(local):\(lport): \(String(describing: both.process)) != \(String(describing: p))")
+            XCTAssertEqual(both.listening, l, "\(local):\(lport)")
+            XCTAssertEqual(together.stats.lookups, apart.stats.lookups)
+            XCTAssertEqual(together.stats.attributed, apart.stats.attributed)
+        }
+        XCTAssertTrue(host().attributeServer(proto: .tcp, local: ip("10.0.0.2"), lport: 80, remote: ip("10.0.0.77"), rport: 40001).listening)
+    }
+
     func testPodUDPAndIPv6Listener() throws {
         let h = host()
         let dns = h.attribute(proto: .udp, local: ip("10.0.0.2"), lport: 33333, remote: ip("10.0.0.1"), rport: 53)
