@@ -402,6 +402,9 @@ final class ConntrackAgent: DiscoveryAgent {
         }
 
         try dump(dumper, reconcile: false)
+        if wakeSocket == nil {
+            log("warning", "conntrack: no wake-up socket for local clients' connections: events are read every \(Int(ConntrackAgent.minimumGather * 1000)) ms")
+        }
         listenForLocalClients()
         DiscoveryAgent.releaseStartupPages()
         // The event loop's timers (the gathers, poll's timeouts) may fire up to 4 ms late (one
