@@ -35,11 +35,11 @@ public final class ConntrackWakeSocket {
     public func wake(forSources addresses: Set<IPAddress>) -> Bool {
         if addresses == localSources { return true }
         let sorted = addresses.sorted()
-        let v4 = sorted.filter { !$0.isV6 }.map { UInt32(truncatingIfNeeded: $0.lo) }
-        var v6: [UInt8] = []
+        let v4 = sorted.filter { !$0.isV6 }.map(\.v4)
+        var v6: [UInt8] = []  // 16 bytes each, in network order
         for a in sorted where a.isV6 {
-            for shift in stride(from: 56, through: 0, by: -8) { v6.append(UInt8(truncatingIfNeeded: a.hi >> UInt64(shift))) }
-            for shift in stride(from: 56, through: 0, by: -8) { v6.append(UInt8(truncatingIfNeeded: a.lo >> UInt64(shift))) }
+            withUnsafeBytes(of: a.hi.bigEndian) { v6.append(contentsOf: $0) }
+            withUnsafeBytes(of: a.lo.bigEndian) { v6.append(contentsOf: $0) }
         }
         let rc = fm_ct_attach_local_source_filter(fd, v4, Int32(v4.count), v6, Int32(v6.count / 16))
         if rc == 0 {

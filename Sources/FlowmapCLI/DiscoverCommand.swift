@@ -357,6 +357,8 @@ final class ConntrackAgent: DiscoveryAgent {
     /// Hears the NEWs of connections from local addresses (nil when it could not be opened:
     /// events are then read every `minimumGather`).
     let wakeSocket: ConntrackWakeSocket?
+    /// Why it could not be opened.
+    let wakeSocketError: String?
 
     /// Opens conntrack before the store, so that a host without it (or a user without the
     /// right) gets its error and no store file.
@@ -371,7 +373,13 @@ final class ConntrackAgent: DiscoveryAgent {
             events = try ConntrackSocket(events: true, receiveBuffer: cmd.netlinkBuffer, onlyDecisiveTCPUpdates: !all)
             dumper = try ConntrackSocket(events: false)
         } catch { throw UserError(message: error.description) }
-        wakeSocket = try? ConntrackWakeSocket()
+        do throws(ConntrackError) {
+            wakeSocket = try ConntrackWakeSocket()
+            wakeSocketError = nil
+        } catch {
+            wakeSocket = nil
+            wakeSocketError = error.description
+        }
         flows = ConntrackFlows(hostID: cmd.hostID ?? DiscoveryAgent.hostName())
         try super.init(cmd)
     }
@@ -402,8 +410,8 @@ final class ConntrackAgent: DiscoveryAgent {
         }
 
         try dump(dumper, reconcile: false)
-        if wakeSocket == nil {
-            log("warning", "conntrack: no wake-up socket for local clients' connections: events are read every \(Int(ConntrackAgent.minimumGather * 1000)) ms")
+        if let why = wakeSocketError {
+            log("warning", "conntrack: no wake-up socket for local clients' connections (\(why)): events are read every \(Int(ConntrackAgent.minimumGather * 1000)) ms")
         }
         listenForLocalClients()
         DiscoveryAgent.releaseStartupPages()
